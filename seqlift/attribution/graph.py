@@ -1,0 +1,152 @@
+"""Graph capture: turn a model into a graph of ATen operations.
+
+Every model, whether given as an ``nn.Module`` or as a ``torch.export`` program
+(``.pt2``), is brought to one form: an FX graph of ATen operations
+(``torch.ops.aten.*``), in which ``nn.ReLU`` modules, a module used twice,
+``F.relu`` and ``x.relu()`` all appear as the same ``aten.relu`` node. The
+engine gives every node that depends on the input a rule from one table
+(:mod:`seqlift.attribution.rules`), so no nonlinearity can slip through as
+linear.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import torch
+from torch.export import Dim, ExportedProgram
+
+from ..errors import ModelError
+
+
+@dataclass
+class CapturedModel:
+    """An ATen graph ready for the attribution engine.
+
+    Attributes
+    ----------
+    module : torch.fx.GraphModule
+        The unlifted graph module (parameters as attributes).
+    input_length : int or None
+        Sequence length the program was captured with, None when dynamic.
+    """
+
+    module: torch.fx.GraphModule
+    input_length: int | None
+
+    @property
+    def input_node(self) -> torch.fx.Node:
+        """The placeholder of the sequence input (the only user input)."""
+        return next(n for n in self.module.graph.nodes if n.op == "placeholder")
+
+
+def capture(model, length: int | None = None, channels: int = 4) -> CapturedModel:
+    """Capture ``model`` as an ATen graph with a dynamic batch dimension.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or torch.export.ExportedProgram
+        An eager module is exported in eval mode with an example input of
+        shape ``(2, channels, length)``; a program is used as it is.
+    length : int, optional
+        Input length for exporting an eager module. Required for modules.
+    channels : int
+        Number of input channels (4 for one-hot DNA).
+
+    Returns
+    -------
+    CapturedModel
+    """
+    if isinstance(model, ExportedProgram):
+        program = model
+    elif isinstance(model, torch.nn.Module):
+        if length is None:
+            raise ModelError("an input length is needed to capture an nn.Module; pass --window")
+        model.eval()
+        example = torch.zeros(2, channels, length, dtype=_param_dtype(model), device=_param_device(model))
+        try:
+            program = torch.export.export(model, (example,), dynamic_shapes=({0: Dim.AUTO},))
+        except Exception as exc:  # torch raises many types here; all mean the same to the user
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(
+                f"could not capture {type(model).__name__} with torch.export for input (N, {channels}, {length}): "
+                f"{first}; check that the model accepts one tensor of that shape"
+            ) from exc
+    else:
+        raise ModelError(f"expected an nn.Module or a torch.export program, got {type(model).__name__}")
+    user_inputs = [s for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    if len(user_inputs) != 1:
+        raise ModelError(
+            f"the model takes {len(user_inputs)} tensor inputs; seqlift scores models with exactly one "
+            "input of shape (N, 4, L)"
+        )
+    val = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == user_inputs[0].arg.name).meta.get("val")
+    input_length = None
+    if val is not None and len(val.shape) == 3:
+        if isinstance(val.shape[0], int) and val.shape[0] != 0:
+            # A fixed batch size bakes shapes into reshape calls; the engine batches
+            # inputs with references, so it needs a dynamic batch dimension.
+            raise ModelError(
+                f"the exported program has a fixed batch size of {val.shape[0]}; re-export it with a dynamic batch: "
+                "torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},))"
+            )
+        input_length = val.shape[2] if isinstance(val.shape[2], int) else None
+    module = program.module()
+    _drop_guards(module)
+    return CapturedModel(module=module, input_length=input_length)
+
+
+def _drop_guards(module: torch.fx.GraphModule) -> None:
+    """Remove the shape-guard call that ``ExportedProgram.module()`` inserts.
+
+    The engine checks the input shape itself and feeds inputs and references in
+    one batch, so the guard (which would reject nothing useful) is not run.
+    """
+    graph = module.graph
+    for node in list(graph.nodes):
+        if node.op == "call_module" and node.target == "_guards_fn" and not node.users:
+            graph.erase_node(node)
+    module.recompile()
+
+
+def active_nodes(captured: CapturedModel) -> set[torch.fx.Node]:
+    """Nodes whose value depends on the sequence input.
+
+    Only these need a rule: everything else (parameters, shapes, constants)
+    is computed as it is.
+    """
+    active = {captured.input_node}
+    for node in captured.module.graph.nodes:
+        if node.op in ("call_function", "call_method", "call_module") and any(a in active for a in node.all_input_nodes):
+            active.add(node)
+    return active
+
+
+def op_name(target) -> str:
+    """Human-readable name of a graph node's target, e.g. ``aten.relu.default``."""
+    if isinstance(target, torch._ops.OpOverload):
+        return f"{target.namespace}.{target._opname}.{target._overloadname}"
+    if target is operator.getitem:
+        return "getitem"
+    return getattr(target, "__name__", str(target))
+
+
+def where(node: torch.fx.Node) -> str:
+    """The module path a graph node came from, for error messages."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack:
+        path, cls = list(stack.values())[-1]
+        cls_name = cls.__name__ if isinstance(cls, type) else str(cls).rsplit(".", 1)[-1]
+        return f"{path or 'model'} ({cls_name})"
+    return "model.forward"
+
+
+def _param_dtype(model: torch.nn.Module) -> torch.dtype:
+    p = next(iter(model.parameters()), None)
+    return p.dtype if p is not None else torch.float32
+
+
+def _param_device(model: torch.nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")

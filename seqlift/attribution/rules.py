@@ -1,0 +1,294 @@
+"""The rule table: how DeepLIFT treats each ATen operation.
+
+This module is the one place where operations get their attribution rule, so a
+rule cannot be present in one code path and missing in another. Every op that
+depends on the input falls in one of three kinds:
+
+``linear``
+    Affine in the input (convolution, dense, eval-mode batch norm, residual
+    add, reshapes, average pooling, eval-mode dropout, ...). The gradient is the
+    exact multiplier, so the op runs as it is.
+``elementwise``
+    A nonlinearity applied elementwise (ReLU, sigmoid, GELU, ...). Its backward
+    is replaced by the active rule's multiplier (Rescale: ``dy/dx``).
+``max``
+    Max pooling and max reductions. ``max(a, b) = (a + b)/2 + |a - b|/2``, so a
+    max over a window is computed as a tournament of pairwise maxima whose only
+    nonlinearity is ``abs`` under the active rule. Summation-to-delta then holds
+    exactly for any reference, also when the argmax of the input and of the
+    reference differ (where routing the gradient to the input's argmax, as
+    captum and shap do, does not). Where input and reference share the argmax
+    of every window, the result equals gradient routing.
+
+Ops outside the table have no rule and stop the run by name (or, with
+``allow_unsupported``, are treated as linear with a warning).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..errors import UnsupportedOpError
+
+aten = torch.ops.aten
+
+
+@dataclass(frozen=True)
+class OpRule:
+    """How one ATen op is attributed.
+
+    Attributes
+    ----------
+    kind : str
+        ``linear``, ``elementwise`` or ``max``.
+    check : callable, optional
+        ``check(node, active) -> str | None``: a reason why this particular call
+        has no rule (e.g. a product of two activations), checked before running.
+    apply : callable, optional
+        ``apply(nonlinear, op, args, kwargs) -> value`` for ``max`` ops, where
+        ``nonlinear(fn, a)`` applies an elementwise nonlinearity under the rule.
+    """
+
+    kind: str
+    check: Callable | None = None
+    apply: Callable | None = None
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _n_active(node, active, positions=None) -> int:
+    args = node.args if positions is None else [node.args[i] for i in positions if i < len(node.args)]
+    return sum(1 for a in args if isinstance(a, torch.fx.Node) and a in active)
+
+
+def _one_active_operand(node, active):
+    if _n_active(node, active) > 1:
+        return "it multiplies two values that both depend on the input (a gating product)"
+    return None
+
+
+def _active_numerator_only(node, active):
+    if _n_active(node, active, positions=range(1, len(node.args))) > 0:
+        return "it divides by a value that depends on the input"
+    return None
+
+
+def _eval_mode_arg(index, what):
+    def check(node, active):
+        training = node.args[index] if len(node.args) > index else node.kwargs.get("training", node.kwargs.get("train"))
+        if training:
+            return f"{what} runs in training mode; call model.eval() before exporting"
+        return None
+
+    return check
+
+
+def _keeps_batch(dims_index):
+    """Reductions that include dim 0 mix examples (and references) together."""
+
+    def check(node, active):
+        dims = node.args[dims_index] if len(node.args) > dims_index else node.kwargs.get("dim")
+        if dims is None:
+            return "it reduces over the batch dimension"
+        dims = [dims] if isinstance(dims, int) else list(dims)
+        ndim = len(node.args[0].meta["val"].shape) if "val" in node.args[0].meta else None
+        if any(d == 0 or (ndim is not None and d == -ndim) for d in dims):
+            return "it reduces over the batch dimension"
+        return None
+
+    return check
+
+
+# ---------------------------------------------------------------- max as a tournament of pairwise maxima
+
+
+def _pairwise_max(nonlinear, a, b):
+    return (a + b) * 0.5 + nonlinear(torch.abs, a - b) * 0.5
+
+
+def tournament_max(nonlinear, w: torch.Tensor) -> torch.Tensor:
+    """Max over the last dimension of ``w`` as a tree of pairwise maxima.
+
+    Parameters
+    ----------
+    nonlinear : callable
+        ``nonlinear(fn, a)``: applies elementwise ``fn`` under the active rule.
+    w : torch.Tensor, shape=(..., k)
+
+    Returns
+    -------
+    torch.Tensor, shape=(...)
+    """
+    while w.shape[-1] > 1:
+        k = w.shape[-1]
+        half = k // 2
+        paired = _pairwise_max(nonlinear, w[..., 0 : 2 * half : 2], w[..., 1 : 2 * half : 2])
+        w = torch.cat([paired, w[..., 2 * half :]], dim=-1) if k % 2 else paired
+    return w[..., 0]
+
+
+def _window_index(length, kernel, stride, padding, dilation, ceil_mode, device):
+    """Indices (L_out, kernel) of each pooling window, padding replicated from the edge."""
+    span = dilation * (kernel - 1) + 1
+    num = length + 2 * padding - span
+    out = (math.ceil(num / stride) if ceil_mode else num // stride) + 1
+    if ceil_mode and (out - 1) * stride >= length + padding:
+        out -= 1
+    idx = torch.arange(out, device=device)[:, None] * stride - padding + torch.arange(kernel, device=device)[None, :] * dilation
+    # A replicated edge element lies inside its window whenever dilation is 1
+    # (PyTorch keeps padding <= kernel/2 and windows start inside the input).
+    return idx.clamp(0, length - 1), out
+
+
+def _as_list(v, n):
+    if isinstance(v, int):
+        return [v] * n
+    v = list(v)
+    return v * n if len(v) == 1 else v
+
+
+def _max_pool(nd):
+    def apply(nonlinear, op, args, kwargs):
+        names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode")
+        params = dict(zip(names, args))
+        params.update(kwargs)
+        x = params["input"]
+        kernel = _as_list(params["kernel_size"], nd)
+        stride = _as_list(params.get("stride") or kernel, nd)
+        padding = _as_list(params.get("padding", 0), nd)
+        dilation = _as_list(params.get("dilation", 1), nd)
+        ceil_mode = bool(params.get("ceil_mode", False))
+        w = x
+        for i in range(nd):
+            dim = x.dim() - nd + i
+            idx, out = _window_index(x.shape[dim], kernel[i], stride[i], padding[i], dilation[i], ceil_mode, x.device)
+            # gather windows of spatial dim `dim`: (..., L_out, k) stacked at the end
+            w = w.index_select(dim, idx.reshape(-1))
+            shape = list(w.shape)
+            shape[dim : dim + 1] = [out, kernel[i]]
+            w = w.reshape(shape).movedim(dim + 1, -1)
+        w = w.flatten(-nd) if nd > 1 else w
+        values = tournament_max(nonlinear, w)
+        if op._opname.endswith("with_indices"):
+            with torch.no_grad():
+                _, indices = op(*args, **kwargs)
+            return values, indices
+        return values
+
+    return apply
+
+
+def _check_max_pool(node, active):
+    args = list(node.args) + [None] * 6
+    nd = 2 if "2d" in node.target._opname else 1
+    padding = _as_list(args[3] if args[3] is not None else node.kwargs.get("padding", 0), nd)
+    dilation = _as_list(args[4] if args[4] is not None else node.kwargs.get("dilation", 1), nd)
+    if any(p > 0 for p in padding) and any(d > 1 for d in dilation):
+        return "dilated max pooling with padding is not supported"
+    return None
+
+
+def _amax(nonlinear, op, args, kwargs):
+    x = args[0]
+    dims = args[1] if len(args) > 1 else kwargs.get("dim", ())
+    keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+    dims = sorted(d % x.dim() for d in ([dims] if isinstance(dims, int) else dims))
+    w = x.movedim(dims, list(range(x.dim() - len(dims), x.dim()))).flatten(-len(dims))
+    values = tournament_max(nonlinear, w)
+    if keepdim:
+        for d in dims:
+            values = values.unsqueeze(d)
+    return values
+
+
+def _max_dim(nonlinear, op, args, kwargs):
+    values = _amax(nonlinear, op, args, kwargs)
+    with torch.no_grad():
+        _, indices = op(*args, **kwargs)
+    return values, indices
+
+
+# ---------------------------------------------------------------- the table
+
+_LINEAR = [
+    # dense and convolution layers
+    aten.conv1d, aten.conv2d, aten.convolution, aten._convolution, aten.conv_transpose1d, aten.linear,
+    aten.addmm, aten.t,
+    # sums, means, average pooling
+    aten.add, aten.sub, aten.neg, aten.rsub,
+    aten.avg_pool1d, aten.avg_pool2d, aten.adaptive_avg_pool1d, aten.adaptive_avg_pool2d,
+    aten._adaptive_avg_pool2d,
+    # shape and layout
+    aten.view, aten.reshape, aten._unsafe_view, aten.flatten, aten.unflatten, aten.squeeze, aten.unsqueeze,
+    aten.permute, aten.transpose, aten.expand, aten.contiguous, aten.clone, aten.alias, aten.detach,
+    aten.slice, aten.select, aten.narrow, aten.index_select, aten.split, aten.split_with_sizes, aten.chunk,
+    aten.unbind, aten.cat, aten.stack, aten.flip, aten.roll, aten.repeat, aten.movedim,
+    aten.constant_pad_nd, aten.pad, aten._to_copy, aten.to, aten.type_as, aten.lift_fresh_copy,
+    aten.upsample_nearest1d,
+]
+
+_ELEMENTWISE = [
+    aten.relu, aten.leaky_relu, aten.elu, aten.selu, aten.celu, aten.gelu, aten.silu, aten.mish,
+    aten.softplus, aten.sigmoid, aten.tanh, aten.exp, aten.hardtanh, aten.relu6, aten.hardsigmoid,
+    aten.hardswish, aten.log_sigmoid, aten.abs, aten.clamp, aten.square,
+]
+
+RULES: dict = {}
+for _op in _LINEAR:
+    RULES[_op] = OpRule("linear")
+for _op in _ELEMENTWISE:
+    RULES[_op] = OpRule("elementwise")
+RULES.update({
+    aten.mul: OpRule("linear", check=_one_active_operand),
+    aten.mm: OpRule("linear", check=_one_active_operand),
+    aten.bmm: OpRule("linear", check=_one_active_operand),
+    aten.matmul: OpRule("linear", check=_one_active_operand),
+    aten.div: OpRule("linear", check=_active_numerator_only),
+    aten.sum: OpRule("linear", check=_keeps_batch(1)),
+    aten.mean: OpRule("linear", check=_keeps_batch(1)),
+    aten.batch_norm: OpRule("linear", check=_eval_mode_arg(5, "batch norm")),
+    aten._native_batch_norm_legit_no_training: OpRule("linear"),
+    aten.dropout: OpRule("linear", check=_eval_mode_arg(2, "dropout")),
+    aten.feature_dropout: OpRule("linear", check=_eval_mode_arg(2, "dropout")),
+    aten.max_pool1d: OpRule("max", check=_check_max_pool, apply=_max_pool(1)),
+    aten.max_pool2d: OpRule("max", check=_check_max_pool, apply=_max_pool(2)),
+    aten.max_pool1d_with_indices: OpRule("max", check=_check_max_pool, apply=_max_pool(1)),
+    aten.max_pool2d_with_indices: OpRule("max", check=_check_max_pool, apply=_max_pool(2)),
+    aten.amax: OpRule("max", check=_keeps_batch(1), apply=_amax),
+    aten.max: OpRule("max", check=_keeps_batch(1), apply=_max_dim),
+})
+
+#: Python-level callables that appear in exported graphs (tuple access, shape arithmetic).
+PASSTHROUGH = {operator.getitem}
+
+
+def lookup(node: torch.fx.Node, active: set) -> OpRule:
+    """The rule for ``node``, or :class:`UnsupportedOpError` explaining why there is none.
+
+    Parameters
+    ----------
+    node : torch.fx.Node
+        A ``call_function`` node that depends on the input.
+    active : set of torch.fx.Node
+        Nodes that depend on the input.
+    """
+    from .graph import op_name, where
+
+    target = node.target
+    if target in PASSTHROUGH:
+        return OpRule("linear")
+    packet = target.overloadpacket if isinstance(target, torch._ops.OpOverload) else None
+    rule = RULES.get(packet)
+    if rule is None:
+        raise UnsupportedOpError(f"{op_name(target)} in {where(node)} has no DeepLIFT rule")
+    if rule.check is not None:
+        reason = rule.check(node, active)
+        if reason:
+            raise UnsupportedOpError(f"{op_name(target)} in {where(node)} has no DeepLIFT rule: {reason}")
+    return rule

@@ -1,0 +1,148 @@
+"""The ``seqlift`` command line: a thin layer over the Python API.
+
+Defaults for any subcommand can come from ``--config file.yaml``, a mapping of
+subcommand name to option values (``score: {fasta: genome.fa, n_refs: 20}``);
+relative paths in it are taken relative to the config file's folder. Options
+given on the command line win. User errors print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import warnings
+from pathlib import Path
+
+import click
+import yaml
+
+from . import __version__
+from .errors import SeqliftError
+
+#: Config keys holding paths, resolved relative to the config file.
+_PATH_KEYS = {"fasta", "model", "weights", "regions", "output", "npz_prefix"}
+
+
+def _load_config(ctx: click.Context, param, value):
+    if value is None:
+        return None
+    try:
+        data = yaml.safe_load(Path(value).read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise click.BadParameter(f"{value}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{value} must hold a mapping of subcommand to options")
+    base = Path(value).resolve().parent
+    name = ctx.info_name
+    section = data.get(name, {}) if name in data else data
+    if not isinstance(section, dict):
+        raise click.BadParameter(f"{value}: section {name!r} must be a mapping of option to value")
+    known = {p.name for p in ctx.command.params}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise click.BadParameter(f"{value}: unknown option(s) for '{name}': {', '.join(unknown)}")
+    defaults = {k: _resolve(base, k, v) for k, v in section.items()}
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+def _resolve(base: Path, key: str, value):
+    if key not in _PATH_KEYS or not isinstance(value, str):
+        return value
+    file, sep, cls = value.partition(":")
+    if (sep and not file.endswith(".py")) or Path(file).is_absolute():
+        return value  # package.module:ClassName, or already absolute
+    return str(base / file) + sep + cls
+
+
+config_option = click.option(
+    "--config", type=click.Path(exists=True, dir_okay=False), callback=_load_config, is_eager=True,
+    expose_value=False, help="YAML file of defaults for this command's options.",
+)
+
+
+class _Mapping(click.ParamType):
+    """A mapping given as YAML/JSON text on the command line, or as a mapping in --config."""
+
+    name = "mapping"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dict):
+            return value
+        try:
+            data = yaml.safe_load(value)
+        except yaml.YAMLError:
+            data = None
+        if not isinstance(data, dict):
+            self.fail(f"{value!r} is not a mapping such as '{{n_filters: 32}}'", param, ctx)
+        return data
+
+
+class _Group(click.Group):
+    """Turns user errors and warnings into one line each on stderr."""
+
+    def invoke(self, ctx):
+        def show(message, category, filename, lineno, file=None, line=None):
+            click.echo(f"seqlift: warning: {message}", err=True)
+
+        warnings.showwarning = show
+        try:
+            return super().invoke(ctx)
+        except SeqliftError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            raise click.ClickException(
+                "interrupted; finished batches are kept in the .partial file: rerun the same command with --resume"
+            ) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="seqlift")
+def main():
+    """seqlift: which bases made the model say that? DeepLIFT scores for DNA models."""
+
+
+@main.command()
+@click.argument("regions", type=click.Path(dir_okay=False))
+@click.option("--fasta", "-f", required=True, type=click.Path(dir_okay=False), help="Genome FASTA (indexed if needed).")
+@click.option("--model", "-m", required=True, help="model.pt2, or file.py:ClassName / package.module:ClassName with --weights.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="State dict of a class model (.safetensors or torch.save'd dict).")
+@click.option("--model-kwargs", type=_Mapping(), default=None, help="Constructor arguments of a class model, e.g. '{n_filters: 32}'.")
+@click.option("--target", "-t", type=int, default=0, show_default=True, help="Output column to explain.")
+@click.option("--output-index", type=int, default=None, help="Which output of a model that returns a tuple.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="HDF5 file to write.")
+@click.option("--window", type=int, default=None, help="Window length; must match the model's input length.")
+@click.option("--reference", type=click.Choice(["shuffle", "zeros", "uniform"]), default="shuffle", show_default=True,
+              help="Reference sequences: k-mer preserving shuffles, all-zero, or 0.25 per base.")
+@click.option("--n-refs", type=int, default=20, show_default=True, help="References per region (shuffle).")
+@click.option("--shuffle-k", type=int, default=2, show_default=True, help="k-mer order preserved by shuffles (2 = dinucleotide).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffles.")
+@click.option("--batch-size", "-b", type=int, default=32, show_default=True, help="Regions per model call.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--skip-invalid", is_flag=True, help="Skip regions that cannot be scored; list them in OUTPUT.skipped.bed.")
+@click.option("--allow-unsupported", is_flag=True, help="Treat ops without a DeepLIFT rule as linear, with a warning.")
+@click.option("--strict", is_flag=True, help="Fail if a region's summation-to-delta error exceeds --tolerance.")
+@click.option("--tolerance", type=float, default=1e-3, show_default=True, help="Relative summation-to-delta tolerance.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from OUTPUT.partial.")
+@click.option("--npz-prefix", default=None, help="Also write PREFIX.ohe.npz and PREFIX.shap.npz for modisco-lite.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@config_option
+def score(regions, quiet, **options):
+    """DeepLIFT contribution scores for every region of a BED file.
+
+    REGIONS is a BED file (BED3+, BED6 strand, narrowPeak summit); windows of
+    the model's input length are centred on the summit, else the midpoint.
+    """
+    from .pipeline import score as run
+
+    command = "seqlift " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    path = run(regions, progress=not quiet, command=command, **options)
+    if not quiet:
+        click.echo(f"wrote {path}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

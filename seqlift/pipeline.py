@@ -1,0 +1,231 @@
+"""``seqlift.score``: regions in a FASTA to an HDF5 file of DeepLIFT scores.
+
+The Python function behind ``seqlift score``; every option of the command is a
+keyword argument here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from .attribution import prepare
+from .errors import ConvergenceError, RegionError, SeqliftError
+from .genome import Genome, fetch_one_hot
+from .models import load_model, resolve_length, sha256_file
+from .references import REFERENCES, identical_to_input, region_seed
+from .regions import read_regions, to_windows, write_skipped
+from .writers import ScoreWriter, partial_path, write_npz
+
+#: References that are the same for every draw: one is enough.
+_FIXED_REFERENCES = {"zeros", "uniform"}
+
+
+class SeqliftWarning(UserWarning):
+    """A result the user should look at (summation-to-delta, low-complexity windows)."""
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SeqliftError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    return torch.device(device)
+
+
+def score(
+    regions,
+    fasta,
+    model,
+    output,
+    *,
+    weights=None,
+    model_kwargs=None,
+    target: int = 0,
+    output_index: int | None = None,
+    window: int | None = None,
+    reference: str = "shuffle",
+    n_refs: int = 20,
+    shuffle_k: int = 2,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str = "auto",
+    skip_invalid: bool = False,
+    allow_unsupported: bool = False,
+    strict: bool = False,
+    tolerance: float = 1e-3,
+    force: bool = False,
+    resume: bool = False,
+    npz_prefix=None,
+    progress: bool = True,
+    command: str | None = None,
+) -> Path:
+    """Score every region of a BED file with DeepLIFT (Rescale) and write HDF5.
+
+    Parameters
+    ----------
+    regions : str or Path
+        BED file (BED3+, BED6 strand, narrowPeak summit). Coordinates 0-based half-open.
+    fasta : str or Path
+        Genome FASTA (indexed on first use).
+    model : str
+        ``model.pt2`` or ``file.py:ClassName`` / ``package.module:ClassName`` (with ``weights``).
+    output : str or Path
+        HDF5 file to write; see :mod:`seqlift.writers` for the layout.
+    weights, model_kwargs
+        State dict and constructor arguments of a class model.
+    target : int
+        Output column to explain. ``output_index`` picks one output of a tuple.
+    window : int, optional
+        Window length; must equal the model's input length when that is known.
+    reference : str
+        ``shuffle`` (k-mer preserving, ``n_refs`` per region, order ``shuffle_k``),
+        ``zeros`` or ``uniform``.
+    seed : int
+        Seed of the shuffles; each region's references depend only on the seed
+        and its coordinates, not on batch size or sharding.
+    batch_size : int
+        Regions per model call (each with its ``n_refs`` references).
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+    skip_invalid : bool
+        Skip regions with an unknown chromosome or a window off the chromosome
+        end, listing them in ``<output>.skipped.bed``, instead of failing.
+    allow_unsupported : bool
+        Treat ops with no DeepLIFT rule as linear, with a warning.
+    strict : bool
+        Fail when a region's summation-to-delta error exceeds ``tolerance``.
+    tolerance : float
+        Relative summation-to-delta error above which a region is reported.
+    force, resume : bool
+        Overwrite an existing output; continue an interrupted run.
+    npz_prefix : str, optional
+        Also write ``<prefix>.ohe.npz`` and ``<prefix>.shap.npz`` for modisco-lite.
+    progress : bool
+        Show a progress bar on stderr.
+    command : str, optional
+        The command line, stored with the results.
+
+    Returns
+    -------
+    Path
+        The finished output.
+    """
+    if reference not in REFERENCES:
+        raise SeqliftError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
+    if n_refs < 1 or batch_size < 1:
+        raise SeqliftError("--n-refs and --batch-size must be at least 1")
+    output = Path(output)
+    dev = resolve_device(device)
+    loaded = load_model(model, weights, model_kwargs)
+    length = resolve_length(loaded, window)
+    engine = prepare(loaded.model, length, allow_unsupported=allow_unsupported, device=dev)
+    with Genome(fasta) as genome:
+        windows, skipped = to_windows(read_regions(regions), length, genome.chrom_sizes(), skip_invalid=skip_invalid)
+        if not windows:
+            raise RegionError(f"no region of {regions} can be scored ({len(skipped)} skipped); see the reasons with --skip-invalid")
+        n = 1 if reference in _FIXED_REFERENCES else n_refs
+        make_refs = REFERENCES[reference]
+        ref_opts = {"k": shuffle_k} if reference == "shuffle" else {}
+        attrs = {
+            "seqlift_version": __version__,
+            "model": str(model),
+            "model_sha256": loaded.sha256,
+            "model_kwargs": repr(loaded.kwargs),
+            "method": "deeplift",
+            "rule": engine.rule,
+            "reference": reference,
+            "n_refs": n,
+            "shuffle_k": shuffle_k if reference == "shuffle" else 0,
+            "seed": seed,
+            "target": target,
+            "output_index": -1 if output_index is None else output_index,
+            "batch_size": batch_size,
+            "regions": str(regions),
+            "regions_sha256": sha256_file(regions),
+            "fasta": str(fasta),
+            "fasta_index_sha256": sha256_file(str(genome.path) + ".fai"),
+            "n_regions": len(windows),
+            "n_skipped": len(skipped),
+            "input_length": length,
+            "tolerance": tolerance,
+            "device": str(dev),
+            "torch_version": torch.__version__,
+            "command": command or " ".join(sys.argv),
+        }
+        writer = ScoreWriter(output, windows, length, attrs, force=force, resume=resume)
+        try:
+            bad, low = _score_rows(
+                engine, genome, windows, writer, batch_size, make_refs, n, seed, ref_opts,
+                target, output_index, tolerance, strict, progress,
+            )
+            if skipped:
+                write_skipped(str(output) + ".skipped.bed", skipped)
+            meta = writer.h5["meta"]
+            path = writer.finish({
+                "n_delta_violations": int((meta["delta_rel_error"][:] > tolerance).sum()),
+                "n_low_complexity": int(meta["low_complexity"][:].sum()),
+            })
+        except SeqliftError:
+            writer.close()
+            partial_path(output).unlink(missing_ok=True)
+            raise
+        finally:
+            writer.close()
+    _report(bad, f"summation-to-delta error above tolerance {tolerance:g} (relative)", "--strict makes this an error")
+    _report(low, "references all equal the input (low-complexity window; scores are 0)", "consider --reference uniform for these")
+    if npz_prefix:
+        write_npz(npz_prefix, path)
+    return path
+
+
+def _score_rows(engine, genome, windows, writer, batch_size, make_refs, n, seed, ref_opts,
+                target, output_index, tolerance, strict, progress):
+    bad, low = [], []
+    start = writer.rows_done
+    with tqdm(total=len(windows), initial=start, unit="region", disable=not progress, file=sys.stderr,
+              desc="scoring", dynamic_ncols=True) as bar:
+        for i in range(start, len(windows), batch_size):
+            batch = windows[i : i + batch_size]
+            X = fetch_one_hot(genome, batch)
+            seeds = np.array([region_seed(seed, w.chrom, w.start, w.end, w.strand) for w in batch], dtype=np.uint64)
+            refs = make_refs(X, n, seeds, **ref_opts)
+            same = identical_to_input(X, refs)
+            a = engine.run(X.astype(np.float32), refs, target, output_index)
+            hyp = a.hypothetical.astype(np.float32)
+            over = a.relative_error > tolerance
+            names = [f"{w.name} ({w.chrom}:{w.start}-{w.end})" for w in batch]
+            bad += [names[j] for j in np.flatnonzero(over)]
+            low += [names[j] for j in np.flatnonzero(same)]
+            if strict and over.any():
+                j = int(np.flatnonzero(over)[0])
+                raise ConvergenceError(
+                    f"summation-to-delta fails for {names[j]}: relative error {a.relative_error[j]:.3g} > "
+                    f"--tolerance {tolerance:g}; check the model's ops or raise --tolerance"
+                )
+            writer.write(i, {
+                "raw/seq": X,
+                "shap/seq": hyp,
+                "projected_shap/seq": hyp * X,
+                "meta/prediction": a.predictions,
+                "meta/reference_prediction": a.reference_predictions.mean(axis=1),
+                "meta/delta_error": a.delta_error,
+                "meta/delta_rel_error": a.relative_error,
+                "meta/low_complexity": same,
+            })
+            bar.update(len(batch))
+    return bad, low
+
+
+def _report(names, what, hint):
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        warnings.warn(f"{len(names)} region(s): {what}: {shown}; {hint}", SeqliftWarning, stacklevel=3)

@@ -1,0 +1,370 @@
+"""Reference sequences for DeepLIFT: k-mer-preserving shuffles and fixed backgrounds.
+
+Every strategy has the signature ``f(X, n, seeds) -> refs``, with ``X`` of shape
+(N, 4, L) and ``refs`` float32 of shape (N, n, 4, L), so a strategy is passed
+around as a callable and looked up by name in :data:`REFERENCES`. Row i of the
+result depends only on ``X[i]``, ``seeds[i]`` and the options, never on the other
+rows, so the references do not change with the batch size or the sharding.
+
+One-hot channel order is A, C, G, T; an all-zero column is N and stays all-zero
+in every reference.
+"""
+
+import hashlib
+
+import numpy as np
+from numba import njit
+
+from seqlift.errors import ReferencesError
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S27, _S30, _S31, _S32 = np.uint64(27), np.uint64(30), np.uint64(31), np.uint64(32)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_TWO32 = np.uint64(1 << 32)
+_MAX_K = 32  # a (k-1)-mer is packed into one int64, two bits a letter
+
+
+@njit(cache=True)
+def _mix(z):
+    """The splitmix64 output function of the uint64 ``z``."""
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True)
+def _below(state, bound):
+    """Advance the splitmix64 ``state`` and draw an integer uniformly in [0, bound).
+
+    Lemire's multiply-and-reject on 32 random bits, so the draw is exactly
+    uniform for any ``bound`` below 2**32. Returns ``(state, value)``.
+    """
+    b = np.uint64(bound)
+    while True:
+        state = state + _GOLDEN
+        product = (_mix(state) >> _S32) * b
+        low = product & _LOW32
+        if low >= b or low >= (_TWO32 - b) % b:
+            return state, np.int64(product >> _S32)
+
+
+@njit(cache=True)
+def _de_bruijn(letters, k):
+    """The de Bruijn multigraph of the (k-1)-mers of one sequence, k >= 2.
+
+    Parameters
+    ----------
+    letters : np.ndarray, shape=(m,), uint8
+        The sequence as letters 0-3, m >= k.
+    k : int
+        Length of the k-mers (the edges).
+
+    Returns
+    -------
+    vid : np.ndarray, shape=(m - k + 2,)
+        Compact id of the (k-1)-mer starting at each letter; edge t goes from
+        vertex ``vid[t]`` to ``vid[t + 1]`` and adds letter ``t + k - 1``.
+    eptr, elist : np.ndarray, shape=(V + 1,) and (m - k + 1,)
+        The out-edges of vertex v are ``elist[eptr[v]:eptr[v + 1]]``.
+    """
+    n_edges = len(letters) - k + 1
+    order = np.arange(n_edges + 1)
+    spare = np.empty_like(order)
+    for q in range(k - 2, -1, -1):  # LSD radix sort of the (k-1)-mers
+        start = np.zeros(5, np.int64)
+        for t in order:
+            start[letters[t + q] + 1] += 1
+        start = np.cumsum(start)
+        for t in order:
+            spare[start[letters[t + q]]] = t
+            start[letters[t + q]] += 1
+        order, spare = spare, order
+    code = np.zeros(n_edges + 1, np.int64)  # the (k-1)-mers, two bits a letter
+    for q in range(k - 1):
+        code[0] = code[0] * 4 + letters[q]
+    for t in range(n_edges):
+        code[t + 1] = (code[t] * 4 + letters[t + k - 1]) & ((1 << 2 * (k - 1)) - 1)
+    vid = np.empty(n_edges + 1, np.int64)
+    vertex = 0
+    for r in range(n_edges + 1):
+        if r > 0 and code[order[r]] != code[order[r - 1]]:
+            vertex += 1
+        vid[order[r]] = vertex
+    eptr = np.zeros(vertex + 2, np.int64)
+    for t in range(n_edges):
+        eptr[vid[t] + 1] += 1
+    eptr = np.cumsum(eptr)
+    fill = eptr[:-1].copy()
+    elist = np.empty(n_edges, np.int64)
+    for t in range(n_edges):
+        elist[fill[vid[t]]] = t
+        fill[vid[t]] += 1
+    return vid, eptr, elist
+
+
+@njit(cache=True)
+def _euler_shuffle(letters, k, vid, eptr, elist, state, buf):
+    """Write into ``buf`` a uniformly random sequence with the k-mer counts and first (k-1)-mer of ``letters``.
+
+    A uniformly random Eulerian path of the graph from :func:`_de_bruijn`,
+    from the first to the last (k-1)-mer: a uniformly random arborescence of
+    last exit edges rooted at the last vertex (Wilson's loop-erased random
+    walks, each step taking an out-edge uniformly), a uniformly random order of
+    every vertex's other out-edges, then the walk. ``state`` seeds the
+    splitmix64 stream.
+    """
+    n_edges = len(elist)
+    n_vertices = len(eptr) - 1
+    root = vid[n_edges]
+    order = elist.copy()
+    last = np.empty(n_vertices, np.int64)
+    in_tree = np.zeros(n_vertices, np.bool_)
+    in_tree[root] = True
+    for u in range(n_vertices):
+        v = u
+        while not in_tree[v]:
+            state, r = _below(state, eptr[v + 1] - eptr[v])
+            last[v] = eptr[v] + r
+            v = vid[order[last[v]] + 1]
+        v = u
+        while not in_tree[v]:
+            in_tree[v] = True
+            v = vid[order[last[v]] + 1]
+    for v in range(n_vertices):
+        lo, hi = eptr[v], eptr[v + 1]
+        if v != root:
+            hi -= 1
+            order[last[v]], order[hi] = order[hi], order[last[v]]
+        for a in range(hi - 1, lo, -1):
+            state, r = _below(state, a - lo + 1)
+            order[a], order[lo + r] = order[lo + r], order[a]
+    cursor = eptr[:-1].copy()
+    buf[: k - 1] = letters[: k - 1]
+    v = vid[0]
+    for t in range(n_edges):
+        e = order[cursor[v]]
+        cursor[v] += 1
+        buf[k - 1 + t] = letters[e + k - 1]
+        v = vid[e + 1]
+
+
+@njit(cache=True)
+def _shuffle(hot, k, n, seeds, out):
+    """Write ``n`` k-mer-preserving shuffles of each row of ``hot`` into ``out``.
+
+    ``hot`` (N, 4, L) bool marks the ones of a valid one-hot batch; ``out``
+    (N, n, 4, L) must be all zeros, only its ones are written. Shuffle j of
+    row i uses a splitmix64 stream seeded by ``(seeds[i], j)`` alone.
+    """
+    for i in range(hot.shape[0]):
+        letters = np.empty(hot.shape[2], np.uint8)
+        pos = np.empty(hot.shape[2], np.int64)
+        m = 0
+        for p in range(hot.shape[2]):
+            for c in range(4):
+                if hot[i, c, p]:
+                    letters[m], pos[m] = c, p
+                    m += 1
+        letters = letters[:m]
+        shuffleable = m >= 2 and m >= k
+        if shuffleable and k > 1:
+            vid, eptr, elist = _de_bruijn(letters, k)
+        buf = letters.copy()
+        for j in range(n):
+            state = _mix(_mix(seeds[i]) + np.uint64(j))
+            if shuffleable and k == 1:
+                buf[:] = letters
+                for a in range(m - 1, 0, -1):
+                    state, r = _below(state, a + 1)
+                    buf[a], buf[r] = buf[r], buf[a]
+            elif shuffleable:
+                _euler_shuffle(letters, k, vid, eptr, elist, state, buf)
+            for t in range(m):
+                out[i, j, buf[t], pos[t]] = 1.0
+
+
+def _onehot_mask(X):
+    """Check that ``X`` is a one-hot batch and return its non-zero entries.
+
+    Parameters
+    ----------
+    X : array_like, shape=(N, 4, L)
+        One-hot sequences (A, C, G, T); an all-zero column is N.
+
+    Returns
+    -------
+    hot : np.ndarray, shape=(N, 4, L), bool
+    """
+    X = np.asarray(X)
+    if X.ndim != 3 or X.shape[1] != 4:
+        raise ReferencesError(
+            f"X has shape {X.shape}, not (N, 4, L); pass one-hot sequences with channels A, C, G, T on axis 1."
+        )
+    hot = X != 0
+    bad = (hot & (X != 1)).any(axis=1) | (hot.sum(axis=1) > 1)
+    if bad.any():
+        i, p = np.argwhere(bad)[0]
+        raise ReferencesError(
+            f"X[{i}, :, {p}] = {X[i, :, p].tolist()} is not one-hot; encode each position as a single 1 "
+            "in channel A, C, G or T, or as all zeros for N."
+        )
+    return hot
+
+
+def _check_count(name, meaning, value, lowest, highest=None):
+    """Raise unless ``value`` is an integer in [lowest, highest]."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not ok or value < lowest or (highest is not None and value > highest):
+        limits = f"an integer >= {lowest}" if highest is None else f"an integer from {lowest} to {highest}"
+        raise ReferencesError(f"{name}={value!r} is not a valid {meaning}; pass {limits}.")
+
+
+def dinucleotide_shuffle(X, n=20, seeds=None, k=2):
+    """Uniformly random k-mer-preserving shuffles of each sequence, N-safe.
+
+    Each shuffle is drawn uniformly from all sequences with the same k-mer
+    counts and the same first k-1 letters (hence the same last k-1 letters), by
+    the Altschul-Erickson Eulerian-path method on the de Bruijn graph of
+    (k-1)-mers; k=1 is a uniformly random permutation. N columns (all zeros)
+    stay where they are: the non-N letters, read in order as one sequence, are
+    shuffled and written back into the non-N columns. A row with fewer than
+    max(k, 2) non-N letters is returned unchanged, as is a row whose letters
+    admit one shuffle only (e.g. 'AAAA...' or 'ACACAC...' for k=2); see
+    :func:`identical_to_input`.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape=(N, 4, L)
+        One-hot sequences (uint8, bool or float), channels A, C, G, T.
+    n : int
+        Number of shuffles per sequence.
+    seeds : np.ndarray, shape=(N,), optional
+        One integer seed per sequence (any integer dtype; taken modulo 2**64),
+        e.g. from :func:`region_seed`. None seeds every row with 0. Shuffle j
+        of row i depends only on X[i], seeds[i], j and k.
+    k : int
+        Length of the k-mers whose counts are preserved, 1 to 32.
+
+    Returns
+    -------
+    refs : np.ndarray, shape=(N, n, 4, L), float32
+        ``refs[i, j]`` is shuffle j of ``X[i]``.
+    """
+    hot = _onehot_mask(X)
+    _check_count("n", "number of references per sequence", n, 1)
+    _check_count("k", "k-mer length", k, 1, _MAX_K)
+    n_rows = hot.shape[0]
+    if seeds is None:
+        seeds = np.zeros(n_rows, np.uint64)
+    seeds = np.asarray(seeds)
+    if seeds.shape != (n_rows,) or not np.issubdtype(seeds.dtype, np.integer):
+        raise ReferencesError(
+            f"seeds has shape {seeds.shape} and dtype {seeds.dtype}; pass one integer seed per sequence, "
+            f"shape ({n_rows},), or None."
+        )
+    out = np.zeros((n_rows, n, 4, hot.shape[2]), np.float32)
+    _shuffle(hot, k, n, seeds.astype(np.uint64), out)
+    return out
+
+
+def zeros(X, n=1, seeds=None):
+    """All-zero references (``seeds`` is ignored).
+
+    Parameters
+    ----------
+    X : np.ndarray, shape=(N, 4, L)
+        One-hot sequences, channels A, C, G, T.
+    n : int
+        Number of references per sequence.
+    seeds : np.ndarray, shape=(N,), optional
+        Ignored; accepted so that every strategy has one signature.
+
+    Returns
+    -------
+    refs : np.ndarray, shape=(N, n, 4, L), float32
+    """
+    hot = _onehot_mask(X)
+    _check_count("n", "number of references per sequence", n, 1)
+    return np.zeros((hot.shape[0], n, 4, hot.shape[2]), np.float32)
+
+
+def uniform(X, n=1, seeds=None):
+    """References of 0.25 in every channel of every non-N column (``seeds`` is ignored).
+
+    Parameters
+    ----------
+    X : np.ndarray, shape=(N, 4, L)
+        One-hot sequences, channels A, C, G, T; all-zero (N) columns stay zero.
+    n : int
+        Number of references per sequence.
+    seeds : np.ndarray, shape=(N,), optional
+        Ignored; accepted so that every strategy has one signature.
+
+    Returns
+    -------
+    refs : np.ndarray, shape=(N, n, 4, L), float32
+    """
+    hot = _onehot_mask(X)
+    _check_count("n", "number of references per sequence", n, 1)
+    column = np.where(hot.any(axis=1), np.float32(0.25), np.float32(0))
+    return np.repeat(np.repeat(column[:, None, None, :], 4, axis=2), n, axis=1)
+
+
+REFERENCES = {"shuffle": dinucleotide_shuffle, "zeros": zeros, "uniform": uniform}
+
+
+def region_seed(seed, chrom, start, end, strand="+"):
+    """A stable seed for one region, from the run's seed and the region.
+
+    The same arguments give the same seed in every process and on every
+    machine (a BLAKE2b digest, not Python's salted ``hash``).
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed.
+    chrom : str
+        Chromosome name.
+    start, end : int
+        The region, 0-based half-open.
+    strand : str
+        '+', '-' or '.'.
+
+    Returns
+    -------
+    int
+        A seed in [0, 2**63), for the ``seeds`` argument of a strategy; a list
+        of them makes an int64 array.
+    """
+    key = f"{seed}\t{chrom}\t{start}\t{end}\t{strand}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+
+
+def identical_to_input(X, refs):
+    """Which sequences have every reference equal to themselves.
+
+    A dinucleotide shuffle of a low-complexity window such as 'AAAA...' or
+    'ACACAC...' can only return the window itself; such a reference explains
+    nothing, so these windows are worth reporting.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape=(N, 4, L)
+        One-hot sequences.
+    refs : np.ndarray, shape=(N, n, 4, L)
+        Their references.
+
+    Returns
+    -------
+    np.ndarray, shape=(N,), bool
+        True where all n references of row i equal X[i].
+    """
+    X, refs = np.asarray(X), np.asarray(refs)
+    if refs.ndim != 4 or refs.shape[0] != X.shape[0] or refs.shape[2:] != X.shape[1:]:
+        raise ReferencesError(
+            f"refs has shape {refs.shape}, which does not fit X of shape {X.shape}; "
+            "pass refs of shape (N, n, 4, L) for X of shape (N, 4, L)."
+        )
+    return (refs == X[:, None]).all(axis=(1, 2, 3))

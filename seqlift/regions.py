@@ -1,0 +1,302 @@
+"""Reading and validating BED regions, and resizing them to scoring windows.
+
+All coordinates are 0-based and half-open, as in BED: a region with start 10
+and end 20 covers the ten bases 10..19. Line numbers are 1-based and count
+every line of the file, comments included.
+
+BED lines are parsed here rather than with pybedtools: a pybedtools interval
+carries no line number, and its errors for a malformed line (such as "Start
+is greater than stop") do not say which line it is. Parsing a line is cheap,
+so this module reads the file itself (plain or gzip-compressed) and checks
+every field, so that each error can name the file, the line, the value and
+the fix. The tests use pybedtools as an oracle on valid files.
+"""
+
+import gzip
+import numbers
+import re
+from dataclasses import dataclass
+
+from seqlift.errors import RegionError
+from seqlift.genome import _preview_names
+
+_INTEGER = re.compile(r"-?[0-9]+")
+_SKIP_HINT = "use --skip-invalid to skip such regions"
+
+
+@dataclass(frozen=True)
+class Region:
+    """One BED line.
+
+    Attributes
+    ----------
+    chrom : str
+    start, end : int
+        0-based half-open, as in the file.
+    name : str
+        Column 4 when present and not ``'.'``, else ``"chrom:start-end"``.
+    strand : str
+        ``'+'``, ``'-'`` or ``'.'`` (column 6; ``'.'`` when absent).
+    summit : int or None
+        Absolute 0-based summit position (narrowPeak column 10 added to
+        ``start``); None when absent or -1.
+    line : int
+        1-based line number in the file.
+    path : str
+        The BED file, as given.
+    """
+
+    chrom: str
+    start: int
+    end: int
+    name: str
+    strand: str
+    summit: int | None
+    line: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Window:
+    """The interval that is scored for a region.
+
+    Attributes
+    ----------
+    chrom : str
+    start, end : int
+        0-based half-open; ``end - start`` is the window width.
+    strand : str
+        The region's strand; ``'-'`` windows are read reverse complemented.
+    name : str
+        The region's name.
+    row : int
+        0-based index of the region among the regions read.
+    line : int
+        1-based line number of the region in its file.
+    path : str
+        The region's BED file.
+    """
+
+    chrom: str
+    start: int
+    end: int
+    strand: str
+    name: str
+    row: int
+    line: int
+    path: str
+
+
+def _open_text(path):
+    """Open a plain or gzip-compressed text file (told apart by its first bytes)."""
+    with open(path, "rb") as handle:
+        gzipped = handle.read(2) == b"\x1f\x8b"
+    if gzipped:
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def _integer(text, what, where):
+    if not _INTEGER.fullmatch(text):
+        raise RegionError(
+            f"{where}: {what} ({text!r}) is not an integer; fix the BED line "
+            "(header lines must start with '#')"
+        )
+    return int(text)
+
+
+def _parse_region(fields, path, line):
+    """Validate the tab-separated fields of one BED line into a Region."""
+    where = f"{path} line {line}"
+    if len(fields) < 3:
+        fix = (
+            "separate the columns with tabs"
+            if len(" ".join(fields).split()) >= 3
+            else "give at least chrom, start and end"
+        )
+        raise RegionError(
+            f"{where}: expected at least 3 tab-separated columns (chrom, start, end), "
+            f"found {len(fields)}; {fix}"
+        )
+    chrom = fields[0]
+    if not chrom:
+        raise RegionError(f"{where}: the chromosome name (column 1) is empty; fix the BED line")
+    start = _integer(fields[1], "start", where)
+    end = _integer(fields[2], "end", where)
+    if start < 0:
+        raise RegionError(
+            f"{where}: start ({start}) is negative; BED starts are 0-based and at least 0"
+        )
+    if end <= start:
+        raise RegionError(
+            f"{where}: end ({end}) is not greater than start ({start}); fix the BED line"
+        )
+    name = fields[3] if len(fields) > 3 and fields[3] not in ("", ".") else f"{chrom}:{start}-{end}"
+    strand = fields[5] if len(fields) > 5 else "."
+    if strand not in ("+", "-", "."):
+        raise RegionError(
+            f"{where}: strand (column 6) is {strand!r}; use '+', '-' or '.'"
+        )
+    summit = None
+    if len(fields) == 10:  # narrowPeak: column 10 is the summit offset from start
+        offset = _integer(fields[9], "summit offset (column 10)", where)
+        if offset != -1:
+            if not 0 <= offset < end - start:
+                raise RegionError(
+                    f"{where}: summit offset ({offset}) is outside the region "
+                    f"(length {end - start}); give an offset from 0 to {end - start - 1}, "
+                    "or -1 for none"
+                )
+            summit = start + offset
+    return Region(chrom, start, end, name, strand, summit, line, path)
+
+
+def read_regions(path):
+    """Read and validate the regions of a BED file.
+
+    Accepts BED3 and wider, strand in column 6, and narrowPeak (exactly 10
+    columns, summit offset in column 10, -1 for none). Blank lines and lines
+    starting with ``#``, ``track`` or ``browser`` are skipped. The file may be
+    gzip-compressed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        BED file.
+
+    Returns
+    -------
+    list of Region
+        In file order; coordinates 0-based half-open.
+
+    Raises
+    ------
+    RegionError
+        When the file is missing or unreadable, has no regions, or has a
+        malformed line (the message names the file and line).
+    """
+    path = str(path)
+    regions = []
+    try:
+        with _open_text(path) as handle:
+            for line, text in enumerate(handle, start=1):
+                words = text.split(maxsplit=1)
+                if not words or words[0].startswith("#") or words[0] in ("track", "browser"):
+                    continue
+                regions.append(_parse_region(text.rstrip("\r\n").split("\t"), path, line))
+    except FileNotFoundError:
+        raise RegionError(f"BED file not found: {path}; check the path") from None
+    except (OSError, EOFError) as e:
+        raise RegionError(
+            f"cannot read BED file {path} ({e}); give a readable plain or gzip-compressed BED"
+        ) from None
+    if not regions:
+        raise RegionError(
+            f"{path} has no regions (only blank, comment, track or browser lines); "
+            "give a BED file with at least one region"
+        )
+    return regions
+
+
+def _invalid(region, start, end, chrom_sizes):
+    """(reason, message) when a region's window cannot be scored, else None."""
+    label = f"Region {region.chrom}:{region.start}-{region.end} ({region.path} line {region.line})"
+    chrom = region.chrom
+    length = chrom_sizes.get(chrom)
+    if length is None:
+        return "unknown chromosome", (
+            f"{label}: chromosome {chrom!r} is not in the FASTA "
+            f"(has {_preview_names(chrom_sizes)}); {_SKIP_HINT}"
+        )
+    if start < 0:
+        return "window off chromosome end", (
+            f"{label}: its window {chrom}:{start}-{end} runs past the start of {chrom} "
+            f"(position 0); {_SKIP_HINT}"
+        )
+    if end > length:
+        return "window off chromosome end", (
+            f"{label}: its window {chrom}:{start}-{end} runs past the end of {chrom} "
+            f"(length {length}); {_SKIP_HINT}"
+        )
+    return None
+
+
+def to_windows(regions, width, chrom_sizes, skip_invalid=False):
+    """Windows of ``width`` bases centred on each region's summit or midpoint.
+
+    The centre is the summit when the region has one, else
+    ``(start + end) // 2``; the window is ``[centre - width // 2,
+    centre - width // 2 + width)``, 0-based half-open.
+
+    Parameters
+    ----------
+    regions : sequence of Region
+        Regions in input order.
+    width : int
+        Window length in bases (the model's input length).
+    chrom_sizes : dict[str, int]
+        Chromosome lengths of the FASTA (see ``Genome.chrom_sizes``).
+    skip_invalid : bool
+        Skip regions on a chromosome missing from the FASTA or whose window
+        runs off a chromosome end, instead of raising.
+
+    Returns
+    -------
+    windows : list of Window
+        One per kept region, in input order; ``row`` is the region's index
+        in ``regions``.
+    skipped : list of tuple(Region, str)
+        Skipped regions with the reason (``"unknown chromosome"`` or
+        ``"window off chromosome end"``); empty unless ``skip_invalid``.
+
+    Raises
+    ------
+    RegionError
+        When ``width`` is not a positive integer, or, unless
+        ``skip_invalid``, at the first region that cannot be scored.
+    """
+    if not isinstance(width, numbers.Integral) or width < 1:
+        raise RegionError(
+            f"window width must be a positive integer, got {width!r}; "
+            "give the model's input length"
+        )
+    width = int(width)
+    windows, skipped = [], []
+    for row, region in enumerate(regions):
+        centre = region.summit if region.summit is not None else (region.start + region.end) // 2
+        start = centre - width // 2
+        end = start + width
+        invalid = _invalid(region, start, end, chrom_sizes)
+        if invalid is None:
+            windows.append(
+                Window(region.chrom, start, end, region.strand, region.name, row,
+                       region.line, region.path)
+            )
+        elif skip_invalid:
+            skipped.append((region, invalid[0]))
+        else:
+            raise RegionError(invalid[1])
+    return windows, skipped
+
+
+def write_skipped(path, skipped):
+    """Write skipped regions as a tab-separated, BED-like file.
+
+    Columns: chrom, start, end (the region's own coordinates, 0-based
+    half-open), name, line (1-based, in the region's BED file) and reason,
+    under a ``#`` header line.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file; overwritten if it exists.
+    skipped : iterable of tuple(Region, str)
+        As returned by :func:`to_windows`.
+    """
+    with open(path, "w") as handle:
+        handle.write("#chrom\tstart\tend\tname\tline\treason\n")
+        for region, reason in skipped:
+            handle.write(
+                f"{region.chrom}\t{region.start}\t{region.end}\t{region.name}\t"
+                f"{region.line}\t{reason}\n"
+            )

@@ -1,0 +1,332 @@
+"""The DeepLIFT engine: summation-to-delta on every supported layer, worked examples, oracles."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.export import Dim
+
+from seqlift.attribution import deeplift, prepare
+from seqlift.attribution.deeplift import Engine
+from seqlift.errors import ModelError, UnsupportedOpError
+
+L = 60
+
+
+def one_hot(rng, *shape):
+    """Random one-hot DNA of shape (*shape, 4, L) as float64."""
+    idx = rng.integers(0, 4, size=shape + (L,))
+    return np.moveaxis(np.eye(4)[idx], -1, -2)
+
+
+class Seq(nn.Module):
+    """conv -> body -> flatten -> linear, in float64."""
+
+    def __init__(self, body, out_len, channels=6, n_out=2):
+        super().__init__()
+        self.conv = nn.Conv1d(4, channels, 5, padding=2)
+        self.body = body
+        self.head = nn.Linear(channels * out_len, n_out)
+
+    def forward(self, x):
+        return self.head(self.body(self.conv(x)).flatten(1))
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(6, 6, 3, padding=2, dilation=2)
+        self.c2 = nn.Conv1d(6, 6, 3, padding=1)
+        self.act = nn.ReLU()  # reused three times
+
+    def forward(self, x):
+        h = self.act(x)
+        h = h + self.act(self.c1(h))
+        return self.act(self.c2(h)) + h
+
+
+class Functional(nn.Module):
+    def forward(self, x):
+        return F.relu(x) * 0.5 + torch.sigmoid(x) - x.relu() + torch.tanh(x).exp()
+
+
+class GlobalMax(nn.Module):
+    def forward(self, x):
+        return torch.cat([x.amax(dim=-1), torch.max(F.relu(x), dim=-1).values, x.mean(dim=-1)], dim=1)
+
+
+class Pool2d(nn.Module):
+    def forward(self, x):
+        h = F.relu(x).unsqueeze(1)  # (N, 1, C, L)
+        return F.max_pool2d(h, (2, 3), stride=(2, 2), padding=(1, 1)).flatten(2).sum(1, keepdim=True).expand(-1, 6, -1)
+
+
+def elementwise(act):
+    return lambda: Seq(nn.Sequential(nn.BatchNorm1d(6), act), L)
+
+
+MODELS = {
+    "conv-relu-linear": lambda: Seq(nn.ReLU(), L),
+    "conv-relu-maxpool": lambda: Seq(nn.Sequential(nn.ReLU(), nn.MaxPool1d(4)), L // 4),
+    "overlapping-maxpool": lambda: Seq(nn.Sequential(nn.ReLU(), nn.MaxPool1d(5, stride=2, padding=2)), 30),
+    "maxpool-ceil": lambda: Seq(nn.Sequential(nn.ELU(), nn.MaxPool1d(7, stride=3, ceil_mode=True)), 19),
+    "maxpool-dilated": lambda: Seq(nn.Sequential(nn.ReLU(), nn.MaxPool1d(3, stride=2, dilation=2)), 28),
+    "maxpool-2d": lambda: Seq(Pool2d(), 4 * 30),
+    "global-max": lambda: Seq(GlobalMax(), 3),
+    "residual-reused-relu": lambda: Seq(Residual(), L),
+    "functional": lambda: Seq(Functional(), L),
+    "avgpool-dropout": lambda: Seq(nn.Sequential(nn.Softplus(), nn.AvgPool1d(3), nn.Dropout(0.3)), 20),
+    "adaptive-avgpool": lambda: Seq(nn.Sequential(nn.GELU(), nn.AdaptiveAvgPool1d(7)), 7),
+    "batchnorm-relu": elementwise(nn.ReLU()),
+    "leaky-relu": elementwise(nn.LeakyReLU(0.1)),
+    "elu": elementwise(nn.ELU()),
+    "gelu": elementwise(nn.GELU()),
+    "silu": elementwise(nn.SiLU()),
+    "softplus": elementwise(nn.Softplus()),
+    "sigmoid": elementwise(nn.Sigmoid()),
+    "tanh": elementwise(nn.Tanh()),
+    "exp": lambda: Seq(nn.Sequential(nn.Tanh(), _Exp()), L),
+    "dense-stack": lambda: Seq(nn.Sequential(nn.ReLU(), nn.Flatten(), nn.Linear(6 * L, 6 * L), nn.ReLU(),
+                                             nn.Unflatten(1, (6, L))), L),
+}
+
+
+class _Exp(nn.Module):
+    def forward(self, x):
+        return torch.exp(x)
+
+
+def _randomise(model, seed):
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            nn.init.normal_(m.weight, 1.0, 0.3)
+            nn.init.normal_(m.bias, 0.0, 0.3)
+    return model.double().eval()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_summation_to_delta(name):
+    """sum(contributions) == f(x) - f(r) for every (input, reference) pair, on every layer kind."""
+    torch.manual_seed(0)
+    model = _randomise(MODELS[name](), 1)
+    rng = np.random.default_rng(0)
+    X, R = one_hot(rng, 5), one_hot(rng, 5, 7)
+    for target in (0, 1):
+        a = deeplift(model, X, R, target=target, batch_size=2)
+        assert a.delta_error.max() < 1e-10, name
+        with torch.no_grad():
+            fx = model(torch.as_tensor(X))[:, target].numpy()
+            fr = model(torch.as_tensor(R.reshape(35, 4, L)))[:, target].numpy().reshape(5, 7)
+        np.testing.assert_allclose(a.predictions, fx, atol=1e-12)
+        np.testing.assert_allclose(a.reference_predictions, fr, atol=1e-12)
+        np.testing.assert_allclose(a.contributions.sum(axis=(1, 2)), fx - fr.mean(1), atol=1e-10)
+        # projected hypothetical contributions of one-hot input are the actual contributions
+        np.testing.assert_allclose((a.hypothetical * X).sum(1), a.contributions.sum(1), atol=1e-10)
+
+
+def test_summation_to_delta_float32_exported_program():
+    model = MODELS["overlapping-maxpool"]().eval()
+    program = torch.export.export(model, (torch.zeros(2, 4, L),), dynamic_shapes=({0: Dim.AUTO},))
+    rng = np.random.default_rng(1)
+    X, R = one_hot(rng, 8).astype(np.float32), one_hot(rng, 8, 10).astype(np.float32)
+    a = deeplift(program, X, R, target=1)
+    assert a.relative_error.max() < 1e-4
+
+
+def test_maxpool_where_argmax_moves_sums_exactly():
+    """Input and reference peak in different positions of the same pool window."""
+    model = nn.Sequential(nn.ReLU(), nn.MaxPool1d(2), nn.Flatten()).double().eval()
+    x = torch.tensor([[[3.0, 0.0]]], dtype=torch.float64)
+    r = torch.tensor([[[[0.0, 2.0]]]], dtype=torch.float64)
+    engine = prepare(model, 2)
+    a = engine.run(x, r)
+    np.testing.assert_allclose(a.contributions.sum(), 3.0 - 2.0)
+    # |a - b| goes from 2 to 3 while a - b goes from -2 to 3: multiplier 1/5, so
+    # a gets 3 * (1/2 + 1/10) and b gets -2 * (1/2 - 1/10). Routing the gradient
+    # to the input's argmax instead would give (3, 0), summing to 3, not 1.
+    np.testing.assert_allclose(a.contributions[0, 0], [1.8, -0.8])
+    assert a.contributions.dtype == np.float64
+
+
+def test_maxpool_equals_gradient_routing_when_argmax_agrees():
+    model = nn.Sequential(nn.MaxPool1d(4), nn.Flatten()).double().eval()
+    x = torch.tensor([[[1.0, 5.0, 2.0, 3.0]]], dtype=torch.float64)
+    r = torch.tensor([[[[0.5, 4.0, 3.5, 1.0]]]], dtype=torch.float64)
+    a = prepare(model, 4).run(x, r)
+    np.testing.assert_allclose(a.contributions[0, 0], [0.0, 1.0, 0.0, 0.0], atol=1e-12)
+
+
+class _Threshold(nn.Module):
+    """y = max(0, x - 10)."""
+
+    def forward(self, x):
+        return F.relu(x.sum(dim=(1, 2)) - 10.0)
+
+
+class _Saturating(nn.Module):
+    """y = min(1, i1 + i2), written two ways."""
+
+    def __init__(self, clamp):
+        super().__init__()
+        self.clamp = clamp
+
+    def forward(self, x):
+        s = x.sum(dim=(1, 2))
+        return torch.clamp(s, max=1.0) if self.clamp else 1.0 - F.relu(1.0 - s)
+
+
+def test_thresholding_example():
+    engine = prepare(_Threshold().double(), 1, eps=1e-9)
+    x = torch.tensor([[[12.0]], [[8.0]]], dtype=torch.float64)
+    a = engine.run(x, torch.zeros(2, 1, 1, 1, dtype=torch.float64))
+    np.testing.assert_allclose(a.contributions.ravel(), [2.0, 0.0])  # gradient x input gives 12 and 0
+
+
+@pytest.mark.parametrize("clamp", [True, False])
+def test_saturating_example(clamp):
+    """Reference 0, i1 = i2 = 1: each input gets 0.5 where the gradient gives 0."""
+    model = _Saturating(clamp).double()
+    x = torch.ones(1, 2, 1, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(model(x).sum(), x)
+    assert grad.abs().max() == 0
+    a = prepare(model, 1).run(x.detach(), torch.zeros(1, 1, 2, 1, dtype=torch.float64))
+    np.testing.assert_allclose(a.contributions.ravel(), [0.5, 0.5])
+
+
+def test_each_input_runs_once(monkeypatch):
+    """Inputs and references run in one batch of N + N*K rows, not 2*N*K."""
+    seen = []
+    original = Engine.forward
+
+    def spy(self, x, nonlinear=None):
+        seen.append(x.shape[0])
+        return original(self, x, nonlinear)
+
+    monkeypatch.setattr(Engine, "forward", spy)
+    rng = np.random.default_rng(0)
+    deeplift(_randomise(MODELS["conv-relu-maxpool"](), 0), one_hot(rng, 4), one_hot(rng, 4, 5), batch_size=4)
+    assert seen == [4 + 4 * 5]
+
+
+class _Gated(nn.Module):
+    def forward(self, x):
+        return (x * torch.sigmoid(x)).sum(dim=(1, 2)).unsqueeze(1)
+
+
+class _Softmax(nn.Module):
+    def forward(self, x):
+        return torch.softmax(x.sum(dim=2), dim=1)
+
+
+class _LayerNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.LayerNorm(L)
+
+    def forward(self, x):
+        return self.norm(x).sum(dim=(1, 2)).unsqueeze(1)
+
+
+@pytest.mark.parametrize("model, match", [
+    (_Gated(), r"aten\.mul\.Tensor in model \(_Gated\) has no DeepLIFT rule: it multiplies two values"),
+    (_Softmax(), r"aten\._?softmax\.\w+ in model \(_Softmax\) has no DeepLIFT rule"),
+    (_LayerNorm(), r"aten\.layer_norm\.default in norm \(LayerNorm\) has no DeepLIFT rule"),
+])
+def test_unsupported_op_is_named(model, match):
+    with pytest.raises(UnsupportedOpError, match=match):
+        prepare(model.double(), L)
+
+
+def test_allow_unsupported_warns_and_runs():
+    rng = np.random.default_rng(0)
+    with pytest.warns(UserWarning, match=r"treated as linear \(gradient\).*aten\.mul\.Tensor"):
+        a = deeplift(_Gated().double(), one_hot(rng, 2), one_hot(rng, 2, 3), allow_unsupported=True)
+    assert a.hypothetical.shape == (2, 4, L)
+
+
+def test_training_mode_batchnorm_program_is_refused():
+    model = nn.Sequential(nn.Conv1d(4, 3, 3), nn.BatchNorm1d(3), nn.Flatten(), nn.Linear(3 * (L - 2), 1)).train()
+    program = torch.export.export(model, (torch.zeros(2, 4, L),), dynamic_shapes=({0: Dim.AUTO},))
+    with pytest.raises(UnsupportedOpError, match="batch norm runs in training mode; call model.eval"):
+        prepare(program)
+
+
+def test_fixed_batch_program_is_refused():
+    model = nn.Sequential(nn.Conv1d(4, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * (L - 2), 1)).eval()
+    program = torch.export.export(model, (torch.zeros(1, 4, L),))
+    with pytest.raises(ModelError, match="fixed batch size of 1; re-export it with a dynamic batch"):
+        prepare(program)
+
+
+def test_target_out_of_range():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ModelError, match=r"--target 5 is out of range: the model has 2 outputs \(0\.\.1\)"):
+        deeplift(_randomise(MODELS["conv-relu-linear"](), 0), one_hot(rng, 1), one_hot(rng, 1, 2), target=5)
+
+
+class _TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = Seq(nn.ReLU(), L)
+
+    def forward(self, x):
+        y = self.body(x)
+        return y, F.softplus(y).sum(dim=1, keepdim=True)
+
+
+def test_tuple_output_needs_output_index():
+    rng = np.random.default_rng(0)
+    model = _randomise(_TwoHeads(), 0)
+    X, R = one_hot(rng, 2), one_hot(rng, 2, 3)
+    with pytest.raises(ModelError, match="returns 2 outputs; choose one with --output-index"):
+        deeplift(model, X, R)
+    a = deeplift(model, X, R, output_index=1, target=0)
+    assert a.delta_error.max() < 1e-10
+
+
+# ---------------------------------------------------------------- peers as oracles, where their rules are right
+
+
+def _peer_model():
+    torch.manual_seed(3)
+    return nn.Sequential(
+        nn.Conv1d(4, 8, 7, padding=3), nn.ReLU(), nn.Conv1d(8, 8, 5, padding=2), nn.ReLU(),
+        nn.AvgPool1d(2), nn.Flatten(), nn.Linear(8 * L // 2, 16), nn.ReLU(), nn.Linear(16, 3),
+    ).eval()
+
+
+def test_matches_captum_deeplift():
+    captum_attr = pytest.importorskip("captum.attr")
+    model = _peer_model()
+    rng = np.random.default_rng(4)
+    X, R = one_hot(rng, 6).astype(np.float32), one_hot(rng, 6).astype(np.float32)
+    ours = deeplift(model, X, R[:, None], target=2)
+    theirs = captum_attr.DeepLift(model).attribute(torch.tensor(X), baselines=torch.tensor(R), target=2)
+    np.testing.assert_allclose(ours.contributions, theirs.detach().numpy(), atol=1e-5)
+
+
+def test_matches_captum_deeplift_shap():
+    captum_attr = pytest.importorskip("captum.attr")
+    model = _peer_model()
+    rng = np.random.default_rng(5)
+    X, shared = one_hot(rng, 4).astype(np.float32), one_hot(rng, 6).astype(np.float32)
+    ours = deeplift(model, X, np.broadcast_to(shared, (4,) + shared.shape), target=1)
+    theirs = captum_attr.DeepLiftShap(model).attribute(torch.tensor(X), baselines=torch.tensor(shared), target=1)
+    np.testing.assert_allclose(ours.contributions, theirs.detach().numpy(), atol=1e-5)
+
+
+def test_matches_tangermeme_hypothetical():
+    dls = pytest.importorskip("tangermeme.deep_lift_shap")
+    model = _peer_model()
+    rng = np.random.default_rng(6)
+    X, R = one_hot(rng, 5).astype(np.float32), one_hot(rng, 5, 8).astype(np.float32)
+    ours = deeplift(model, X, R, target=0)
+    theirs = dls.deep_lift_shap(
+        model, torch.tensor(X), target=0, references=torch.tensor(R), hypothetical=True, device="cpu",
+        batch_size=8,
+    )
+    np.testing.assert_allclose(ours.hypothetical, theirs.numpy(), atol=1e-5)

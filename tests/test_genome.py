@@ -1,0 +1,359 @@
+import os
+import re
+import shutil
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+import pyfaidx
+import pytest
+
+from seqlift.errors import GenomeError
+from seqlift.genome import (
+    ALPHABET,
+    Genome,
+    fetch_one_hot,
+    one_hot_decode,
+    one_hot_encode,
+    reverse_complement,
+)
+
+CE_FASTA = Path("/usr/share/samtools/test/mpileup/ce.fa")
+IUPAC_OTHER = "NRYSWKMBDHV-."
+W = namedtuple("W", "chrom start end strand")
+
+
+def revcomp(seq):
+    """Reverse complement of an ACGTN string, spelled out base by base."""
+    pairs = {"A": "T", "C": "G", "G": "C", "T": "A", "N": "N"}
+    return "".join(pairs[b] for b in reversed(seq))
+
+
+def write_fasta(path, seqs, width=60):
+    with open(path, "w") as f:
+        for name, seq in seqs.items():
+            f.write(f">{name} some description\n")
+            for i in range(0, len(seq), width):
+                f.write(seq[i:i + width] + "\n")
+
+
+def make_seqs(seed=0):
+    """chr1 (500 bp) with soft-masked stretches and an N run, chr2 (300 bp)."""
+    rng = np.random.default_rng(seed)
+    chr1 = list(rng.choice(list(ALPHABET), 500))
+    chr1[100:150] = [b.lower() for b in chr1[100:150]]
+    chr1[200:230] = "N" * 30
+    chr1[400:420] = [b.lower() for b in chr1[400:420]]
+    chr2 = rng.choice(list(ALPHABET), 300)
+    return {"chr1": "".join(chr1), "chr2": "".join(chr2)}
+
+
+@pytest.fixture
+def seqs():
+    return make_seqs()
+
+
+@pytest.fixture
+def fasta(tmp_path, seqs):
+    path = tmp_path / "genome.fa"
+    write_fasta(path, seqs)
+    return path
+
+
+@pytest.fixture
+def genome(fasta):
+    with Genome(fasta) as g:
+        yield g
+
+
+# --- Genome -----------------------------------------------------------------
+
+
+def test_chrom_sizes_and_path(genome, fasta):
+    assert genome.chrom_sizes() == {"chr1": 500, "chr2": 300}
+    assert genome.path == str(fasta)
+
+
+@pytest.mark.parametrize("chrom,start,end", [
+    ("chr1", 0, 500), ("chr1", 90, 160), ("chr1", 195, 235), ("chr1", 59, 61), ("chr2", 299, 300),
+])
+def test_fetch_is_uppercase_slice(genome, seqs, chrom, start, end):
+    assert genome.fetch(chrom, start, end) == seqs[chrom][start:end].upper()
+    assert genome.fetch(chrom, start, end, ".") == seqs[chrom][start:end].upper()
+
+
+def test_fetch_minus_strand_is_reverse_complement(genome, seqs):
+    expected = revcomp(seqs["chr1"][95:240].upper())
+    assert genome.fetch("chr1", 95, 240, "-") == expected
+    assert genome.fetch("chr1", 0, 3, "-") == revcomp(seqs["chr1"][:3].upper())
+
+
+def test_fetch_minus_strand_complements_iupac(tmp_path):
+    path = tmp_path / "iupac.fa"
+    path.write_text(">s\nACGTRYKMBDHVSWNacgtn\n")
+    with Genome(path) as g:
+        assert g.fetch("s", 0, 20, "-") == "NACGTNWSBDHVKMRYACGT"
+
+
+def test_fetch_unknown_chromosome(genome, fasta):
+    with pytest.raises(GenomeError, match=(
+        rf"chromosome 'chrUn' is not in {re.escape(str(fasta))} \(has chr1, chr2\); "
+        "use the FASTA's chromosome names"
+    )):
+        genome.fetch("chrUn", 0, 10)
+
+
+@pytest.mark.parametrize("start,end", [(-1, 10), (490, 501), (10, 10), (20, 10)])
+def test_fetch_out_of_bounds(genome, fasta, start, end):
+    with pytest.raises(GenomeError, match=(
+        rf"interval chr1:{start}-{end} does not fit in chr1 \(length 500\) of "
+        rf"{re.escape(str(fasta))}; coordinates are 0-based half-open"
+    )):
+        genome.fetch("chr1", start, end)
+
+
+def test_fetch_bad_strand(genome):
+    with pytest.raises(ValueError, match=r"strand must be '\+', '-' or '\.', got 'x'"):
+        genome.fetch("chr1", 0, 10, "x")
+
+
+def test_fasta_without_index_gets_indexed(fasta, seqs):
+    fai = Path(str(fasta) + ".fai")
+    assert not fai.exists()
+    with Genome(fasta) as g:
+        assert g.fetch("chr2", 100, 130) == seqs["chr2"][100:130]
+    rows = [line.split("\t") for line in fai.read_text().splitlines()]
+    # name, length, byte offset of the sequence, bases per line, bytes per line
+    header1 = len(">chr1 some description\n")
+    chr1_bytes = 500 + 9  # 9 lines of 60 bases or fewer, one newline each
+    assert rows == [
+        ["chr1", "500", str(header1), "60", "61"],
+        ["chr2", "300", str(header1 + chr1_bytes + len(">chr2 some description\n")), "60", "61"],
+    ]
+
+
+def test_context_manager_closes(fasta):
+    with Genome(fasta) as g:
+        assert g.fetch("chr1", 0, 5)
+    with pytest.raises(ValueError):
+        g.fetch("chr1", 0, 5)
+
+
+def test_missing_fasta(tmp_path):
+    path = tmp_path / "missing.fa"
+    with pytest.raises(GenomeError, match=rf"^FASTA file not found: {re.escape(str(path))}; check the path$"):
+        Genome(path)
+
+
+@pytest.mark.parametrize("content,detail", [
+    ("chr1\t0\t10\n", "Unexpected text before the first sequence definition line"),
+    ("", "does not contain a valid sequence"),
+    (">a\nACGT\nAC\nACGT\n", "Line length of fasta file is not consistent"),
+])
+def test_not_a_fasta(tmp_path, content, detail):
+    path = tmp_path / "bad.fa"
+    path.write_text(content)
+    with pytest.raises(GenomeError, match=(
+        rf"^{re.escape(str(path))} is not a readable FASTA \(.*{detail}.*\); give an "
+        "uncompressed or bgzip-compressed FASTA"
+    )):
+        Genome(path)
+
+
+def test_duplicate_sequence_names(tmp_path):
+    path = tmp_path / "dup.fa"
+    path.write_text(">a\nACGT\n>a\nGG\n")
+    with pytest.raises(GenomeError, match=(
+        rf"{re.escape(str(path))} is not a readable FASTA \(Duplicate key \"a\"\); "
+        "give a plain-text FASTA with unique sequence names"
+    )):
+        Genome(path)
+
+
+def test_read_only_folder(tmp_path, seqs):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    write_fasta(folder / "genome.fa", seqs)
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("chmod does not stop this user from writing (running as root)")
+        with pytest.raises(GenomeError, match=(
+            rf"cannot write or read the index {re.escape(str(folder / 'genome.fa'))}\.fai; "
+            "copy the FASTA to a writable folder, or run `samtools faidx`"
+        )):
+            Genome(folder / "genome.fa")
+    finally:
+        folder.chmod(0o755)
+
+
+def test_unwritable_index(fasta, monkeypatch):
+    """Writing the index fails (as in a read-only folder, even for root)."""
+    def refuse(self, mode):
+        raise PermissionError(13, "Permission denied", self.indexname)
+
+    monkeypatch.setattr(pyfaidx.Faidx, "_open_fai", refuse)
+    with pytest.raises(GenomeError, match=(
+        rf"^cannot write or read the index {re.escape(str(fasta))}\.fai; copy the FASTA "
+        r"to a writable folder, or run `samtools faidx` on it where you can write$"
+    )):
+        Genome(fasta)
+
+
+def make_index_stale(fasta, seqs):
+    """Index the FASTA, then rewrite it with chr2 shortened, leaving an older index."""
+    Genome(fasta).close()
+    fai = Path(str(fasta) + ".fai")
+    write_fasta(fasta, {"chr1": seqs["chr1"], "chr2": seqs["chr2"][:100]})
+    os.utime(fai, (1_000_000, 1_000_000))
+    return fai
+
+
+def test_stale_index_is_rebuilt(fasta, seqs):
+    make_index_stale(fasta, seqs)
+    with Genome(fasta) as g:
+        assert g.chrom_sizes() == {"chr1": 500, "chr2": 100}
+
+
+def test_stale_unwritable_index_is_used_with_warning(fasta, seqs):
+    fai = make_index_stale(fasta, seqs)
+    fai.chmod(0o444)
+    if os.access(fai, os.W_OK):
+        pytest.skip("chmod does not stop this user from writing (running as root)")
+    with pytest.warns(UserWarning, match=(
+        rf"{re.escape(str(fai))} is older than {re.escape(str(fasta))} and cannot be rewritten; "
+        r"using it as it is \(if the FASTA has changed, run `samtools faidx"
+    )):
+        g = Genome(fasta)
+    with g:
+        assert g.chrom_sizes() == {"chr1": 500, "chr2": 300}
+
+
+def test_existing_index_is_used_in_read_only_folder(tmp_path, seqs):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    write_fasta(folder / "genome.fa", seqs)
+    Genome(folder / "genome.fa").close()  # writes the .fai
+    folder.chmod(0o555)
+    try:
+        with Genome(folder / "genome.fa") as g:
+            assert g.fetch("chr1", 10, 20) == seqs["chr1"][10:20]
+    finally:
+        folder.chmod(0o755)
+
+
+# --- one-hot ----------------------------------------------------------------
+
+
+def test_one_hot_exact():
+    X = one_hot_encode("ACGTN")
+    assert X.dtype == np.uint8 and X.shape == (4, 5)
+    np.testing.assert_array_equal(X, [
+        [1, 0, 0, 0, 0],
+        [0, 1, 0, 0, 0],
+        [0, 0, 1, 0, 0],
+        [0, 0, 0, 1, 0],
+    ])
+
+
+def test_one_hot_lowercase_equals_uppercase():
+    rng = np.random.default_rng(1)
+    seq = "".join(rng.choice(list("ACGTN"), 200))
+    np.testing.assert_array_equal(one_hot_encode(seq.lower()), one_hot_encode(seq))
+    assert one_hot_encode(seq).sum() == sum(b != "N" for b in seq)
+
+
+@pytest.mark.parametrize("code", list(IUPAC_OTHER + IUPAC_OTHER.lower()) + ["é", "?"])
+def test_non_acgt_is_zero_column(code):
+    X = one_hot_encode(f"A{code}T")
+    assert X.shape == (4, 3)
+    np.testing.assert_array_equal(X[:, 1], 0)
+    np.testing.assert_array_equal(X[:, [0, 2]], [[1, 0], [0, 0], [0, 0], [0, 1]])
+
+
+def test_one_hot_empty():
+    assert one_hot_encode("").shape == (4, 0)
+    assert one_hot_decode(np.zeros((4, 0), dtype=np.uint8)) == ""
+
+
+def test_encode_decode_round_trip():
+    rng = np.random.default_rng(2)
+    seq = "".join(rng.choice(list("ACGTN"), 1000))
+    assert one_hot_decode(one_hot_encode(seq)) == seq
+    assert one_hot_decode(one_hot_encode("acgtRYn")) == "ACGTNNN"
+
+
+def test_decode_bad_shape():
+    with pytest.raises(ValueError, match=r"expected a one-hot array of shape \(4, L\), got shape \(3, 5\)"):
+        one_hot_decode(np.zeros((3, 5)))
+
+
+def test_reverse_complement_matches_string():
+    rng = np.random.default_rng(3)
+    seqs = ["".join(rng.choice(list("ACGTN"), 50)) for _ in range(6)]
+    X = np.stack([one_hot_encode(s) for s in seqs])
+    expected = np.stack([one_hot_encode(revcomp(s)) for s in seqs])
+    np.testing.assert_array_equal(reverse_complement(X[0]), expected[0])
+    np.testing.assert_array_equal(reverse_complement(X), expected)
+    np.testing.assert_array_equal(reverse_complement(X.reshape(2, 3, 4, 50)), expected.reshape(2, 3, 4, 50))
+    np.testing.assert_array_equal(reverse_complement(reverse_complement(X)), X)
+
+
+def test_reverse_complement_returns_new_array():
+    X = one_hot_encode("AACG")
+    Y = reverse_complement(X)
+    Y[:] = 0
+    assert one_hot_decode(X) == "AACG"
+
+
+def test_reverse_complement_bad_shape():
+    with pytest.raises(ValueError, match=r"expected an array of shape \(\.\.\., 4, L\), got shape \(2, 5, 7\)"):
+        reverse_complement(np.zeros((2, 5, 7)))
+
+
+def test_fetch_one_hot(genome, seqs):
+    windows = [W("chr1", 180, 240, "+"), W("chr1", 90, 150, "-"), W("chr2", 240, 300, ".")]
+    X = fetch_one_hot(genome, iter(windows))
+    assert X.shape == (3, 4, 60) and X.dtype == np.uint8 and X.flags.c_contiguous
+    assert one_hot_decode(X[0]) == seqs["chr1"][180:240].upper()
+    assert one_hot_decode(X[1]) == revcomp(seqs["chr1"][90:150].upper())
+    assert one_hot_decode(X[2]) == seqs["chr2"][240:300]
+    np.testing.assert_array_equal(X[0][:, 20:50], 0)  # the N run at 200..229
+    np.testing.assert_array_equal(reverse_complement(X[1]), one_hot_encode(seqs["chr1"][90:150]))
+
+
+def test_fetch_one_hot_empty_and_unequal(genome):
+    assert fetch_one_hot(genome, []).shape == (0, 4, 0)
+    with pytest.raises(ValueError, match=r"windows must all have the same length; chr2:0-5 has length 5, the first has 10"):
+        fetch_one_hot(genome, [W("chr1", 0, 10, "+"), W("chr2", 0, 5, "+")])
+
+
+# --- real genome ------------------------------------------------------------
+
+
+def parse_fasta(path):
+    """Plain-Python FASTA parse: name (first word of the header) -> sequence."""
+    seqs, name = {}, None
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(">"):
+            name = line[1:].split()[0]
+            seqs[name] = []
+        elif name is not None:
+            seqs[name].append(line.strip())
+    return {k: "".join(v) for k, v in seqs.items()}
+
+
+@pytest.mark.skipif(not CE_FASTA.exists(), reason=f"{CE_FASTA} is not installed")
+def test_real_c_elegans_fasta(tmp_path):
+    path = tmp_path / "ce.fa"
+    shutil.copyfile(CE_FASTA, path)  # without its .fai, so it is indexed here
+    expected = parse_fasta(path)
+    with Genome(path) as g:
+        assert g.chrom_sizes() == {k: len(v) for k, v in expected.items()}
+        for chrom, start in [("CHROMOSOME_I", 512_345), ("CHROMOSOME_X", 4_000)]:
+            end = start + 1000
+            ref = expected[chrom][start:end].upper()
+            assert g.fetch(chrom, start, end) == ref
+            assert g.fetch(chrom, start, end, "-") == revcomp(ref)
+            X = fetch_one_hot(g, [W(chrom, start, end, "+")])
+            np.testing.assert_array_equal(X[0], one_hot_encode(ref))
