@@ -100,7 +100,9 @@ def test_low_complexity_windows_are_reported_identical():
     assert identical_to_input(X, refs).tolist() == [True, True, True, False]
 
 
-@pytest.mark.parametrize("seqs, k", [(["A", "C"], 2), (["NNNN", "NANN"], 2), (["ACG", "ACN"], 4), (["NGNN", "TNNN"], 1)])
+@pytest.mark.parametrize(
+    "seqs, k", [(["A", "C"], 2), (["NNNN", "NANN"], 2), (["ACG", "ACN"], 4), (["NGNN", "TNNN"], 1)]
+)
 def test_too_short_rows_are_returned_unchanged(seqs, k):
     X = onehot(seqs)
     refs = dinucleotide_shuffle(X, n=3, k=k)
@@ -210,7 +212,7 @@ def with_a_at(X, i, p):
         (lambda X: dinucleotide_shuffle(X, seeds=[0.5, 1.5]), r"seeds .* dtype float64; pass one integer seed"),
         (lambda X: dinucleotide_shuffle(X, k=0), r"k=0 is not a valid k-mer length; pass an integer from 1 to 32"),
         (lambda X: zeros(X, n=0), r"n=0 is not a valid number of references per sequence; pass an integer >= 1"),
-        (lambda X: identical_to_input(X, zeros(X)[:, :, :, :5]), r"refs has shape \(2, 1, 4, 5\), which does not fit X"),
+        (lambda X: identical_to_input(X, zeros(X)[..., :5]), r"refs has shape \(2, 1, 4, 5\), which does not fit X"),
     ],
 )
 def test_user_errors_are_one_line_and_name_the_fix(call, match):

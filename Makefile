@@ -1,0 +1,36 @@
+# seqlift: `make demo` installs and scores the bundled demo; `make test` installs and runs the tests.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+# torch is pinned so that pip takes the CPU build where one is provided locally;
+# any torch >= 2.6 works (pyproject.toml), including CUDA builds.
+TORCH ?= torch==2.13.0
+
+.PHONY: install install-test demo test bench clean
+
+install:
+	@command -v bedtools >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq bedtools >/dev/null; \
+	  else \
+	    echo "bedtools is missing: install it (sudo apt-get install bedtools, or conda install -c bioconda bedtools)" >&2; exit 1; \
+	  fi; }
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -e .
+
+install-test: install
+	$(PIP) install -q -e ".[test]"
+
+demo: install
+	@mkdir -p results
+	seqlift score seqlift/demo/regions.bed --config configs/demo.yaml -o results/demo.h5 --force
+	@$(PYTHON) -c "import h5py; f = h5py.File('results/demo.h5'); print('results/demo.h5:', dict(f.attrs)['n_regions'], 'regions,', 'shap/seq', f['shap/seq'].shape)"
+
+test: install-test
+	$(PYTHON) -m pytest -q
+
+bench: install-test
+	$(PYTHON) benchmarks/bench_deeplift.py
+	$(PYTHON) benchmarks/bench_shuffle.py
+
+clean:
+	rm -rf results .pytest_cache build *.egg-info
