@@ -81,7 +81,11 @@ class _Mapping(click.ParamType):
 
 
 class _Group(click.Group):
-    """Turns user errors and warnings into one line each on stderr."""
+    """Turns user errors and warnings into one line each on stderr; keeps the command line for provenance."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["seqlift.argv"] = list(args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         def show(message, category, filename, lineno, file=None, line=None):
@@ -138,7 +142,8 @@ def score(regions, quiet, **options):
     """
     from .pipeline import score as run
 
-    command = "seqlift " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    argv = click.get_current_context().meta.get("seqlift.argv", sys.argv[1:])
+    command = "seqlift " + " ".join(shlex.quote(str(a)) for a in argv)
     path = run(regions, progress=not quiet, command=command, **options)
     if not quiet:
         click.echo(f"wrote {path}", err=True)

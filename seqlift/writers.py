@@ -115,7 +115,7 @@ class ScoreWriter:
             key = diff[0]
             self.h5.close()
             raise OutputError(
-                f"cannot resume {self.tmp}: it was started with {key}={old.get(key)!r}, this run has "
+                f"cannot resume {self.tmp}: it was started with {key}={_norm(old.get(key))!r}, this run has "
                 f"{key}={attrs[key]!r}; rerun with the same options or use --force to start over"
             )
 
@@ -135,7 +135,7 @@ class ScoreWriter:
         h5.create_dataset("meta/row", data=np.array([w.row for w in windows], dtype=np.int64))
         h5.create_dataset("meta/line", data=np.array([w.line for w in windows], dtype=np.int64))
         for key, value in attrs.items():
-            h5.attrs[key] = value
+            h5.attrs[key] = str(value) if isinstance(value, str) else value  # plain str for str subclasses
         h5.attrs["rows_done"] = 0
         h5.flush()
 

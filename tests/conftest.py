@@ -1,0 +1,85 @@
+"""Shared fixtures: a small genome with edge cases, a BED, and tiny models in each supported format."""
+
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch.export import Dim
+
+LENGTH = 50
+
+
+TINY_SOURCE = textwrap.dedent('''
+    import torch
+    import torch.nn as nn
+
+
+    class TinyCNN(nn.Module):
+        input_length = 50
+
+        def __init__(self, n_filters=4):
+            super().__init__()
+            self.conv = nn.Conv1d(4, n_filters, 5, padding=2)
+            self.pool = nn.MaxPool1d(2)
+            self.head = nn.Linear(n_filters * 25, 2)
+
+        def forward(self, x):
+            return self.head(self.pool(torch.relu(self.conv(x))).flatten(1))
+''')
+
+
+_namespace = {}
+exec(TINY_SOURCE, _namespace)
+#: conv -> ReLU -> max pool -> dense, 2 outputs for inputs (N, 4, 50); also written to a file for class loading.
+TinyCNN = _namespace["TinyCNN"]
+
+
+def write_fasta(path, seqs, width=60):
+    with open(path, "w") as fh:
+        for name, seq in seqs.items():
+            fh.write(f">{name}\n")
+            for i in range(0, len(seq), width):
+                fh.write(seq[i : i + width] + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def genome_seqs():
+    rng = np.random.default_rng(7)
+    chr1 = "".join(rng.choice(list("ACGT"), 600))
+    chr2 = list("".join(rng.choice(list("ACGT"), 400)))
+    chr2[100:110] = "N" * 10  # an N run inside a scored window
+    chr2[300:330] = [c.lower() for c in chr2[300:330]]  # soft-masked
+    chr3 = "A" * 120  # low complexity: its shuffles equal itself
+    return {"chr1": chr1, "chr2": "".join(chr2), "chr3": chr3}
+
+
+@pytest.fixture
+def data(tmp_path, genome_seqs):
+    """A FASTA, a BED of 6 regions (1-based lines 2..7 after a header), a .pt2 and a class model."""
+    fasta = write_fasta(tmp_path / "genome.fa", genome_seqs)
+    bed = tmp_path / "peaks.bed"
+    bed.write_text(
+        "track name=test\n"
+        "chr1\t100\t150\tr1\t0\t+\n"
+        "chr1\t300\t360\tr2\t0\t-\n"
+        "chr2\t80\t130\tr3_with_N\t0\t+\n"
+        "chr1\t500\t560\tr4\t0\t+\t1\t1\t1\t20\n"
+        "chr2\t290\t340\tr5_softmasked\t0\t+\n"
+        "chr1\t0\t50\tr6\t0\t+\n"
+    )
+    torch.manual_seed(0)
+    model = TinyCNN().eval()
+    pt2 = tmp_path / "tiny.pt2"
+    program = torch.export.export(model, (torch.zeros(2, 4, LENGTH),), dynamic_shapes=({0: Dim.AUTO},))
+    torch.export.save(program, str(pt2))
+    source = tmp_path / "tinymodel.py"
+    source.write_text(TINY_SOURCE)
+    weights = tmp_path / "tiny.safetensors"
+    save_file(model.state_dict(), str(weights))
+    return {
+        "fasta": str(fasta), "bed": str(bed), "pt2": str(pt2), "model": model, "class": f"{source}:TinyCNN",
+        "weights": str(weights), "dir": tmp_path,
+    }

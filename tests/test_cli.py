@@ -1,0 +1,279 @@
+"""``seqlift score`` end to end with CliRunner: outputs, provenance, resume, and every bad input."""
+
+import re
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import seqlift
+from seqlift.cli import main
+from seqlift.genome import Genome, fetch_one_hot
+from seqlift.regions import read_regions, to_windows
+from seqlift.writers import ScoreWriter
+
+DATASETS = [
+    "raw/seq", "shap/seq", "projected_shap/seq", "coords_chrom", "coords_start", "coords_end", "meta/strand",
+    "meta/name", "meta/row", "meta/line", "meta/prediction", "meta/reference_prediction", "meta/delta_error",
+    "meta/delta_rel_error", "meta/low_complexity",
+]
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def score_args(data, out, *extra):
+    return ["score", data["bed"], "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--n-refs", 5,
+            "--batch-size", 2, "--quiet", *extra]
+
+
+def read_all(path):
+    with h5py.File(path, "r") as h5:
+        return {name: h5[name][:] for name in DATASETS}, dict(h5.attrs)
+
+
+def test_score_end_to_end(data):
+    out = data["dir"] / "scores.h5"
+    result = run(*score_args(data, out, "--target", 1))
+    assert result.exit_code == 0, result.output
+    d, attrs = read_all(out)
+    n = 6
+    assert d["raw/seq"].shape == (n, 4, 50) and d["raw/seq"].dtype == np.uint8
+    assert d["shap/seq"].shape == (n, 4, 50) and d["shap/seq"].dtype == np.float32
+    np.testing.assert_array_equal(d["projected_shap/seq"], d["shap/seq"] * d["raw/seq"])
+    # rows in input order, windows of the model's length centred on summit or midpoint (0-based half-open)
+    assert [s.decode() if isinstance(s, bytes) else s for s in d["meta/name"]] == [
+        "r1", "r2", "r3_with_N", "r4", "r5_softmasked", "r6"]
+    np.testing.assert_array_equal(d["coords_start"], [100, 305, 80, 495, 290, 0])
+    np.testing.assert_array_equal(d["coords_end"] - d["coords_start"], [50] * n)
+    np.testing.assert_array_equal(d["meta/line"], [2, 3, 4, 5, 6, 7])
+    # the stored one-hot is the genome (minus strand reverse-complemented, soft-masked read as upper, N as zeros)
+    with Genome(data["fasta"]) as genome:
+        windows, _ = to_windows(read_regions(data["bed"]), 50, genome.chrom_sizes())
+        np.testing.assert_array_equal(d["raw/seq"], fetch_one_hot(genome, windows))
+    assert (d["raw/seq"][2].sum(0) == 0).sum() == 10
+    assert np.all(d["projected_shap/seq"][2][:, d["raw/seq"][2].sum(0) == 0] == 0)
+    # predictions are the model's; projected scores sum to f(x) - mean f(refs)
+    x = torch.tensor(d["raw/seq"], dtype=torch.float32)
+    np.testing.assert_allclose(d["meta/prediction"], data["model"](x)[:, 1].detach().numpy(), rtol=1e-5, atol=1e-6)
+    total = d["projected_shap/seq"].sum(axis=(1, 2))
+    np.testing.assert_allclose(total, d["meta/prediction"] - d["meta/reference_prediction"], atol=1e-5)
+    assert d["meta/delta_rel_error"].max() < 1e-4
+    # provenance
+    assert attrs["seqlift_version"] == seqlift.__version__
+    assert attrs["method"] == "deeplift" and attrs["rule"] == "rescale" and attrs["reference"] == "shuffle"
+    assert attrs["n_refs"] == 5 and attrs["seed"] == 0 and attrs["target"] == 1
+    assert len(attrs["model_sha256"]) == 64 and "seqlift score" in attrs["command"]
+    assert not (data["dir"] / "scores.h5.partial").exists()
+
+
+def test_reproducible_regardless_of_batch_size(data):
+    a, b = data["dir"] / "a.h5", data["dir"] / "b.h5"
+    assert run(*score_args(data, a)).exit_code == 0
+    assert run(*score_args(data, b), "--batch-size", 4).exit_code == 0
+    da, _ = read_all(a)
+    db, _ = read_all(b)
+    np.testing.assert_allclose(da["shap/seq"], db["shap/seq"], atol=1e-6)
+
+
+def test_class_model_with_safetensors_and_config(data, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "score:\n"
+        f"  fasta: genome.fa\n  model: tinymodel.py:TinyCNN\n  weights: tiny.safetensors\n"
+        "  model_kwargs: {n_filters: 4}\n  n_refs: 3\n  reference: shuffle\n"
+    )
+    out = tmp_path / "cls.h5"
+    result = run("score", data["bed"], "--config", config, "-o", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    ref = tmp_path / "pt2.h5"
+    assert run(*score_args(data, ref), "--n-refs", 3).exit_code == 0
+    dc, attrs = read_all(out)
+    dp, _ = read_all(ref)
+    assert attrs["n_refs"] == 3
+    np.testing.assert_allclose(dc["shap/seq"], dp["shap/seq"], atol=1e-5)
+
+
+def test_zeros_and_uniform_references(data):
+    for kind in ("zeros", "uniform"):
+        out = data["dir"] / f"{kind}.h5"
+        assert run(*score_args(data, out), "--reference", kind).exit_code == 0
+        d, attrs = read_all(out)
+        assert attrs["n_refs"] == 1 and attrs["reference"] == kind
+        assert d["meta/delta_rel_error"].max() < 1e-4
+
+
+def test_low_complexity_window_is_reported(data, tmp_path):
+    bed = tmp_path / "polyA.bed"
+    bed.write_text("chr3\t10\t60\tpolyA\nchr1\t100\t150\tr1\n")
+    out = tmp_path / "low.h5"
+    result = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--n-refs", 4, "--quiet")
+    assert result.exit_code == 0
+    assert "1 region(s): references all equal the input (low-complexity window; scores are 0): polyA (chr3:10-60)" in result.output
+    d, attrs = read_all(out)
+    np.testing.assert_array_equal(d["meta/low_complexity"], [True, False])
+    assert attrs["n_low_complexity"] == 1
+
+
+def test_skip_invalid_writes_sidecar(data, tmp_path):
+    bed = tmp_path / "mixed.bed"
+    bed.write_text("chr1\t100\t150\tok1\nchrUn\t5\t60\tunknown\nchr1\t580\t600\toffend\nchr2\t200\t250\tok2\n")
+    out = tmp_path / "skip.h5"
+    result = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--skip-invalid", "--quiet")
+    assert result.exit_code == 0, result.output
+    d, attrs = read_all(out)
+    np.testing.assert_array_equal(d["meta/row"], [0, 3])
+    assert attrs["n_skipped"] == 2
+    sidecar = (tmp_path / "skip.h5.skipped.bed").read_text()
+    assert "chrUn\t5\t60\tunknown\t2\tunknown chromosome" in sidecar
+    assert "chr1\t580\t600\toffend\t3\twindow off chromosome end" in sidecar
+
+
+@pytest.mark.parametrize("bed_text, message", [
+    ("chr1\t100\n", r"peaks.bed line 1: expected at least 3 tab-separated columns"),
+    ("chr1\t100\t150\nchr1\tx\t150\n", r"line 2: .*start"),
+    ("chrUn\t5\t60\n", r"Region chrUn:5-60 \(.*peaks.bed line 1\): chromosome 'chrUn' is not in the FASTA.*--skip-invalid"),
+    ("chr1\t580\t600\n", r"Region chr1:580-600 \(.*peaks.bed line 1\).*runs past the end of chr1 \(length 600\).*--skip-invalid"),
+])
+def test_bad_regions(data, bed_text, message):
+    bed = data["dir"] / "peaks.bed"
+    bed.write_text(bed_text)
+    out = data["dir"] / "bad.h5"
+    result = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--quiet")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert re.search(message, result.output), result.output
+    assert not out.exists() and not (data["dir"] / "bad.h5.partial").exists()
+
+
+def test_bad_models(data, tmp_path):
+    out = tmp_path / "x.h5"
+    base = ["score", data["bed"], "--fasta", data["fasta"], "-o", out, "--quiet"]
+    text = tmp_path / "notes.txt"
+    text.write_text("not a model")
+    r = run(*base, "--model", text)
+    assert r.exit_code == 1 and "notes.txt is not a model file" in r.output
+    pickled = tmp_path / "full.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Conv1d(4, 2, 3), torch.nn.Flatten()), pickled)
+    r = run(*base, "--model", pickled)
+    assert r.exit_code == 1 and "full.pt is a torch.save pickle; loading it could run code, so seqlift refuses it" in r.output
+    r = run(*base, "--model", data["pt2"], "--window", 40)
+    assert r.exit_code == 1 and "--window 40 does not fit the model" in r.output and "length 50" in r.output
+    r = run(*base, "--model", data["class"])
+    assert r.exit_code == 1 and "give its trained state dict with --weights" in r.output
+    r = run(*base, "--model", data["class"], "--weights", data["weights"], "--model-kwargs", "{n_filters: 8}")
+    assert r.exit_code == 1 and "do not fit TinyCNN" in r.output
+    r = run(*base, "--model", tmp_path / "missing.pt2")
+    assert r.exit_code == 1 and "missing.pt2 does not exist" in r.output
+    assert not out.exists()
+
+
+def test_existing_output_needs_force(data):
+    out = data["dir"] / "scores.h5"
+    out.write_text("previous results")
+    r = run(*score_args(data, out))
+    assert r.exit_code == 1 and "exists; use --force to overwrite it" in r.output
+    assert out.read_text() == "previous results"
+    assert run(*score_args(data, out), "--force").exit_code == 0
+    assert h5py.is_hdf5(out)
+
+
+def test_missing_fasta_and_bed(data, tmp_path):
+    r = run("score", tmp_path / "none.bed", "--fasta", data["fasta"], "--model", data["pt2"], "-o", tmp_path / "o.h5")
+    assert r.exit_code == 1 and "none.bed" in r.output
+    r = run("score", data["bed"], "--fasta", tmp_path / "none.fa", "--model", data["pt2"], "-o", tmp_path / "o.h5")
+    assert r.exit_code == 1 and "none.fa" in r.output
+
+
+def test_resume_after_interruption_is_identical(data, monkeypatch):
+    full = data["dir"] / "full.h5"
+    assert run(*score_args(data, full)).exit_code == 0
+    out = data["dir"] / "resumed.h5"
+    original = ScoreWriter.write
+    calls = []
+
+    def dies_on_second_batch(self, start, rows):
+        calls.append(start)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, start, rows)
+
+    monkeypatch.setattr(ScoreWriter, "write", dies_on_second_batch)
+    r = run(*score_args(data, out))
+    assert r.exit_code == 1 and "rerun the same command with --resume" in r.output
+    assert not out.exists()
+    with h5py.File(str(out) + ".partial", "r") as h5:
+        assert h5.attrs["rows_done"] == 2
+    monkeypatch.setattr(ScoreWriter, "write", original)
+    r = run(*score_args(data, out))
+    assert r.exit_code == 1 and "use --resume to continue it or --force to start over" in r.output
+    r = run(*score_args(data, out), "--seed", 3, "--resume")
+    assert r.exit_code == 1 and "started with seed=0, this run has seed=3" in r.output
+    assert run(*score_args(data, out), "--resume").exit_code == 0
+    a, _ = read_all(full)
+    b, _ = read_all(out)
+    for name in DATASETS:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_strict_and_unsupported(data, tmp_path):
+    class Gated(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = torch.nn.Conv1d(4, 2, 3, padding=1)
+
+        def forward(self, x):
+            h = self.conv(x)
+            return (h * torch.sigmoid(h)).mean(dim=2)
+
+    program = torch.export.export(Gated().eval(), (torch.zeros(2, 4, 50),), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    pt2 = tmp_path / "gated.pt2"
+    torch.export.save(program, str(pt2))
+    base = ["score", data["bed"], "--fasta", data["fasta"], "--model", pt2, "--quiet", "--n-refs", 3]
+    r = run(*base, "-o", tmp_path / "a.h5")
+    assert r.exit_code == 1 and "aten.mul.Tensor" in r.output and "--allow-unsupported" in r.output
+    r = run(*base, "-o", tmp_path / "b.h5", "--allow-unsupported")
+    assert r.exit_code == 0
+    assert "treated as linear (gradient)" in r.output and "summation-to-delta error above tolerance" in r.output
+    r = run(*base, "-o", tmp_path / "c.h5", "--allow-unsupported", "--strict")
+    assert r.exit_code == 1 and "summation-to-delta fails for r1" in r.output
+    assert not (tmp_path / "c.h5").exists() and not (tmp_path / "c.h5.partial").exists()
+
+
+def test_npz_for_modisco(data):
+    out = data["dir"] / "s.h5"
+    prefix = data["dir"] / "modisco"
+    assert run(*score_args(data, out), "--npz-prefix", prefix).exit_code == 0
+    d, _ = read_all(out)
+    np.testing.assert_array_equal(np.load(str(prefix) + ".ohe.npz")["arr_0"], d["raw/seq"])
+    np.testing.assert_array_equal(np.load(str(prefix) + ".shap.npz")["arr_0"], d["shap/seq"])
+
+
+def test_python_api_matches_cli(data):
+    cli_out, api_out = data["dir"] / "cli.h5", data["dir"] / "api.h5"
+    assert run(*score_args(data, cli_out)).exit_code == 0
+    seqlift.score(data["bed"], data["fasta"], data["pt2"], api_out, n_refs=5, batch_size=2, progress=False)
+    a, _ = read_all(cli_out)
+    b, _ = read_all(api_out)
+    for name in DATASETS:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_progress_bar_on_stderr(data):
+    out = data["dir"] / "p.h5"
+    result = CliRunner().invoke(main, [str(a) for a in score_args(data, out) if a != "--quiet"])
+    assert result.exit_code == 0
+    assert "scoring" in result.stderr and "6/6" in result.stderr and "wrote" in result.stderr
+
+
+def test_cuda_device_without_gpu(data):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    r = run(*score_args(data, data["dir"] / "g.h5"), "--device", "cuda")
+    assert r.exit_code == 1 and "no CUDA GPU is available" in r.output
