@@ -36,10 +36,11 @@ exec(TINY_SOURCE, _namespace)
 TinyCNN = _namespace["TinyCNN"]
 
 
-def write_fasta(path, seqs, width=60):
+def write_fasta(path, seqs, width=60, description=""):
+    """Write ``seqs`` (name -> sequence) as FASTA, ``width`` bases a line."""
     with open(path, "w") as fh:
         for name, seq in seqs.items():
-            fh.write(f">{name}\n")
+            fh.write(f">{name}{' ' + description if description else ''}\n")
             for i in range(0, len(seq), width):
                 fh.write(seq[i : i + width] + "\n")
     return path

@@ -4,6 +4,7 @@ import shutil
 from collections import namedtuple
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pyfaidx
 import pytest
@@ -30,11 +31,7 @@ def revcomp(seq):
 
 
 def write_fasta(path, seqs, width=60):
-    with open(path, "w") as f:
-        for name, seq in seqs.items():
-            f.write(f">{name} some description\n")
-            for i in range(0, len(seq), width):
-                f.write(seq[i:i + width] + "\n")
+    return conftest.write_fasta(path, seqs, width, description="some description")
 
 
 def make_seqs(seed=0):
