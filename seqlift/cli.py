@@ -9,6 +9,7 @@ given on the command line win. User errors print one line and exit 1.
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -92,6 +93,9 @@ class _Group(click.Group):
             click.echo(f"seqlift: warning: {message}", err=True)
 
         warnings.showwarning = show
+        # A scheduler's SIGTERM (time limit, preemption) stops the run like Ctrl-C:
+        # finished batches stay in the .partial file for --resume.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             return super().invoke(ctx)
         except SeqliftError as exc:

@@ -94,7 +94,12 @@ class ScoreWriter:
             raise OutputError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
         n = len(windows)
         if resume and self.tmp.exists():
-            self.h5 = h5py.File(self.tmp, "r+")
+            try:
+                self.h5 = h5py.File(self.tmp, "r+")
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot resume {self.tmp}: the file is damaged ({exc}); use --force to start over"
+                ) from exc
             self._check_resumable(attrs)
         else:
             if self.tmp.exists() and not force:

@@ -277,3 +277,36 @@ def test_cuda_device_without_gpu(data):
         pytest.skip("a GPU is present")
     r = run(*score_args(data, data["dir"] / "g.h5"), "--device", "cuda")
     assert r.exit_code == 1 and "no CUDA GPU is available" in r.output
+
+
+def test_sigterm_keeps_finished_rows_and_resume_completes(data):
+    """A scheduler's SIGTERM mid-run leaves a resumable partial file; --resume then gives the full result."""
+    import subprocess
+    import sys
+    import time
+
+    bed = data["dir"] / "many.bed"
+    bed.write_text("".join(f"chr1\t{s}\t{s + 50}\tr{s}\n" for s in range(0, 550, 5)))
+    out = data["dir"] / "killed.h5"
+    options = ["--fasta", data["fasta"], "--model", data["pt2"], "--n-refs", 20, "--batch-size", 1, "--quiet"]
+    args = [str(a) for a in [sys.executable, "-m", "seqlift.cli", "score", bed, "-o", out, *options]]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    partial = data["dir"] / "killed.h5.partial"
+    deadline = time.time() + 60
+    while not partial.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before it could be interrupted")
+    assert proc.returncode == 1 and "rerun the same command with --resume" in err
+    assert partial.exists() and not out.exists()
+    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    full = data["dir"] / "full.h5"
+    assert run("score", bed, "-o", full, *options).exit_code == 0
+    a, _ = read_all(full)
+    b, _ = read_all(out)
+    for name in DATASETS:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)

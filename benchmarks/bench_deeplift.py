@@ -1,0 +1,428 @@
+"""Time seqlift's DeepLIFT engine against tangermeme, captum and a plain gradient pass.
+
+Every tool explains output 0 of the same seeded, randomly initialised model
+for the same one-hot regions, each against the same K dinucleotide shuffles,
+and returns hypothetical contributions averaged over the references, shape
+(N, 4, L). The batch size is swept in regions per model call; a call then
+holds ``regions * K`` (input, reference) pairs for every tool:
+
+- seqlift: ``prepare(model, L)`` once (not timed), then ``deeplift(engine, X,
+  R, batch_size=regions)``. A call runs ``regions * (K + 1)`` rows: each input
+  once, then its references.
+- tangermeme: ``deep_lift_shap(model, X, references=R, hypothetical=True,
+  batch_size=regions * K)``; its ``batch_size`` counts pairs, and each pair is
+  two rows (input copy and reference), so ``2 * regions * K`` rows.
+- captum: ``DeepLift(model).attribute(x, baselines=r)`` on the pairs laid out
+  row by row (each input repeated K times), with a hypothetical-contribution
+  function, then the mean over references; ``2 * regions * K`` rows. This is
+  what ``DeepLiftShap`` does for one input at a time, batched over regions,
+  because ``DeepLiftShap`` shares one set of baselines across all its inputs.
+- gradient: forward and backward of the plain model over the ``regions * K``
+  reference rows, gradient with respect to the input (a saliency pass over the
+  same pairs): the floor for any backward-based method.
+
+Each (model, tool) runs in a fresh subprocess, which reports its peak memory
+above the memory held after imports, model construction and data (peak RSS
+from ``ru_maxrss`` on the CPU, the cumulative peak over the sweep, which runs
+from the smallest batch up; ``torch.cuda.max_memory_allocated`` per batch on a
+GPU). Each batch size is warmed up with one call, then the whole set of
+regions is timed ``--repeats`` times and the median reported.
+
+    python benchmarks/bench_deeplift.py            # the full run, about 8 minutes on 2 CPU cores
+    python benchmarks/bench_deeplift.py --quick    # a smoke run
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+TOOLS = ("seqlift", "tangermeme", "captum", "gradient")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# ---------------------------------------------------------------- models
+
+
+class DilatedResidual(nn.Module):
+    """``x + relu(conv(x))`` with a dilated kernel of 3 and 'same' padding."""
+
+    def __init__(self, channels, dilation):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, 3, dilation=dilation, padding=dilation)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return x + self.relu(self.conv(x))
+
+
+class BPNetLike(nn.Module):
+    """BPNet-like counts model: (N, 4, 2114) -> (N, 1).
+
+    conv(4->64, k=21) -> ReLU -> 8 dilated residual layers (dilation 2, 4, .., 256)
+    -> global average pool -> Linear(64, 1).
+    """
+
+    length = 2114
+
+    def __init__(self, channels=64, layers=8):
+        super().__init__()
+        self.conv = nn.Conv1d(4, channels, 21, padding=10)
+        self.relu = nn.ReLU()
+        self.body = nn.Sequential(*[DilatedResidual(channels, 2**i) for i in range(1, layers + 1)])
+        self.head = nn.Linear(channels, 1)
+
+    def forward(self, x):
+        return self.head(self.body(self.relu(self.conv(x))).mean(dim=-1))
+
+
+def basset_like(outputs=164):
+    """Basset-like model: (N, 4, 600) -> (N, outputs), full size (300/200/200 filters, 1000 hidden)."""
+
+    def block(c_in, c_out, kernel, pool):
+        return [nn.Conv1d(c_in, c_out, kernel), nn.BatchNorm1d(c_out), nn.ReLU(), nn.MaxPool1d(pool)]
+
+    # length 600 -> conv 19: 582 -> pool 3: 194 -> conv 11: 184 -> pool 4: 46 -> conv 7: 40 -> pool 4: 10
+    model = nn.Sequential(
+        *block(4, 300, 19, 3), *block(300, 200, 11, 4), *block(200, 200, 7, 4), nn.Flatten(),
+        nn.Linear(200 * 10, 1000), nn.ReLU(), nn.Dropout(0.3),
+        nn.Linear(1000, 1000), nn.ReLU(), nn.Dropout(0.3),
+        nn.Linear(1000, outputs),
+    )
+    model.length = 600
+    return model
+
+
+def build_model(name, device, seed=0):
+    """Seeded, eval-mode float32 model ``name`` (bpnet or basset) on ``device``; batch norms get random statistics."""
+    torch.manual_seed(seed)
+    model = BPNetLike() if name == "bpnet" else basset_like()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model.to(device).eval()
+
+
+def make_data(n, k, length, seed=0):
+    """Random one-hot regions X, shape=(n, 4, length), and K dinucleotide shuffles of each, shape=(n, k, 4, length)."""
+    from seqlift.references import dinucleotide_shuffle
+
+    rng = np.random.default_rng(seed)
+    X = np.eye(4, dtype=np.uint8)[rng.integers(0, 4, (n, length))].transpose(0, 2, 1).copy()
+    R = dinucleotide_shuffle(X, n=k, seeds=np.arange(n) + seed)
+    return X.astype(np.float32), R
+
+
+# ---------------------------------------------------------------- tools
+
+
+def hypothetical(m, r):
+    """Hypothetical contributions ``m[c] - sum_c' m[c'] r[c']`` from multipliers ``m`` and references ``r``, shape=(B, 4, L)."""
+    return m - (m * r).sum(dim=1, keepdim=True)
+
+
+def make_runner(tool, model, length, device):
+    """``run(X, R, regions_per_call) -> hypothetical (N, 4, L) or None`` for ``tool``; preparation is done here, untimed."""
+    if tool == "seqlift":
+        from seqlift.attribution import deeplift, prepare
+
+        engine = prepare(model, length, device=device)
+        return lambda X, R, b: deeplift(engine, X, R, target=0, batch_size=b).hypothetical
+
+    if tool == "tangermeme":
+        from tangermeme.deep_lift_shap import deep_lift_shap
+
+        def run(X, R, b):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # its per-batch convergence warnings
+                return deep_lift_shap(
+                    model, torch.from_numpy(X), target=0, references=torch.from_numpy(R), hypothetical=True,
+                    batch_size=b * R.shape[1], warning_threshold=float("inf"), device=device,
+                ).numpy()
+
+        return run
+
+    if tool == "captum":
+        from captum.attr import DeepLift
+
+        explainer = DeepLift(model)
+
+        def run(X, R, b):
+            k, out = R.shape[1], []
+            for i in range(0, len(X), b):
+                x = torch.from_numpy(X[i : i + b]).to(device).repeat_interleave(k, dim=0)
+                r = torch.from_numpy(R[i : i + b]).to(device).flatten(0, 1)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "Setting forward, backward hooks ..." on every call
+                    (hyp,) = explainer.attribute(
+                        (x,), baselines=(r,), target=0, custom_attribution_func=lambda m, x, r: (hypothetical(m[0], r[0]),)
+                    )
+                out.append(hyp.detach().reshape(-1, k, *hyp.shape[1:]).mean(dim=1).cpu())
+            return torch.cat(out).numpy()
+
+        return run
+
+    def run(X, R, b):
+        for i in range(0, len(X), b):
+            r = torch.from_numpy(R[i : i + b]).to(device).flatten(0, 1).requires_grad_(True)
+            (g,) = torch.autograd.grad(model(r)[:, 0].sum(), r)
+            g.cpu()
+
+    return run
+
+
+# ---------------------------------------------------------------- one (model, tool) in its own process
+
+
+def rss_mib():
+    """Current resident set size of this process, in MiB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mib():
+    """Peak resident set size of this process so far (``ru_maxrss``), in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def worker(spec):
+    """Time one tool on one model over the batch sizes of ``spec``; returns a dict and saves its scores."""
+    torch.set_num_threads(spec["threads"])
+    device = spec["device"]
+    model = build_model(spec["model"], device)
+    X, R = make_data(spec["regions"], spec["refs"], model.length)
+    run = make_runner(spec["tool"], model, model.length, device)
+    cuda = device.startswith("cuda")
+    base = torch.cuda.memory_allocated() if cuda else rss_mib()
+    rows = []
+    for b in spec["regions_per_call"]:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        run(X[:b], R[:b], b)  # warm-up: one model call at this batch size
+        times = []
+        for _ in range(spec["repeats"]):
+            sync(device)
+            start = time.perf_counter()
+            hyp = run(X, R, b)
+            sync(device)
+            times.append(time.perf_counter() - start)
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else peak_rss_mib() - base
+        rows.append({"regions_per_call": b, "seconds": times, "median_s": float(np.median(times)), "peak_mib": peak})
+    if hyp is not None:
+        np.save(spec["scores"], hyp)
+    return {"model": spec["model"], "tool": spec["tool"], "sweep": rows}
+
+
+def spawn(spec):
+    """Run :func:`worker` for ``spec`` in a fresh Python process and return its result."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{spec['tool']} on {spec['model']} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+# ---------------------------------------------------------------- accuracy and report
+
+
+def delta_errors(model, X, R, hyp, device):
+    """Summation-to-delta error per region, ``|sum(hyp * X) - (f(x) - mean_j f(r_j))|``, and the deltas themselves."""
+    n, k = R.shape[:2]
+    with torch.no_grad():
+        f = lambda a: torch.cat([model(torch.from_numpy(c).to(device))[:, 0].cpu() for c in np.array_split(a, max(1, len(a) // 64))])
+        delta = (f(X) - f(R.reshape(n * k, *R.shape[2:])).reshape(n, k).mean(dim=1)).double().numpy()
+    return np.abs((hyp.astype(np.float64) * X).sum(axis=(1, 2)) - delta), delta
+
+
+def ratio(a, b):
+    return a / b if a and b else float("nan")
+
+
+def summarise(name, results, scores, model, X, R, refs, device):
+    """Throughput, ratios and accuracy for one model, as a dict."""
+    tools = {r["tool"]: {s["regions_per_call"]: s for s in r["sweep"]} for r in results}
+    n = len(X)
+    for sweep in tools.values():
+        for s in sweep.values():
+            s["regions_per_s"] = n / s["median_s"]
+    sizes = sorted(set.intersection(*(set(s) for s in tools.values())))
+    best = {t: max(s.values(), key=lambda v: v["regions_per_s"]) for t, s in tools.items()}
+
+    def ratios(pick):
+        sl = pick("seqlift")
+        out = {}
+        for peer in ("tangermeme", "captum"):
+            if sl and pick(peer):
+                out[f"seqlift / {peer} throughput"] = ratio(sl["regions_per_s"], pick(peer)["regions_per_s"])
+        if sl and pick("gradient"):
+            out["seqlift time / gradient time"] = ratio(sl["median_s"], pick("gradient")["median_s"])
+        return out
+
+    at_size = {b * refs: ratios(lambda t, b=b: tools.get(t, {}).get(b)) for b in sizes}
+    at_best = ratios(lambda t: best.get(t))
+    errors = {}
+    for tool, hyp in scores.items():
+        err, delta = delta_errors(model, X, R, hyp, device)
+        errors[tool] = {"max_delta_error": float(err.max()), "max_abs_delta": float(np.abs(delta).max())}
+    names = sorted(scores)
+    diffs = {
+        f"{a} vs {b}": float(np.abs(scores[a] - scores[b]).max()) for i, a in enumerate(names) for b in names[i + 1 :]
+    }
+    scale = max(float(np.abs(h).max()) for h in scores.values()) if scores else float("nan")
+    return {
+        "model": name, "length": X.shape[-1], "regions": n, "refs": refs, "sweep": tools, "best": best,
+        "ratios_at_pairs_per_call": at_size, "ratios_at_best": at_best, "summation_to_delta": errors,
+        "max_abs_difference": diffs, "max_abs_hypothetical": scale,
+    }
+
+
+def markdown(report):
+    """The report as markdown tables."""
+    env = report["environment"]
+    mem = "peak GPU memory allocated" if report["device"].startswith("cuda") else "peak RSS"
+    out = [
+        f"# DeepLIFT throughput on {report['device']}",
+        "",
+        f"{env['cpu']} ({env['cores']} cores, {env['threads']} torch threads){', ' + env['gpu'] if env.get('gpu') else ''}; "
+        f"torch {env['torch']}, captum {env['captum']}, tangermeme {env['tangermeme']}, Python {env['python']}. "
+        f"Load average (1 min) {env['load_start']:.2f} at the start, {env['load_end']:.2f} at the end; "
+        f"total {env['total_s']:.0f} s. K = {report['refs']} references per region; median of {report['repeats']}.",
+    ]
+    for m in report["models"]:
+        out += [
+            "",
+            f"## {m['model']}-like, input (N, 4, {m['length']}), {m['regions']} regions",
+            "",
+            f"| tool | regions/call | pairs/call | rows/call | median s | regions/s | {mem} MiB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for tool in TOOLS:
+            for b, s in sorted(m["sweep"].get(tool, {}).items()):
+                rows = {"seqlift": b * (m["refs"] + 1), "gradient": b * m["refs"]}.get(tool, 2 * b * m["refs"])
+                mark = " (best)" if s is m["best"][tool] else ""
+                out.append(
+                    f"| {tool}{mark} | {b} | {b * m['refs']} | {rows} | {s['median_s']:.3f} | "
+                    f"{s['regions_per_s']:.2f} | {s['peak_mib']:.0f} |"
+                )
+        pairs = sorted(m["ratios_at_pairs_per_call"])
+        names = list(m["ratios_at_best"])
+        out += [
+            "",
+            "| ratio | " + " | ".join(f"{p} pairs/call" for p in pairs) + " | each at its best |",
+            "| --- |" + " ---: |" * (len(pairs) + 1),
+        ]
+        for r in names:
+            cells = [m["ratios_at_pairs_per_call"][p].get(r, float("nan")) for p in pairs] + [m["ratios_at_best"][r]]
+            out.append(f"| {r} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+        out += [
+            "",
+            "| tool | max summation-to-delta error | max \\|f(x) - mean f(r)\\| |",
+            "| --- | ---: | ---: |",
+        ]
+        for tool, e in m["summation_to_delta"].items():
+            out.append(f"| {tool} | {e['max_delta_error']:.2e} | {e['max_abs_delta']:.2e} |")
+        out += ["", f"| scores compared | max \\|difference\\| (largest \\|score\\|: {m['max_abs_hypothetical']:.2e}) |", "| --- | ---: |"]
+        out += [f"| {k} | {v:.2e} |" for k, v in m["max_abs_difference"].items()]
+    return "\n".join(out) + "\n"
+
+
+def environment(threads, device):
+    import captum
+    import tangermeme
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    env = {
+        "cpu": cpu, "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
+        "captum": captum.__version__, "tangermeme": tangermeme.__version__, "python": platform.python_version(),
+    }
+    if device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name()
+    return env
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="bpnet,basset", help="comma-separated: bpnet, basset")
+    parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of " + ", ".join(TOOLS))
+    parser.add_argument("--regions", type=int, help="regions per model (default: 8 for bpnet, 16 for basset)")
+    parser.add_argument("--refs", type=int, default=20, help="references per region (K)")
+    parser.add_argument("--regions-per-call", default="1,2,4,8", help="batch sizes to sweep, in regions per model call")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per batch size; the median is reported")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print("RESULT " + json.dumps(worker(json.loads(args.worker))))
+        return
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda given but torch sees no CUDA device")
+    torch.set_num_threads(args.threads)
+    models = args.models.split(",")
+    tools = args.tools.split(",")
+    for value, allowed in ((models, ("bpnet", "basset")), (tools, TOOLS)):
+        if set(value) - set(allowed):
+            parser.error(f"unknown {', '.join(sorted(set(value) - set(allowed)))}; choose from {', '.join(allowed)}")
+    sizes = sorted({int(b) for b in args.regions_per_call.split(",")})
+    refs, repeats = args.refs, args.repeats
+    default_regions = {"bpnet": 8, "basset": 16}
+    if args.quick:
+        sizes, refs, repeats, default_regions = [1, 2], 4, 1, {"bpnet": 2, "basset": 2}
+
+    started, load_start = time.perf_counter(), os.getloadavg()[0]
+    report = {"device": device, "refs": refs, "repeats": repeats, "models": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in models:
+            n = args.regions or default_regions[name]
+            spec = {
+                "model": name, "device": device, "threads": args.threads, "regions": n, "refs": refs,
+                "repeats": repeats, "regions_per_call": [b for b in sizes if b <= n],
+            }
+            results, scores = [], {}
+            for tool in tools:
+                print(f"{name}: {tool} ...", file=sys.stderr, flush=True)
+                path = os.path.join(tmp, f"{name}-{tool}.npy")
+                results.append(spawn({**spec, "tool": tool, "scores": path}))
+                if os.path.exists(path):
+                    scores[tool] = np.load(path)
+            model = build_model(name, device)
+            X, R = make_data(n, refs, model.length)
+            report["models"].append(summarise(name, results, scores, model, X, R, refs, device))
+    report["environment"] = {
+        **environment(args.threads, device), "load_start": load_start, "load_end": os.getloadavg()[0],
+        "total_s": time.perf_counter() - started,
+    }
+    text = markdown(report)
+    print(text)
+    if not args.quick:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"deeplift-{device}.md").write_text(text)
+        (RESULTS / f"deeplift-{device}.json").write_text(json.dumps(report, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
