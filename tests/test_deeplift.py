@@ -202,9 +202,9 @@ def test_each_input_runs_once(monkeypatch):
     seen = []
     original = Engine.forward
 
-    def spy(self, x, nonlinear=None):
+    def spy(self, x, rule=None):
         seen.append(x.shape[0])
-        return original(self, x, nonlinear)
+        return original(self, x, rule)
 
     monkeypatch.setattr(Engine, "forward", spy)
     rng = np.random.default_rng(0)

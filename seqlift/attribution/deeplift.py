@@ -24,6 +24,35 @@ from .graph import CapturedModel, active_nodes, capture, op_name, where
 from .rules import OpRule, lookup
 
 
+def _pairs(t: torch.Tensor, n: int):
+    """Input rows (n, 1, ...) and reference rows (n, k, ...) of a paired batch."""
+    return t[:n].unsqueeze(1), t[n:].reshape((n, -1) + tuple(t.shape[1:]))
+
+
+def _paired_grad(a: torch.Tensor, n: int):
+    """Gradient buffer for the whole batch: zero input rows, and a (n, k, ...) view of the reference rows."""
+    out = a.new_empty(a.shape)
+    out[:n] = 0
+    return out, out[n:].view((n, -1) + tuple(a.shape[1:]))
+
+
+#: Exact derivatives for the Rescale fallback; other ops use autograd.
+_DERIVATIVES = {
+    torch.ops.aten.relu.default: lambda t: (t > 0).to(t.dtype),
+    torch.ops.aten.abs.default: torch.sign,
+}
+
+
+def _derivative(fn, target, t):
+    known = _DERIVATIVES.get(target)
+    if known is not None:
+        return known(t)
+    with torch.enable_grad():
+        t = t.detach().requires_grad_(True)
+        (d,) = torch.autograd.grad(fn(t).sum(), t)
+    return d
+
+
 class _PairedRescale(torch.autograd.Function):
     """Elementwise ``fn`` whose backward is the Rescale multiplier ``dy/dx``.
 
@@ -34,47 +63,81 @@ class _PairedRescale(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, fn, n, eps):
+    def forward(ctx, a, fn, target, n, eps):
         y = fn(a)
-        ctx.fn, ctx.n, ctx.eps = fn, n, eps
+        ctx.fn, ctx.target, ctx.n, ctx.eps = fn, target, n, eps
         ctx.save_for_backward(a, y)
         return y
 
     @staticmethod
     def backward(ctx, grad):
         a, y = ctx.saved_tensors
-        n = ctx.n
-        shape = (n, -1) + tuple(a.shape[1:])
-        ax, ar = a[:n].unsqueeze(1), a[n:].reshape(shape)
+        ax, ar = _pairs(a, ctx.n)
+        yx, yr = _pairs(y, ctx.n)
         dx = ax - ar
-        dy = y[:n].unsqueeze(1) - y[n:].reshape(shape)
         small = dx.abs() < ctx.eps
-        m = dy / torch.where(small, torch.ones_like(dx), dx)
+        m = torch.sub(yx, yr).div_(dx.masked_fill_(small, 1.0))
         if small.any():
-            m = torch.where(small, _derivative(ctx.fn, (ax + ar) * 0.5), m)
-        out = torch.zeros_like(a)
-        out[n:] = grad[n:] * m.reshape(grad[n:].shape)
+            mid = (ax.expand_as(ar)[small] + ar[small]) * 0.5
+            m[small] = _derivative(ctx.fn, ctx.target, mid)
+        out, refs = _paired_grad(a, ctx.n)
+        torch.mul(grad[ctx.n :].view(m.shape), m, out=refs)
+        return out, None, None, None, None
+
+
+class _PairedMax(torch.autograd.Function):
+    """Max of ``a`` at ``index`` whose backward splits each window's delta exactly.
+
+    ``a`` has shape (B, ..., S) and ``index`` (B, ..., O): for every output, the
+    position in the last dim where that row peaks. For reference row ``(i, j)``,
+    with ``p`` where input ``i`` peaks and ``q`` where the reference peaks,
+    ``max = max(v[p], v[q])`` for both rows, and ``max(u, v) = (u + v)/2 + |u - v|/2``
+    with the Rescale multiplier on ``|.|`` gives multipliers for ``p`` and ``q``.
+    """
+
+    @staticmethod
+    def forward(ctx, a, index, n, eps):
+        ctx.n, ctx.eps = n, eps
+        ctx.save_for_backward(a, index)
+        return a.gather(-1, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, index = ctx.saved_tensors
+        ax, ar = _pairs(a, ctx.n)
+        ix, ir = _pairs(index, ctx.n)
+        ix = ix.expand_as(ir)
+        ax = ax.expand((-1, ir.shape[1]) + tuple(ax.shape[2:]))
+        dx = ax.gather(-1, ix) - ax.gather(-1, ir)  # >= 0: input's peak minus its value at the reference's peak
+        dr = ar.gather(-1, ix) - ar.gather(-1, ir)  # <= 0
+        den = dx - dr
+        small = den.abs() < ctx.eps
+        m_abs = torch.where(small, torch.sign(dx + dr), (dx.abs() - dr.abs()) / den.masked_fill(small, 1.0))
+        g = grad[ctx.n :].reshape(ir.shape) * 0.5
+        out, refs = _paired_grad(a, ctx.n)
+        refs.zero_()
+        refs.scatter_add_(-1, ix, g * (1 + m_abs))
+        refs.scatter_add_(-1, ir, g * (1 - m_abs))
         return out, None, None, None
 
 
-def _derivative(fn, t):
-    with torch.enable_grad():
-        t = t.detach().requires_grad_(True)
-        (d,) = torch.autograd.grad(fn(t).sum(), t)
-    return d
+class Rescale:
+    """The Rescale rule for a paired batch of ``n`` inputs followed by their references."""
+
+    def __init__(self, n: int, eps: float):
+        self.n, self.eps = n, eps
+
+    def elementwise(self, fn, a, target=None):
+        """``fn(a)`` elementwise, with the Rescale multiplier as its backward."""
+        return _PairedRescale.apply(a, fn, target, self.n, self.eps)
+
+    def max(self, a, index):
+        """Max of ``a`` (B, ..., S) at ``index`` (B, ..., O), exact under Rescale."""
+        return _PairedMax.apply(a, index, self.n, self.eps)
 
 
-def rescale(n: int, eps: float) -> Callable:
-    """The Rescale rule for elementwise nonlinearities, for ``n`` input rows."""
-
-    def nonlinear(fn, a):
-        return _PairedRescale.apply(a, fn, n, eps)
-
-    return nonlinear
-
-
-#: Rules for elementwise nonlinearities, by name: ``factory(n_inputs, eps) -> nonlinear(fn, a)``.
-RULE_NAMES = {"rescale": rescale}
+#: Rules by name: ``cls(n_inputs, eps)`` with ``elementwise`` and ``max``.
+RULE_NAMES = {"rescale": Rescale}
 
 
 class Attributions(NamedTuple):
@@ -124,9 +187,9 @@ class Engine:
     def input_length(self) -> int | None:
         return self.captured.input_length
 
-    def forward(self, x: torch.Tensor, nonlinear: Callable | None = None):
-        """Run the graph on ``x``; with ``nonlinear``, nonlinearities follow the rule."""
-        return _Interpreter(self.captured.module, self.plan, nonlinear).run(x)
+    def forward(self, x: torch.Tensor, rule=None):
+        """Run the graph on ``x``; with a ``rule`` object, nonlinearities follow it."""
+        return _Interpreter(self.captured.module, self.plan, rule).run(x)
 
     def run(self, X, references, target: int | Callable = 0, output_index: int | None = None) -> Attributions:
         """DeepLIFT for one batch.
@@ -178,20 +241,20 @@ class Engine:
 
 
 class _Interpreter(torch.fx.Interpreter):
-    def __init__(self, module, plan, nonlinear):
+    def __init__(self, module, plan, rule):
         super().__init__(module, garbage_collect_values=True)
         self.plan = plan
-        self.nonlinear = nonlinear
+        self.rule = rule
 
     def run_node(self, node):
-        rule: OpRule | None = self.plan.get(node)
-        if self.nonlinear is None or rule is None or rule.kind == "linear":
+        op_rule: OpRule | None = self.plan.get(node)
+        if self.rule is None or op_rule is None or op_rule.kind == "linear":
             return super().run_node(node)
         args, kwargs = self.fetch_args_kwargs_from_env(node)
-        if rule.kind == "elementwise":
+        if op_rule.kind == "elementwise":
             rest = args[1:]
-            return self.nonlinear(lambda t: node.target(t, *rest, **kwargs), args[0])
-        return rule.apply(self.nonlinear, node.target, args, kwargs)
+            return self.rule.elementwise(lambda t: node.target(t, *rest, **kwargs), args[0], node.target)
+        return op_rule.apply(self.rule, node.target, args, kwargs)
 
 
 def select_target(output, target: int | Callable = 0, output_index: int | None = None) -> torch.Tensor:

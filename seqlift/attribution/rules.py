@@ -12,13 +12,14 @@ depends on the input falls in one of three kinds:
     A nonlinearity applied elementwise (ReLU, sigmoid, GELU, ...). Its backward
     is replaced by the active rule's multiplier (Rescale: ``dy/dx``).
 ``max``
-    Max pooling and max reductions. ``max(a, b) = (a + b)/2 + |a - b|/2``, so a
-    max over a window is computed as a tournament of pairwise maxima whose only
-    nonlinearity is ``abs`` under the active rule. Summation-to-delta then holds
-    exactly for any reference, also when the argmax of the input and of the
-    reference differ (where routing the gradient to the input's argmax, as
-    captum and shap do, does not). Where input and reference share the argmax
-    of every window, the result equals gradient routing.
+    Max pooling and max reductions. Within a window, let ``a`` be the element
+    where the input peaks and ``b`` the one where the reference peaks; then
+    ``max(window) = max(a, b)`` holds for both, and the active rule splits
+    ``max(a, b) = (a + b)/2 + |a - b|/2`` between ``a`` and ``b``.
+    Summation-to-delta holds exactly for any reference, also when the two
+    argmaxes differ (where routing the gradient to the input's argmax, as
+    captum and shap do, does not); where they agree, the result is gradient
+    routing. The forward pass is PyTorch's own max pooling.
 
 Ops outside the table have no rule and stop the run by name (or, with
 ``allow_unsupported``, are treated as linear with a warning).
@@ -26,7 +27,6 @@ Ops outside the table have no rule and stop the run by name (or, with
 
 from __future__ import annotations
 
-import math
 import operator
 from dataclasses import dataclass
 from typing import Callable
@@ -50,8 +50,9 @@ class OpRule:
         ``check(node, active) -> str | None``: a reason why this particular call
         has no rule (e.g. a product of two activations), checked before running.
     apply : callable, optional
-        ``apply(nonlinear, op, args, kwargs) -> value`` for ``max`` ops, where
-        ``nonlinear(fn, a)`` applies an elementwise nonlinearity under the rule.
+        ``apply(rule, op, args, kwargs) -> value`` for ``max`` ops, where
+        ``rule.max(a, index)`` takes the max of ``a`` (shape (B, ..., S)) at the
+        positions ``index`` (shape (B, ..., O)) that the input rows peak at.
     """
 
     kind: str
@@ -105,45 +106,7 @@ def _keeps_batch(dims_index):
     return check
 
 
-# ---------------------------------------------------------------- max as a tournament of pairwise maxima
-
-
-def _pairwise_max(nonlinear, a, b):
-    return (a + b) * 0.5 + nonlinear(torch.abs, a - b) * 0.5
-
-
-def tournament_max(nonlinear, w: torch.Tensor) -> torch.Tensor:
-    """Max over the last dimension of ``w`` as a tree of pairwise maxima.
-
-    Parameters
-    ----------
-    nonlinear : callable
-        ``nonlinear(fn, a)``: applies elementwise ``fn`` under the active rule.
-    w : torch.Tensor, shape=(..., k)
-
-    Returns
-    -------
-    torch.Tensor, shape=(...)
-    """
-    while w.shape[-1] > 1:
-        k = w.shape[-1]
-        half = k // 2
-        paired = _pairwise_max(nonlinear, w[..., 0 : 2 * half : 2], w[..., 1 : 2 * half : 2])
-        w = torch.cat([paired, w[..., 2 * half :]], dim=-1) if k % 2 else paired
-    return w[..., 0]
-
-
-def _window_index(length, kernel, stride, padding, dilation, ceil_mode, device):
-    """Indices (L_out, kernel) of each pooling window, padding replicated from the edge."""
-    span = dilation * (kernel - 1) + 1
-    num = length + 2 * padding - span
-    out = (math.ceil(num / stride) if ceil_mode else num // stride) + 1
-    if ceil_mode and (out - 1) * stride >= length + padding:
-        out -= 1
-    idx = torch.arange(out, device=device)[:, None] * stride - padding + torch.arange(kernel, device=device)[None, :] * dilation
-    # A replicated edge element lies inside its window whenever dilation is 1
-    # (PyTorch keeps padding <= kernel/2 and windows start inside the input).
-    return idx.clamp(0, length - 1), out
+# ---------------------------------------------------------------- max pooling and max reductions
 
 
 def _as_list(v, n):
@@ -154,64 +117,44 @@ def _as_list(v, n):
 
 
 def _max_pool(nd):
-    def apply(nonlinear, op, args, kwargs):
+    """``max_pool{nd}d`` through ``rule.max`` on the flattened spatial dims."""
+
+    def apply(rule, op, args, kwargs):
         names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode")
-        params = dict(zip(names, args))
-        params.update(kwargs)
-        x = params["input"]
-        kernel = _as_list(params["kernel_size"], nd)
-        stride = _as_list(params.get("stride") or kernel, nd)
-        padding = _as_list(params.get("padding", 0), nd)
-        dilation = _as_list(params.get("dilation", 1), nd)
-        ceil_mode = bool(params.get("ceil_mode", False))
-        w = x
-        for i in range(nd):
-            dim = x.dim() - nd + i
-            idx, out = _window_index(x.shape[dim], kernel[i], stride[i], padding[i], dilation[i], ceil_mode, x.device)
-            # gather windows of spatial dim `dim`: (..., L_out, k) stacked at the end
-            w = w.index_select(dim, idx.reshape(-1))
-            shape = list(w.shape)
-            shape[dim : dim + 1] = [out, kernel[i]]
-            w = w.reshape(shape).movedim(dim + 1, -1)
-        w = w.flatten(-nd) if nd > 1 else w
-        values = tournament_max(nonlinear, w)
-        if op._opname.endswith("with_indices"):
-            with torch.no_grad():
-                _, indices = op(*args, **kwargs)
-            return values, indices
-        return values
+        params = {**dict(zip(names, args)), **kwargs}
+        x = params.pop("input")
+        params["stride"] = params.get("stride") or params["kernel_size"]
+        pool = torch.nn.functional.max_pool1d if nd == 1 else torch.nn.functional.max_pool2d
+        with torch.no_grad():
+            values, indices = pool(x, return_indices=True, **params)
+        out = rule.max(x.flatten(-nd), indices.flatten(-nd)).reshape(values.shape)
+        return (out, indices) if op._opname.endswith("with_indices") else out
 
     return apply
 
 
-def _check_max_pool(node, active):
-    args = list(node.args) + [None] * 6
-    nd = 2 if "2d" in node.target._opname else 1
-    padding = _as_list(args[3] if args[3] is not None else node.kwargs.get("padding", 0), nd)
-    dilation = _as_list(args[4] if args[4] is not None else node.kwargs.get("dilation", 1), nd)
-    if any(p > 0 for p in padding) and any(d > 1 for d in dilation):
-        return "dilated max pooling with padding is not supported"
-    return None
-
-
-def _amax(nonlinear, op, args, kwargs):
-    x = args[0]
+def _reduced_dims(op, args, kwargs, x):
     dims = args[1] if len(args) > 1 else kwargs.get("dim", ())
     keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
-    dims = sorted(d % x.dim() for d in ([dims] if isinstance(dims, int) else dims))
-    w = x.movedim(dims, list(range(x.dim() - len(dims), x.dim()))).flatten(-len(dims))
-    values = tournament_max(nonlinear, w)
+    return sorted(d % x.dim() for d in ([dims] if isinstance(dims, int) else dims)), keepdim
+
+
+def _max_reduce(rule, op, args, kwargs):
+    """``amax`` and ``max.dim``: the reduced dims moved last and flattened, then ``rule.max``."""
+    x = args[0]
+    dims, keepdim = _reduced_dims(op, args, kwargs, x)
+    flat = x.movedim(dims, list(range(x.dim() - len(dims), x.dim()))).flatten(-len(dims))
+    with torch.no_grad():
+        index = flat.argmax(dim=-1, keepdim=True)
+    values = rule.max(flat, index).squeeze(-1)
     if keepdim:
         for d in dims:
             values = values.unsqueeze(d)
+    if op._opname == "max":  # max.dim returns (values, indices)
+        with torch.no_grad():
+            _, indices = op(*args, **kwargs)
+        return values, indices
     return values
-
-
-def _max_dim(nonlinear, op, args, kwargs):
-    values = _amax(nonlinear, op, args, kwargs)
-    with torch.no_grad():
-        _, indices = op(*args, **kwargs)
-    return values, indices
 
 
 # ---------------------------------------------------------------- the table
@@ -256,12 +199,12 @@ RULES.update({
     aten._native_batch_norm_legit_no_training: OpRule("linear"),
     aten.dropout: OpRule("linear", check=_eval_mode_arg(2, "dropout")),
     aten.feature_dropout: OpRule("linear", check=_eval_mode_arg(2, "dropout")),
-    aten.max_pool1d: OpRule("max", check=_check_max_pool, apply=_max_pool(1)),
-    aten.max_pool2d: OpRule("max", check=_check_max_pool, apply=_max_pool(2)),
-    aten.max_pool1d_with_indices: OpRule("max", check=_check_max_pool, apply=_max_pool(1)),
-    aten.max_pool2d_with_indices: OpRule("max", check=_check_max_pool, apply=_max_pool(2)),
-    aten.amax: OpRule("max", check=_keeps_batch(1), apply=_amax),
-    aten.max: OpRule("max", check=_keeps_batch(1), apply=_max_dim),
+    aten.max_pool1d: OpRule("max", apply=_max_pool(1)),
+    aten.max_pool2d: OpRule("max", apply=_max_pool(2)),
+    aten.max_pool1d_with_indices: OpRule("max", apply=_max_pool(1)),
+    aten.max_pool2d_with_indices: OpRule("max", apply=_max_pool(2)),
+    aten.amax: OpRule("max", check=_keeps_batch(1), apply=_max_reduce),
+    aten.max: OpRule("max", check=_keeps_batch(1), apply=_max_reduce),
 })
 
 #: Python-level callables that appear in exported graphs (tuple access, shape arithmetic).

@@ -39,7 +39,7 @@ class DemoCNN(nn.Module):
     """
 
     def __init__(self, input_length=200, n_tasks=3, n_filters=32, conv1_width=15,
-                 conv2_width=7, pool=4, n_hidden=32, dropout=0.2):
+                 conv2_width=7, pool=4, n_hidden=64, dropout=0.1):
         super().__init__()
         self.input_length = input_length
         self.conv1 = nn.Conv1d(4, n_filters, conv1_width, padding=conv1_width // 2)
