@@ -28,11 +28,12 @@ from the smallest batch up; ``torch.cuda.max_memory_allocated`` per batch on a
 GPU). Each batch size is warmed up with one call, then the whole set of
 regions is timed ``--repeats`` times and the median reported.
 
-    python benchmarks/bench_deeplift.py            # the full run, about 8 minutes on 2 CPU cores
+    python benchmarks/bench_deeplift.py            # the full run, 3-6 minutes on 2 CPU cores
     python benchmarks/bench_deeplift.py --quick    # a smoke run
 """
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -105,11 +106,18 @@ def basset_like(outputs=164):
 
 
 def build_model(name, device, seed=0):
-    """Seeded, eval-mode float32 model ``name`` (bpnet or basset) on ``device``; batch norms get random statistics."""
+    """Seeded, eval-mode float32 model ``name`` (bpnet or basset) on ``device``.
+
+    Weights are He-initialised, so that outputs and their differences between
+    a region and its shuffles are of order 0.1-1 rather than 1e-3, and batch
+    norms get random statistics.
+    """
     torch.manual_seed(seed)
     model = BPNetLike() if name == "bpnet" else basset_like()
     for m in model.modules():
-        if isinstance(m, nn.BatchNorm1d):
+        if isinstance(m, (nn.Conv1d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm1d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
             m.weight.data.uniform_(0.5, 1.5)
@@ -305,7 +313,8 @@ def markdown(report):
         f"# DeepLIFT throughput on {report['device']}",
         "",
         f"{env['cpu']} ({env['cores']} cores, {env['threads']} torch threads){', ' + env['gpu'] if env.get('gpu') else ''}; "
-        f"torch {env['torch']}, captum {env['captum']}, tangermeme {env['tangermeme']}, Python {env['python']}. "
+        f"torch {env['torch']}, captum {env['captum']}, tangermeme {env['tangermeme']}, Python {env['python']}, "
+        f"OMP_WAIT_POLICY {env['omp_wait_policy']}; seqlift/attribution sources sha256 {env['seqlift_engine_sha256']}. "
         f"Load average (1 min) {env['load_start']:.2f} at the start, {env['load_end']:.2f} at the end; "
         f"total {env['total_s']:.0f} s. K = {report['refs']} references per region; median of {report['repeats']}.",
     ]
@@ -347,14 +356,24 @@ def markdown(report):
     return "\n".join(out) + "\n"
 
 
+def engine_hash():
+    """Short sha256 of seqlift's engine sources, to tell which version was timed."""
+    import seqlift.attribution
+
+    sources = sorted(Path(seqlift.attribution.__file__).parent.glob("*.py"))
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
+
+
 def environment(threads, device):
     import captum
     import tangermeme
+
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
     env = {
         "cpu": cpu, "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
         "captum": captum.__version__, "tangermeme": tangermeme.__version__, "python": platform.python_version(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "seqlift_engine_sha256": engine_hash(),
     }
     if device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name()
@@ -365,9 +384,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="bpnet,basset", help="comma-separated: bpnet, basset")
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of " + ", ".join(TOOLS))
-    parser.add_argument("--regions", type=int, help="regions per model (default: 8 for bpnet, 16 for basset)")
+    parser.add_argument("--regions", type=int, help="regions per model (default: 4 for bpnet, 16 for basset)")
     parser.add_argument("--refs", type=int, default=20, help="references per region (K)")
-    parser.add_argument("--regions-per-call", default="1,2,4,8", help="batch sizes to sweep, in regions per model call")
+    parser.add_argument("--regions-per-call", default="1,2,4", help="batch sizes to sweep, in regions per model call")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per batch size; the median is reported")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -389,11 +408,12 @@ def main():
             parser.error(f"unknown {', '.join(sorted(set(value) - set(allowed)))}; choose from {', '.join(allowed)}")
     sizes = sorted({int(b) for b in args.regions_per_call.split(",")})
     refs, repeats = args.refs, args.repeats
-    default_regions = {"bpnet": 8, "basset": 16}
+    default_regions = {"bpnet": 4, "basset": 16}
     if args.quick:
         sizes, refs, repeats, default_regions = [1, 2], 4, 1, {"bpnet": 2, "basset": 2}
 
-    started, load_start = time.perf_counter(), os.getloadavg()[0]
+    started, env = time.perf_counter(), environment(args.threads, device)
+    env["load_start"] = os.getloadavg()[0]
     report = {"device": device, "refs": refs, "repeats": repeats, "models": []}
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
@@ -412,10 +432,9 @@ def main():
             model = build_model(name, device)
             X, R = make_data(n, refs, model.length)
             report["models"].append(summarise(name, results, scores, model, X, R, refs, device))
-    report["environment"] = {
-        **environment(args.threads, device), "load_start": load_start, "load_end": os.getloadavg()[0],
-        "total_s": time.perf_counter() - started,
-    }
+    report["environment"] = {**env, "load_end": os.getloadavg()[0], "total_s": time.perf_counter() - started}
+    if engine_hash() != env["seqlift_engine_sha256"]:
+        print("warning: seqlift's engine sources changed during the run; rerun for consistent numbers", file=sys.stderr)
     text = markdown(report)
     print(text)
     if not args.quick:

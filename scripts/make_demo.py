@@ -149,11 +149,15 @@ def predict(model, X, batch_size=500):
                           for i in range(0, len(X), batch_size)]).numpy()
 
 
-def train(X, y, X_val, y_val, seed, min_auroc, max_epochs):
-    """Train a DemoCNN until validation AUROC of tasks 0 and 1 exceeds ``min_auroc``."""
+def train(X, y, X_val, y_val, seed, min_auroc, min_epochs, max_epochs):
+    """Train a DemoCNN until validation AUROC of tasks 0 and 1 exceeds ``min_auroc``.
+
+    X, X_val : np.ndarray, shape=(N, 4, L), float32; y, y_val : np.ndarray, shape=(N, 3), float32.
+    Trains at least ``min_epochs`` and at most ``max_epochs`` epochs.
+    """
     torch.manual_seed(seed)
     model = DemoCNN()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     X, y = torch.from_numpy(X), torch.from_numpy(y)
     for epoch in range(1, max_epochs + 1):
         model.train()
@@ -164,7 +168,7 @@ def train(X, y, X_val, y_val, seed, min_auroc, max_epochs):
         pred = predict(model, X_val)
         aucs = [auroc(y_val[:, t], pred[:, t]) for t in range(y_val.shape[1])]
         print(f"epoch {epoch}: validation AUROC " + " ".join(f"task{t}={a:.4f}" for t, a in enumerate(aucs)))
-        if min(aucs[:2]) > min_auroc:
+        if epoch >= min_epochs and min(aucs[:2]) > min_auroc:
             return model.eval()
     raise SystemExit(f"validation AUROC stayed at or below {min_auroc} after {max_epochs} epochs; "
                      "raise --max-epochs")
@@ -190,7 +194,7 @@ def make_genome(rng, lengths):
             ws = 1000 + k * slot + int(rng.integers(300, 901))
             cls = str(classes[c * 100 + k])
             sites = plant(rng, seq[ws:ws + SEQ_LEN], motif_names(rng, cls))
-            regions.append((chrom, ws, cls, [(ws + s, ws + e, n, st) for s, e, n, st in sites]))
+            regions.append((chrom, ws, cls, sorted((ws + s, ws + e, n, st) for s, e, n, st in sites)))
         genome[chrom] = seq
     return genome, regions
 
@@ -212,8 +216,9 @@ def write_fasta(path, genome, rng, width=60):
 
 
 def write_beds(regions_path, sites_path, regions, rng, n_off_centre=10):
-    """Write narrowPeak regions (some with off-centre summits) and BED6 motif sites."""
-    off = set(rng.choice(len(regions), size=n_off_centre, replace=False).tolist())
+    """Write narrowPeak regions (some with motifs get off-centre summits) and BED6 motif sites."""
+    with_sites = [i for i, region in enumerate(regions) if region[3]]
+    off = set(rng.choice(with_sites, size=n_off_centre, replace=False).tolist())
     with open(regions_path, "w") as fr, open(sites_path, "w") as fs:
         for i, (chrom, ws, cls, sites) in enumerate(regions):
             if i in off:  # the 200 bp window centred on the summit is the planted one
@@ -223,8 +228,9 @@ def write_beds(regions_path, sites_path, regions, rng, n_off_centre=10):
                 length, summit = SEQ_LEN, SEQ_LEN // 2
             start = ws + SEQ_LEN // 2 - summit
             signal = 2.0 + 3.0 * len(sites) + rng.random()
-            fr.write(f"{chrom}\t{start}\t{start + length}\tregion_{i:04d}_{cls}\t{min(1000, int(100 * signal))}"
-                     f"\t.\t{signal:.3f}\t{3 * signal:.3f}\t{2.5 * signal:.3f}\t{summit}\n")
+            fields = [chrom, start, start + length, f"region_{i:04d}_{cls}", min(1000, int(100 * signal)), ".",
+                      f"{signal:.3f}", f"{3 * signal:.3f}", f"{2.5 * signal:.3f}", summit]
+            fr.write("\t".join(map(str, fields)) + "\n")
             for s, e, name, strand in sites:
                 fs.write(f"{chrom}\t{s}\t{e}\t{name}\t0\t{strand}\n")
 
@@ -247,10 +253,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("seqlift/demo"), help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--n-train", type=int, default=12000)
-    parser.add_argument("--n-val", type=int, default=2000)
-    parser.add_argument("--min-auroc", type=float, default=0.95)
-    parser.add_argument("--max-epochs", type=int, default=10)
+    parser.add_argument("--n-train", type=int, default=12000, help="simulated training sequences")
+    parser.add_argument("--n-val", type=int, default=2000, help="simulated validation sequences")
+    parser.add_argument("--min-auroc", type=float, default=0.95, help="validation AUROC to reach (tasks 0, 1)")
+    parser.add_argument("--min-epochs", type=int, default=12, help="train at least this many epochs")
+    parser.add_argument("--max-epochs", type=int, default=40, help="give up after this many epochs")
     args = parser.parse_args()
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -265,9 +272,9 @@ def main():
 
     X, y = make_training_set(rng, args.n_train)
     X_val, y_val = make_training_set(rng, args.n_val)
-    print(f"training positives per task: {y.mean(0).round(3).tolist()}")
+    print("training positives per task: " + " ".join(f"{p:.3f}" for p in y.mean(0)))
     t0 = time.perf_counter()
-    model = train(X, y, X_val, y_val, args.seed, args.min_auroc, args.max_epochs)
+    model = train(X, y, X_val, y_val, args.seed, args.min_auroc, args.min_epochs, args.max_epochs)
     print(f"training took {time.perf_counter() - t0:.1f} s")
 
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, args.out / "model.safetensors")
@@ -277,10 +284,12 @@ def main():
 
     with pyfaidx.Fasta(str(fasta)) as fa:
         seqs = [str(fa[c][ws:ws + SEQ_LEN]) for c, ws, _, _ in regions]
-    pred = predict(model, one_hot(LOOKUP[np.frombuffer("".join(seqs).encode(), np.uint8)].reshape(len(seqs), -1)))
+    codes = LOOKUP[np.frombuffer("".join(seqs).encode(), np.uint8)].reshape(len(seqs), -1)
+    pred = predict(model, one_hot(codes))
     labels = np.array([[cls in ("gata", "both"), cls in ("tal", "both")] for _, _, cls, _ in regions])
     n_sites = sum(len(s) for *_, s in regions)
-    print(f"genome: {', '.join(f'{c} {len(s):,} bp' for c, s in genome.items())}; {len(regions)} regions, "
+    sizes = ", ".join(f"{c} {len(s):,} bp" for c, s in genome.items())
+    print(f"genome: {sizes}; {len(regions)} regions, "
           f"{n_sites} motif sites; AUROC on genome regions task0={auroc(labels[:, 0], pred[:, 0]):.4f} "
           f"task1={auroc(labels[:, 1], pred[:, 1]):.4f}")
     for p in sorted(args.out.iterdir()):
