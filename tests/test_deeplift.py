@@ -330,3 +330,93 @@ def test_matches_tangermeme_hypothetical():
         batch_size=8,
     )
     np.testing.assert_allclose(ours.hypothetical, theirs.numpy(), atol=1e-5)
+
+
+# ---------------------------------------------------------------- RevealCancel and the +/- split
+
+
+class _MinAnd(nn.Module):
+    """The DeepLIFT slides' 'min (AND)' network: y = i1 - max(0, i1 - i2)."""
+
+    def forward(self, x):
+        i1, i2 = x[:, 0, 0], x[:, 1, 0]
+        return (i1 - F.relu(i1 - i2)).unsqueeze(1)
+
+
+@pytest.mark.parametrize("rule, expected", [("rescale", [0.0, 1.0]), ("revealcancel", [0.5, 0.5])])
+def test_min_and_golden_values(rule, expected):
+    engine = prepare(_MinAnd().double(), 1, rule=rule)
+    x = torch.tensor([[[2.0], [1.0]]], dtype=torch.float64)
+    a = engine.run(x, torch.zeros(1, 1, 2, 1, dtype=torch.float64))
+    np.testing.assert_allclose(a.contributions[0, :, 0], expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("rule", ["revealcancel", "genomics-default"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_summation_to_delta_split_rules(name, rule):
+    model = _randomise(MODELS[name](), 2)
+    rng = np.random.default_rng(1)
+    X, R = one_hot(rng, 4), one_hot(rng, 4, 5)
+    a = deeplift(model, X, R, target=1, rule=rule, batch_size=3)
+    assert a.delta_error.max() < 1e-10, (name, rule)
+    np.testing.assert_allclose((a.hypothetical * X).sum(1), a.contributions.sum(1), atol=1e-10)
+
+
+def test_split_engine_with_rescale_equals_paired_engine():
+    import dataclasses
+
+    model = _randomise(MODELS["residual-reused-relu"](), 3)
+    rng = np.random.default_rng(2)
+    X, R = one_hot(rng, 3), one_hot(rng, 3, 4)
+    paired = prepare(model, L)
+    assert paired.layer_rules is None
+    split = dataclasses.replace(paired, layer_rules={n: "rescale" for n, r in paired.plan.items()
+                                                     if r.kind in ("elementwise", "max")})
+    a, b = paired.run(X, R), split.run(X, R)
+    np.testing.assert_allclose(a.hypothetical, b.hypothetical, atol=1e-12)
+    np.testing.assert_allclose(a.contributions, b.contributions, atol=1e-12)
+
+
+def test_split_signs_add_up():
+    model = _randomise(MODELS["dense-stack"](), 4)
+    rng = np.random.default_rng(3)
+    X, R = one_hot(rng, 3), one_hot(rng, 3, 4)
+    engine = prepare(model, L, rule="revealcancel")
+    a = engine.run(X, R, target=0, split_signs=True)
+    np.testing.assert_allclose(a.hypothetical_positive + a.hypothetical_negative, a.hypothetical, atol=1e-12)
+    assert (a.hypothetical_positive * X).sum() > 0 > (a.hypothetical_negative * X).sum()
+    with pytest.raises(ModelError, match="--split-signs needs a rule that keeps signs apart"):
+        prepare(model, L).run(X, R, split_signs=True)
+
+
+def test_genomics_default_assigns_rules_by_layer():
+    model = _randomise(MODELS["dense-stack"](), 5)  # conv -> ReLU -> dense -> ReLU -> dense
+    engine = prepare(model, L, rule="genomics-default")
+    rules = [engine.layer_rules[n] for n in engine.captured.module.graph.nodes if n in engine.layer_rules]
+    assert rules == ["rescale", "revealcancel"]
+    by_path = prepare(model, L, rule={"default": "rescale", "body.3": "revealcancel"})
+    assert [by_path.layer_rules[n] for n in by_path.captured.module.graph.nodes if n in by_path.layer_rules] == [
+        "rescale", "revealcancel"]
+    with pytest.raises(ModelError, match="unknown rule 'deepshap'"):
+        prepare(model, L, rule="deepshap")
+    with pytest.raises(ModelError, match="rule 'gradient' for 'dense' is not one of rescale, revealcancel"):
+        prepare(model, L, rule={"dense": "gradient"})
+
+
+class _ViewBySize(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 3, 5)
+        self.head = nn.Linear(3 * (L - 4), 2)
+
+    def forward(self, x):
+        h = F.relu(self.conv(x))
+        return self.head(h.view(h.size(0), -1))
+
+
+@pytest.mark.parametrize("rule", ["rescale", "revealcancel"])
+def test_shape_queries_are_not_ops(rule):
+    """x.view(x.size(0), -1) reads the input's shape; that is no op to attribute."""
+    rng = np.random.default_rng(0)
+    a = deeplift(_ViewBySize().double().eval(), one_hot(rng, 3), one_hot(rng, 3, 2), rule=rule)
+    assert a.delta_error.max() < 1e-10

@@ -20,8 +20,11 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, UnsupportedOpError
-from .graph import CapturedModel, active_nodes, capture, op_name, where
-from .rules import OpRule, lookup
+from .graph import CapturedModel, active_nodes, capture, module_path, op_name, where
+from .rules import PASSTHROUGH, OpRule, lookup
+from .split import Split, SplitRule, streamwise
+
+aten = torch.ops.aten
 
 
 def _pairs(t: torch.Tensor, n: int):
@@ -136,8 +139,6 @@ class Rescale:
         return _PairedMax.apply(a, index, self.n, self.eps)
 
 
-#: Rules by name: ``cls(n_inputs, eps)`` with ``elementwise`` and ``max``.
-RULE_NAMES = {"rescale": Rescale}
 
 
 class Attributions(NamedTuple):
@@ -159,6 +160,9 @@ class Attributions(NamedTuple):
         ``max_j |sum(m_ij * (x_i - r_ij)) - (f(x_i) - f(r_ij))|``.
     relative_error : np.ndarray, shape=(N,)
         ``delta_error`` divided by ``max_j |f(x_i) - f(r_ij)|`` (0 where that is 0).
+    hypothetical_positive, hypothetical_negative : np.ndarray, shape=(N, C, L), or None
+        With ``split_signs``: the hypothetical contributions to the positive and
+        to the negative part of the target's delta (they add up to ``hypothetical``).
     """
 
     hypothetical: np.ndarray
@@ -167,6 +171,17 @@ class Attributions(NamedTuple):
     reference_predictions: np.ndarray
     delta_error: np.ndarray
     relative_error: np.ndarray
+    hypothetical_positive: np.ndarray | None = None
+    hypothetical_negative: np.ndarray | None = None
+
+
+#: Rule presets: layer kind (``conv``, ``dense``) or ``default`` -> rule for the nonlinearities after it.
+RULE_PRESETS = {
+    "rescale": {"default": "rescale"},
+    "revealcancel": {"default": "revealcancel"},
+    "genomics-default": {"conv": "rescale", "dense": "revealcancel", "default": "rescale"},
+}
+_LAYER_RULES = ("rescale", "revealcancel")
 
 
 @dataclass
@@ -182,6 +197,7 @@ class Engine:
     eps: float
     device: torch.device
     dtype: torch.dtype | None  # of the parameters; None: keep the input's floating dtype
+    layer_rules: dict | None = None  # node -> "rescale" | "revealcancel"; None: Rescale everywhere (paired engine)
 
     @property
     def input_length(self) -> int | None:
@@ -191,7 +207,8 @@ class Engine:
         """Run the graph on ``x``; with a ``rule`` object, nonlinearities follow it."""
         return _Interpreter(self.captured.module, self.plan, rule).run(x)
 
-    def run(self, X, references, target: int | Callable = 0, output_index: int | None = None) -> Attributions:
+    def run(self, X, references, target: int | Callable = 0, output_index: int | None = None,
+            split_signs: bool = False) -> Attributions:
         """DeepLIFT for one batch.
 
         Parameters
@@ -200,25 +217,34 @@ class Engine:
         references : array-like, shape=(N, K, C, L)
         target, output_index
             See :func:`select_target`.
+        split_signs : bool
+            Also return the contributions to the positive and negative parts of
+            the target's delta (needs a split rule: any rule but plain ``rescale``).
         """
         X, R = self._tensor(X), self._tensor(references)
         n, k = R.shape[:2]
-        batch = torch.cat([X, R.reshape((n * k,) + tuple(R.shape[2:]))]).requires_grad_(True)
-        with torch.enable_grad():
-            out = self.forward(batch, RULE_NAMES[self.rule](n, self.eps))
-            y = select_target(out, target, output_index)
-            (m,) = torch.autograd.grad(y[n:].sum(), batch)
+        flat = R.reshape((n * k,) + tuple(R.shape[2:]))
+        if self.layer_rules is None:
+            if split_signs:
+                raise ModelError("--split-signs needs a rule that keeps signs apart: revealcancel or genomics-default")
+            y, m_pos, m_neg, extra = self._paired(X, flat, n, target, output_index)
+        else:
+            y, m_pos, m_neg, extra = self._split(X, flat, n, k, target, output_index, split_signs)
         with torch.no_grad():
-            y = y.detach()
-            m = m[n:].reshape(R.shape)
             diff = X.unsqueeze(1) - R
-            contrib = m * diff
-            hyp = m - (m * R).sum(dim=2, keepdim=True)
+            if m_neg is m_pos:  # one multiplier (Rescale everywhere)
+                m = m_pos.reshape(R.shape)
+                contrib, hyp = m * diff, _hypothetical(m, None, R)
+            else:
+                m_pos, m_neg = m_pos.reshape(R.shape), m_neg.reshape(R.shape)
+                contrib = m_pos * diff.clamp(min=0) + m_neg * diff.clamp(max=0)
+                hyp = _hypothetical(m_pos, m_neg, R)
             pred, ref_pred = y[:n], y[n:].reshape(n, k)
             delta = pred.unsqueeze(1) - ref_pred
             err = (contrib.sum(dim=tuple(range(2, contrib.dim()))) - delta).abs().amax(dim=1)
             scale = delta.abs().amax(dim=1)
             rel = torch.where(scale > 0, err / torch.where(scale > 0, scale, torch.ones_like(scale)), torch.zeros_like(err))
+            halves = [_hypothetical(mp.reshape(R.shape), mn.reshape(R.shape), R).mean(dim=1).cpu().numpy() for mp, mn in extra]
         return Attributions(
             hypothetical=hyp.mean(dim=1).cpu().numpy(),
             contributions=contrib.mean(dim=1).cpu().numpy(),
@@ -226,7 +252,33 @@ class Engine:
             reference_predictions=ref_pred.cpu().numpy(),
             delta_error=err.cpu().numpy(),
             relative_error=rel.cpu().numpy(),
+            hypothetical_positive=halves[0] if halves else None,
+            hypothetical_negative=halves[1] if halves else None,
         )
+
+    def _paired(self, X, flat, n, target, output_index):
+        batch = torch.cat([X, flat]).requires_grad_(True)
+        with torch.enable_grad():
+            out = self.forward(batch, Rescale(n, self.eps))
+            y = select_target(out, target, output_index)
+            (m,) = torch.autograd.grad(y[n:].sum(), batch)
+        return y.detach(), m[n:], m[n:], []
+
+    def _split(self, X, flat, n, k, target, output_index, split_signs):
+        act = torch.cat([X, flat])
+        diff = torch.cat([torch.zeros_like(X), X.repeat_interleave(k, dim=0) - flat])
+        pos, neg = diff.clamp(min=0).requires_grad_(True), diff.clamp(max=0).requires_grad_(True)
+        rules = {name: SplitRule(n, name == "revealcancel", self.eps) for name in _LAYER_RULES}
+        by_node = {node: rules[name] for node, name in self.layer_rules.items()}
+        with torch.enable_grad():
+            out = _SplitInterpreter(self.captured.module, self.plan, by_node).run(Split(act, pos, neg))
+            y, t_pos, t_neg = (select_target(_stream(out, s), target, output_index) for s in ("act", "pos", "neg"))
+            grads = lambda t, keep: torch.autograd.grad(t[n:].sum(), [pos, neg], retain_graph=keep, allow_unused=True,
+                                                        materialize_grads=True)
+            m_pos, m_neg = grads(t_pos + t_neg, split_signs)
+            extra = [grads(t_pos, True), grads(t_neg, False)] if split_signs else []
+        extra = [(a[n:], b[n:]) for a, b in extra]
+        return y.detach(), m_pos[n:], m_neg[n:], extra
 
     def _tensor(self, a) -> torch.Tensor:
         a = torch.as_tensor(a if torch.is_tensor(a) else np.asarray(a))
@@ -238,6 +290,63 @@ class Engine:
         X = self._tensor(X)
         with torch.no_grad():
             return select_target(self.forward(X), target, output_index).cpu().numpy()
+
+
+def _hypothetical(m_pos, m_neg, R):
+    """Hypothetical contributions (N, K, C, L): for each base b, the contributions of the
+    one-hot column e_b against the reference, ``sum_c m(e_b[c] - r[c])`` with ``m_pos`` for
+    positive and ``m_neg`` for negative differences."""
+    if m_neg is None:  # one multiplier: m[b] - sum_c m[c] r[c]
+        return m_pos - (m_pos * R).sum(dim=2, keepdim=True)
+    eye = torch.eye(R.shape[2], dtype=R.dtype, device=R.device).reshape((1, 1, R.shape[2], R.shape[2]) + (1,) * (R.dim() - 3))
+    h = eye - R.unsqueeze(2)  # (N, K, B, C, L)
+    return (m_pos.unsqueeze(2) * h.clamp(min=0) + m_neg.unsqueeze(2) * h.clamp(max=0)).sum(dim=3)
+
+
+def _stream(out, which):
+    """One stream (``act``, ``pos`` or ``neg``) of a split output, tuples kept."""
+    if isinstance(out, Split):
+        return getattr(out, which)
+    if isinstance(out, (tuple, list)):
+        return type(out)(_stream(o, which) for o in out)
+    return out if which == "act" else torch.zeros_like(out)
+
+
+def _acts(v):
+    if isinstance(v, Split):
+        return v.act
+    if isinstance(v, (tuple, list)):
+        return type(v)(_acts(u) for u in v)
+    return v
+
+
+class _SplitInterpreter(torch.fx.Interpreter):
+    """Runs the graph on :class:`Split` values: activations and the +/- parts of deltas."""
+
+    def __init__(self, module, plan, rules):
+        super().__init__(module, garbage_collect_values=True)
+        self.plan, self.rules = plan, rules
+
+    def run_node(self, node):
+        op_rule: OpRule | None = self.plan.get(node)
+        if node.op not in ("call_function", "call_method", "call_module"):
+            return super().run_node(node)
+        args, kwargs = self.fetch_args_kwargs_from_env(node)
+        if op_rule is None:  # does not depend on the input, or only on its shape
+            return getattr(self, node.op)(node.target, _acts(args), _acts(kwargs))
+        op = node.target
+        if op_rule.kind == "elementwise":
+            rest = args[1:]
+            return self.rules[node].elementwise(lambda t: op(t, *rest, **kwargs), args[0], op)
+        if op_rule.kind == "max":
+            return op_rule.apply(self.rules[node], op, args, kwargs)
+        if op in PASSTHROUGH:
+            return op(*args, **kwargs)
+        act = op(*_acts(args), **_acts(kwargs))
+        pos, neg = (op_rule.split or streamwise)(op, args, kwargs)
+        if isinstance(act, (tuple, list)):
+            return [a if p is None else Split(a, p, q) for a, p, q in zip(act, pos, neg)]
+        return Split(act, pos, neg)
 
 
 class _Interpreter(torch.fx.Interpreter):
@@ -324,8 +433,7 @@ def prepare(
     -------
     Engine
     """
-    if rule not in RULE_NAMES:
-        raise ModelError(f"unknown rule {rule!r}; choose one of {', '.join(RULE_NAMES)}")
+    spec = _rule_spec(rule)
     captured = model if isinstance(model, CapturedModel) else capture(model, length)
     device = torch.device(device)
     captured.module.to(device)
@@ -353,7 +461,54 @@ def prepare(
         )
     params = list(captured.module.parameters()) + list(captured.module.buffers())
     dtype = next((p.dtype for p in params if p.is_floating_point()), None)
-    return Engine(captured=captured, plan=plan, rule=rule, eps=eps, device=device, dtype=dtype)
+    layer_rules = {node: _rule_for(node, spec) for node, r in plan.items() if r.kind in ("elementwise", "max")}
+    if all(name == "rescale" for name in layer_rules.values()):
+        layer_rules = None  # the paired engine: one multiplier, no split streams
+    return Engine(captured=captured, plan=plan, rule=rule if isinstance(rule, str) else "custom", eps=eps,
+                  device=device, dtype=dtype, layer_rules=layer_rules)
+
+
+def _rule_spec(rule) -> dict:
+    """A rule name or a mapping of layer kind / module path -> rule, checked."""
+    if isinstance(rule, str):
+        if rule not in RULE_PRESETS:
+            raise ModelError(f"unknown rule {rule!r}; choose one of {', '.join(RULE_PRESETS)}, or give a mapping")
+        return RULE_PRESETS[rule]
+    if not isinstance(rule, dict):
+        raise ModelError(f"a rule is a name or a mapping of layer to rule, not {rule!r}")
+    bad = {k: v for k, v in rule.items() if v not in _LAYER_RULES}
+    if bad:
+        key, value = next(iter(bad.items()))
+        raise ModelError(f"rule {value!r} for {key!r} is not one of {', '.join(_LAYER_RULES)}")
+    return rule
+
+
+_CONV = {aten.conv1d, aten.conv2d, aten.convolution, aten._convolution, aten.conv_transpose1d}
+_DENSE = {aten.linear, aten.addmm, aten.mm, aten.bmm, aten.matmul}
+
+
+def _rule_for(node, spec: dict) -> str:
+    """The rule for a nonlinearity: by module path (longest matching key), else by the
+    kind of weighted layer that feeds it (``conv`` or ``dense``), else ``default``."""
+    path = module_path(node)
+    matches = [k for k in spec if k not in ("conv", "dense", "default") and (path == k or path.startswith(k + "."))]
+    if matches:
+        return spec[max(matches, key=len)]
+    return spec.get(_feeding_layer(node), spec.get("default", "rescale"))
+
+
+def _feeding_layer(node) -> str:
+    """``conv`` or ``dense``: the nearest weighted op upstream of ``node``'s input."""
+    current = node.args[0] if node.args else None
+    while isinstance(current, torch.fx.Node) and current.op == "call_function":
+        packet = getattr(current.target, "overloadpacket", None)
+        if packet in _CONV:
+            return "conv"
+        if packet in _DENSE:
+            return "dense"
+        first = current.args[0] if current.args else None
+        current = first[0] if isinstance(first, (list, tuple)) and first else first
+    return "conv"
 
 
 def deeplift(
@@ -410,7 +565,7 @@ def deeplift(
         model, X.shape[-1], rule=rule, allow_unsupported=allow_unsupported, device=device
     )
     parts = [engine.run(X[i : i + batch_size], R[i : i + batch_size], target, output_index) for i in range(0, len(X), batch_size)]
-    return Attributions(*(np.concatenate(field) for field in zip(*parts)))
+    return Attributions(*(None if field[0] is None else np.concatenate(field) for field in zip(*parts)))
 
 
 __all__ = ["Attributions", "Engine", "deeplift", "prepare", "select_target", "op_name"]

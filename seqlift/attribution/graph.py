@@ -118,9 +118,22 @@ def active_nodes(captured: CapturedModel) -> set[torch.fx.Node]:
     """
     active = {captured.input_node}
     for node in captured.module.graph.nodes:
-        if node.op in ("call_function", "call_method", "call_module") and any(a in active for a in node.all_input_nodes):
+        if (
+            node.op in ("call_function", "call_method", "call_module")
+            and any(a in active for a in node.all_input_nodes)
+            and _holds_tensor(node.meta.get("val"))
+        ):
             active.add(node)
     return active
+
+
+def _holds_tensor(val) -> bool:
+    """True for a tensor or a tuple/list holding one; shape queries (SymInt) carry no delta."""
+    if val is None:  # no metadata: assume it may carry a delta
+        return True
+    if isinstance(val, (list, tuple)):
+        return any(_holds_tensor(v) for v in val if v is not None)
+    return isinstance(val, torch.Tensor)
 
 
 def op_name(target) -> str:
@@ -130,6 +143,12 @@ def op_name(target) -> str:
     if target is operator.getitem:
         return "getitem"
     return getattr(target, "__name__", str(target))
+
+
+def module_path(node: torch.fx.Node) -> str:
+    """Dotted path of the innermost module a graph node came from ('' for the top level)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return list(stack.values())[-1][0] if stack else ""
 
 
 def where(node: torch.fx.Node) -> str:

@@ -28,12 +28,13 @@ Ops outside the table have no rule and stop the run by name (or, with
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 
 from ..errors import UnsupportedOpError
+from .split import SPLITS, activations
 
 aten = torch.ops.aten
 
@@ -53,11 +54,17 @@ class OpRule:
         ``apply(rule, op, args, kwargs) -> value`` for ``max`` ops, where
         ``rule.max(a, index)`` takes the max of ``a`` (shape (B, ..., S)) at the
         positions ``index`` (shape (B, ..., O)) that the input rows peak at.
+    split : callable, optional
+        For ``linear`` ops with coefficients of either sign or a constant term:
+        ``split(op, args, kwargs) -> (pos, neg)``, how the positive and negative
+        parts of deltas pass the op (RevealCancel). None: each part passes
+        through the op as it is.
     """
 
     kind: str
     check: Callable | None = None
     apply: Callable | None = None
+    split: Callable | None = None
 
 
 # ---------------------------------------------------------------- checks
@@ -126,7 +133,7 @@ def _max_pool(nd):
         params["stride"] = params.get("stride") or params["kernel_size"]
         pool = torch.nn.functional.max_pool1d if nd == 1 else torch.nn.functional.max_pool2d
         with torch.no_grad():
-            values, indices = pool(x, return_indices=True, **params)
+            values, indices = pool(activations(x), return_indices=True, **params)
         out = rule.max(x.flatten(-nd), indices.flatten(-nd)).reshape(values.shape)
         return (out, indices) if op._opname.endswith("with_indices") else out
 
@@ -145,14 +152,14 @@ def _max_reduce(rule, op, args, kwargs):
     dims, keepdim = _reduced_dims(op, args, kwargs, x)
     flat = x.movedim(dims, list(range(x.dim() - len(dims), x.dim()))).flatten(-len(dims))
     with torch.no_grad():
-        index = flat.argmax(dim=-1, keepdim=True)
+        index = activations(flat).argmax(dim=-1, keepdim=True)
     values = rule.max(flat, index).squeeze(-1)
     if keepdim:
         for d in dims:
             values = values.unsqueeze(d)
     if op._opname == "max":  # max.dim returns (values, indices)
         with torch.no_grad():
-            _, indices = op(*args, **kwargs)
+            _, indices = op(activations(x), *args[1:], **kwargs)
         return values, indices
     return values
 
@@ -206,6 +213,9 @@ RULES.update({
     aten.amax: OpRule("max", check=_keeps_batch(1), apply=_max_reduce),
     aten.max: OpRule("max", check=_keeps_batch(1), apply=_max_reduce),
 })
+
+for _op, _split in SPLITS.items():
+    RULES[_op] = replace(RULES[_op], split=_split)
 
 #: Python-level callables that appear in exported graphs (tuple access, shape arithmetic).
 PASSTHROUGH = {operator.getitem}

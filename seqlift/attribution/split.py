@@ -1,0 +1,284 @@
+"""DeepLIFT with positive and negative deltas kept apart (RevealCancel, and Rescale per layer).
+
+Every value that depends on the input is carried as a :class:`Split`: the
+activations of the batch (``n`` inputs, then their ``n * k`` references) and
+the positive and negative parts of each row's delta from its reference
+(zero on input rows). Linear layers split their coefficients by sign, the
+linear rule of the DeepLIFT paper::
+
+    dz+ = W+ dx+ + W- dx-        dz- = W- dx+ + W+ dx-
+
+so ``dz+`` collects the positive terms ``w * dx`` and ``dz-`` the negative ones.
+A nonlinearity ``y = f(x)`` at reference value ``r`` then assigns, under
+RevealCancel::
+
+    dy+ = 1/2 [f(r + dx+) - f(r)] + 1/2 [f(r + dx- + dx+) - f(r + dx-)]
+    dy- = 1/2 [f(r + dx-) - f(r)] + 1/2 [f(r + dx+ + dx-) - f(r + dx+)]
+
+with multipliers ``dy+/dx+`` and ``dy-/dx-``; under Rescale, both parts get
+``m = dy/dx``. ``dy+ + dy- = f(x) - f(r)`` either way, so summation-to-delta
+holds. Max pooling uses the same exact pair decomposition as the paired
+engine, with the rule applied to ``|a - b|``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+aten = torch.ops.aten
+
+
+class Split:
+    """Activations and the positive/negative parts of their deltas, all of the same shape.
+
+    A plain class rather than a dataclass: torch's pytree flattens dataclasses,
+    and the graph's input must receive the whole value.
+    """
+
+    __slots__ = ("act", "pos", "neg")
+
+    def __init__(self, act, pos, neg):
+        self.act, self.pos, self.neg = act, pos, neg
+
+    def map(self, fn) -> "Split":
+        return Split(fn(self.act), fn(self.pos), fn(self.neg))
+
+    # the few tensor methods the max rules call on their input and output
+    def flatten(self, *a):
+        return self.map(lambda t: t.flatten(*a))
+
+    def movedim(self, *a):
+        return self.map(lambda t: t.movedim(*a))
+
+    def reshape(self, *a):
+        return self.map(lambda t: t.reshape(*a))
+
+    def squeeze(self, *a):
+        return self.map(lambda t: t.squeeze(*a))
+
+    def unsqueeze(self, *a):
+        return self.map(lambda t: t.unsqueeze(*a))
+
+    def dim(self):
+        return self.act.dim()
+
+    @property
+    def shape(self):
+        return self.act.shape
+
+    @property
+    def device(self):
+        return self.act.device
+
+
+def activations(x):
+    """The activation stream of ``x`` (``x`` itself when it is a plain tensor)."""
+    return x.act if isinstance(x, Split) else x
+
+
+# ---------------------------------------------------------------- nonlinearities
+
+
+def _derivative(fn, t):
+    with torch.enable_grad():
+        t = t.detach().requires_grad_(True)
+        (d,) = torch.autograd.grad(fn(t).sum(), t)
+    return d
+
+
+def _safe_ratio(num, den, fallback, eps):
+    """``num / den``, with ``fallback()`` (a tensor) where ``|den| < eps``."""
+    small = den.abs() < eps
+    ratio = num / den.masked_fill(small, 1.0)
+    if small.any():
+        ratio = torch.where(small, fallback(), ratio)
+    return ratio
+
+
+class _SplitNonlinear(torch.autograd.Function):
+    """``(dx+, dx-) -> (dy+, dy-)`` at reference activations ``r``; backward uses the multipliers."""
+
+    @staticmethod
+    def forward(ctx, r, pos, neg, fn, reveal, eps):
+        f_r = fn(r)
+        if reveal:
+            f_p, f_n, f_pn = fn(r + pos), fn(r + neg), fn(r + pos + neg)
+            dy_pos = 0.5 * ((f_p - f_r) + (f_pn - f_n))
+            dy_neg = 0.5 * ((f_n - f_r) + (f_pn - f_p))
+            # limits as dx+ -> 0 (resp. dx- -> 0) of dy+/dx+ (resp. dy-/dx-)
+            m_pos = _safe_ratio(dy_pos, pos, lambda: 0.5 * (_derivative(fn, r) + _derivative(fn, r + neg)), eps)
+            m_neg = _safe_ratio(dy_neg, neg, lambda: 0.5 * (_derivative(fn, r) + _derivative(fn, r + pos)), eps)
+        else:
+            d = pos + neg
+            m_pos = m_neg = _safe_ratio(fn(r + d) - f_r, d, lambda: _derivative(fn, r + 0.5 * d), eps)
+            dy_pos, dy_neg = m_pos * pos, m_neg * neg
+        ctx.save_for_backward(m_pos, m_neg)
+        return dy_pos, dy_neg
+
+    @staticmethod
+    def backward(ctx, g_pos, g_neg):
+        m_pos, m_neg = ctx.saved_tensors
+        return None, g_pos * m_pos, g_neg * m_neg, None, None, None
+
+
+class SplitRule:
+    """Rescale (``reveal=False``) or RevealCancel (``reveal=True``) on split deltas.
+
+    Parameters
+    ----------
+    n : int
+        Number of input rows at the head of the batch; each is followed, after
+        all inputs, by its ``k`` reference rows.
+    reveal : bool
+    eps : float
+        ``|dx|`` below which multipliers fall back to their limits (derivatives).
+    """
+
+    def __init__(self, n: int, reveal: bool, eps: float):
+        self.n, self.reveal, self.eps = n, reveal, eps
+
+    def elementwise(self, fn, x: Split, target=None) -> Split:
+        with torch.no_grad():
+            act = fn(x.act)
+        pos, neg = _SplitNonlinear.apply(x.act.detach(), x.pos, x.neg, fn, self.reveal, self.eps)
+        return Split(act, pos, neg)
+
+    def max(self, x: Split, index: torch.Tensor) -> Split:
+        """Max of ``x`` (B, ..., S) at ``index`` (B, ..., O): ``max(a, b) = (a + b)/2 + |a - b|/2``
+        with ``a`` where the input row peaks and ``b`` where the row itself peaks."""
+        n = self.n
+        k = (index.shape[0] - n) // n
+        ia = torch.cat([index[:n], index[:n].repeat_interleave(k, dim=0)])
+        ib = index
+        a = x.map(lambda t: t.gather(-1, ia))
+        b = x.map(lambda t: t.gather(-1, ib))
+        u = Split(a.act - b.act, a.pos - b.neg, a.neg - b.pos)
+        v = self.elementwise(torch.abs, u)
+        with torch.no_grad():
+            act = x.act.gather(-1, ib)
+        return Split(act, 0.5 * (a.pos + b.pos + v.pos), 0.5 * (a.neg + b.neg + v.neg))
+
+
+# ---------------------------------------------------------------- linear ops with signed coefficients
+
+
+def _signed(apply, x: Split, coef):
+    """``apply(stream, coef)`` linear in both; coefficients split by sign."""
+    c_pos, c_neg = coef.clamp(min=0), coef.clamp(max=0)
+    pos = apply(x.pos, c_pos) + apply(x.neg, c_neg)
+    neg = apply(x.pos, c_neg) + apply(x.neg, c_pos)
+    return pos, neg
+
+
+def _weighted(op, args, kwargs):
+    """conv*, linear, convolution: ``op(input, weight, bias, *rest)`` with the bias dropped for deltas."""
+    return _signed(lambda t, w: op(t, w, None, *args[3:], **kwargs), args[0], args[1])
+
+
+def _matmul(op, args, kwargs):
+    """mm / bmm / matmul / addmm: whichever operand is active is split, the other is the weight."""
+    if op._opname == "addmm":  # addmm(bias, a, b, beta, alpha): bias dropped
+        a, b = args[1], args[2]
+        op = aten.mm.default
+    else:
+        a, b = args[0], args[1]
+    if isinstance(a, Split):
+        return _signed(lambda t, w: op(t, w), a, b)
+    return _signed(lambda t, w: op(w, t), b, a)
+
+
+def _mul(op, args, kwargs):
+    a, b = args[0], args[1]
+    x, c = (a, b) if isinstance(a, Split) else (b, a)
+    c = torch.as_tensor(c, dtype=x.act.dtype, device=x.act.device)
+    return _signed(lambda t, w: t * w, x, c)
+
+
+def _div(op, args, kwargs):
+    c = torch.as_tensor(args[1], dtype=args[0].act.dtype, device=args[0].act.device)
+    return _signed(lambda t, w: t * w, args[0], 1.0 / c)
+
+
+def _batch_norm(op, args, kwargs):
+    """Eval-mode batch norm: a per-channel scale ``weight / sqrt(var + eps)``."""
+    names = ["input", "weight", "bias", "running_mean", "running_var"]
+    params = {**dict(zip(names, args)), **kwargs}
+    eps = args[7] if op._opname == "batch_norm" else args[6]
+    x = params["input"]
+    scale = torch.rsqrt(params["running_var"] + eps)
+    if params["weight"] is not None:
+        scale = scale * params["weight"]
+    shape = [1, -1] + [1] * (x.act.dim() - 2)
+    pos, neg = _signed(lambda t, w: t * w, x, scale.reshape(shape))
+    if op._opname != "batch_norm":  # returns (out, mean, invstd)
+        return (pos, None, None), (neg, None, None)
+    return pos, neg
+
+
+def _add(sign):
+    """add / sub / rsub: constants drop out of deltas; a negative coefficient swaps the parts."""
+
+    def split(op, args, kwargs):
+        alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
+        a, b = (args[1], args[0]) if op._opname == "rsub" else (args[0], args[1])
+        scale = sign * alpha
+        pos = neg = 0
+        if isinstance(a, Split):
+            pos, neg = a.pos, a.neg
+        if isinstance(b, Split):
+            bp, bn = (b.pos, b.neg) if scale >= 0 else (b.neg, b.pos)
+            pos, neg = pos + scale * bp, neg + scale * bn
+        return pos, neg
+
+    return split
+
+
+def _neg(op, args, kwargs):
+    return -args[0].neg, -args[0].pos
+
+
+def _pad(op, args, kwargs):
+    """Constant padding pads deltas with 0; other modes only move values."""
+    x, pad = args[0], args[1]
+    mode = args[2] if len(args) > 2 else kwargs.get("mode", "constant")
+    if op._opname == "pad" and mode != "constant":
+        return op(x.pos, *args[1:], **kwargs), op(x.neg, *args[1:], **kwargs)
+    return torch.nn.functional.pad(x.pos, pad), torch.nn.functional.pad(x.neg, pad)
+
+
+#: Linear ops whose coefficients can be negative, or that add constants: how deltas pass them.
+SPLITS = {
+    aten.conv1d: _weighted, aten.conv2d: _weighted, aten.conv_transpose1d: _weighted, aten.linear: _weighted,
+    aten.convolution: _weighted,
+    aten.addmm: _matmul, aten.mm: _matmul, aten.bmm: _matmul, aten.matmul: _matmul,
+    aten.mul: _mul, aten.div: _div,
+    aten.batch_norm: _batch_norm, aten._native_batch_norm_legit_no_training: _batch_norm,
+    aten.add: _add(1), aten.sub: _add(-1), aten.rsub: _add(-1), aten.neg: _neg,
+    aten.constant_pad_nd: _pad, aten.pad: _pad,
+}
+
+
+def streamwise(op, args, kwargs):
+    """Linear ops with non-negative coefficients and no constant term: apply to each stream.
+
+    Floating-point tensors that do not depend on the input (a constant concatenated
+    to an activation, say) contribute nothing to deltas, so they become zeros.
+    """
+
+    def take(which):
+        def pick(v):
+            if isinstance(v, Split):
+                return getattr(v, which)
+            if which != "act" and isinstance(v, torch.Tensor) and v.is_floating_point():
+                return torch.zeros_like(v)
+            if isinstance(v, (list, tuple)):
+                return type(v)(pick(u) for u in v)
+            return v
+
+        return [pick(a) for a in args], {k: pick(v) for k, v in kwargs.items()}
+
+    results = []
+    for which in ("pos", "neg"):
+        a, kw = take(which)
+        results.append(op(*a, **kw))
+    return tuple(results)
