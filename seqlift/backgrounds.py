@@ -129,7 +129,7 @@ def _window_sums(flags, starts, length):
     """Number of True ``flags`` in each window ``[start, start + length)``."""
     cumulative = np.zeros(len(flags) + 1, np.int32)
     np.cumsum(flags, dtype=np.int32, out=cumulative[1:])
-    return cumulative[starts + length - 1] - cumulative[starts]
+    return cumulative[starts + length] - cumulative[starts]
 
 
 def _scan(genome, length, stride):

@@ -81,6 +81,22 @@ class _Mapping(click.ParamType):
         return data
 
 
+class _Rule(_Mapping):
+    """A rule name, or a mapping of layer kind / module path to rule."""
+
+    name = "rule"
+
+    def convert(self, value, param, ctx):
+        from .attribution.deeplift import RULE_PRESETS
+
+        if isinstance(value, str) and value in RULE_PRESETS:
+            return value
+        if isinstance(value, str) and not value.lstrip().startswith("{"):
+            self.fail(f"{value!r} is not one of {', '.join(RULE_PRESETS)}, nor a mapping such as "
+                      "'{conv: rescale, dense: revealcancel}'", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class _Group(click.Group):
     """Turns user errors and warnings into one line each on stderr; keeps the command line for provenance."""
 
@@ -122,6 +138,11 @@ def main():
 @click.option("--output-index", type=int, default=None, help="Which output of a model that returns a tuple.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="HDF5 file to write.")
 @click.option("--window", type=int, default=None, help="Window length; must match the model's input length.")
+@click.option("--rule", type=_Rule(), default="rescale", show_default=True,
+              help="DeepLIFT rule: rescale, revealcancel, genomics-default (RevealCancel after dense layers, "
+                   "Rescale after convolutions), or a mapping '{conv: rescale, dense: revealcancel, fc1: rescale}'.")
+@click.option("--split-signs", is_flag=True,
+              help="Also write contributions to the positive and negative parts of the target's delta.")
 @click.option("--reference", type=click.Choice(["shuffle", "zeros", "uniform"]), default="shuffle", show_default=True,
               help="Reference sequences: k-mer preserving shuffles, all-zero, or 0.25 per base.")
 @click.option("--n-refs", type=int, default=20, show_default=True, help="References per region (shuffle).")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from tqdm import tqdm
 
 from . import __version__
@@ -52,6 +53,8 @@ def score(
     target: int = 0,
     output_index: int | None = None,
     window: int | None = None,
+    rule="rescale",
+    split_signs: bool = False,
     reference: str = "shuffle",
     n_refs: int = 20,
     shuffle_k: int = 2,
@@ -86,6 +89,14 @@ def score(
         Output column to explain. ``output_index`` picks one output of a tuple.
     window : int, optional
         Window length; must equal the model's input length when that is known.
+    rule : str or dict
+        ``rescale``, ``revealcancel``, ``genomics-default`` (RevealCancel after
+        dense layers, Rescale after convolutions), or a mapping of layer kind
+        (``conv``, ``dense``, ``default``) or module path to ``rescale`` /
+        ``revealcancel``.
+    split_signs : bool
+        Also write the contributions to the positive and the negative part of
+        the target's delta (needs a rule other than plain ``rescale``).
     reference : str
         ``shuffle`` (k-mer preserving, ``n_refs`` per region, order ``shuffle_k``),
         ``zeros`` or ``uniform``.
@@ -127,7 +138,9 @@ def score(
     dev = resolve_device(device)
     loaded = load_model(model, weights, model_kwargs)
     length = resolve_length(loaded, window)
-    engine = prepare(loaded.model, length, allow_unsupported=allow_unsupported, device=dev)
+    engine = prepare(loaded.model, length, rule=rule, allow_unsupported=allow_unsupported, device=dev)
+    if split_signs and engine.layer_rules is None:
+        raise SeqliftError("--split-signs needs a rule that keeps signs apart: --rule revealcancel or genomics-default")
     with Genome(fasta) as genome:
         windows, skipped = to_windows(read_regions(regions), length, genome.chrom_sizes(), skip_invalid=skip_invalid)
         if not windows:
@@ -141,7 +154,8 @@ def score(
             "model_sha256": loaded.sha256,
             "model_kwargs": repr(loaded.kwargs),
             "method": "deeplift",
-            "rule": engine.rule,
+            "rule": rule if isinstance(rule, str) else yaml.safe_dump(rule, default_flow_style=True).strip(),
+            "split_signs": bool(split_signs),
             "reference": reference,
             "n_refs": n,
             "shuffle_k": shuffle_k if reference == "shuffle" else 0,
@@ -165,7 +179,7 @@ def score(
         try:
             bad, low = _score_rows(
                 engine, genome, windows, writer, batch_size, make_refs, n, seed, ref_opts,
-                target, output_index, tolerance, strict, progress,
+                target, output_index, tolerance, strict, progress, split_signs,
             )
             if skipped:
                 write_skipped(str(output) + ".skipped.bed", skipped)
@@ -188,7 +202,7 @@ def score(
 
 
 def _score_rows(engine, genome, windows, writer, batch_size, make_refs, n, seed, ref_opts,
-                target, output_index, tolerance, strict, progress):
+                target, output_index, tolerance, strict, progress, split_signs):
     bad, low = [], []
     start = writer.rows_done
     with tqdm(total=len(windows), initial=start, unit="region", disable=not progress, file=sys.stderr,
@@ -199,7 +213,7 @@ def _score_rows(engine, genome, windows, writer, batch_size, make_refs, n, seed,
             seeds = np.array([region_seed(seed, w.chrom, w.start, w.end, w.strand) for w in batch], dtype=np.uint64)
             refs = make_refs(X, n, seeds, **ref_opts)
             same = identical_to_input(X, refs)
-            a = engine.run(X.astype(np.float32), refs, target, output_index)
+            a = engine.run(X.astype(np.float32), refs, target, output_index, split_signs=split_signs)
             hyp = a.hypothetical.astype(np.float32)
             over = a.relative_error > tolerance
             names = [f"{w.name} ({w.chrom}:{w.start}-{w.end})" for w in batch]
@@ -211,7 +225,7 @@ def _score_rows(engine, genome, windows, writer, batch_size, make_refs, n, seed,
                     f"summation-to-delta fails for {names[j]}: relative error {a.relative_error[j]:.3g} > "
                     f"--tolerance {tolerance:g}; check the model's ops or raise --tolerance"
                 )
-            writer.write(i, {
+            rows = {
                 "raw/seq": X,
                 "shap/seq": hyp,
                 "projected_shap/seq": hyp * X,
@@ -220,7 +234,11 @@ def _score_rows(engine, genome, windows, writer, batch_size, make_refs, n, seed,
                 "meta/delta_error": a.delta_error,
                 "meta/delta_rel_error": a.relative_error,
                 "meta/low_complexity": same,
-            })
+            }
+            if split_signs:
+                rows["positive_shap/seq"] = a.hypothetical_positive.astype(np.float32)
+                rows["negative_shap/seq"] = a.hypothetical_negative.astype(np.float32)
+            writer.write(i, rows)
             bar.update(len(batch))
     return bad, low
 

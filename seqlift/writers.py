@@ -20,6 +20,10 @@ dataset                       shape, dtype        meaning
 ``meta/delta_error``          (N,) float32        max over references of ``|sum(contrib) - delta|``
 ``meta/delta_rel_error``      (N,) float32        ``delta_error / max |f(x) - f(r)|``
 ``meta/low_complexity``       (N,) bool           every reference equals the input
+``positive_shap/seq``         (N, 4, L) float32   with ``--split-signs``: hypothetical contributions to
+                                                  the positive part of the target's delta
+``negative_shap/seq``         (N, 4, L) float32   ... and to its negative part (the two add up to
+                                                  ``shap/seq``)
 ============================  ==================  ===============================================
 
 The file is written under ``<output>.partial`` and renamed when every row is
@@ -52,10 +56,13 @@ _DATASETS = {
     "meta/low_complexity": ((), bool),
 }
 
+#: Written with ``--split-signs``.
+SPLIT_DATASETS = {"positive_shap/seq": ("4L", np.float32), "negative_shap/seq": ("4L", np.float32)}
+
 #: Attributes that must match for ``--resume`` to continue a partial file.
 RUN_KEYS = (
     "seqlift_version", "model", "model_sha256", "method", "rule", "reference", "n_refs", "shuffle_k", "seed",
-    "target", "output_index", "batch_size", "regions_sha256", "fasta", "n_regions", "input_length",
+    "target", "output_index", "batch_size", "regions_sha256", "fasta", "n_regions", "input_length", "split_signs",
 )
 
 
@@ -127,7 +134,8 @@ class ScoreWriter:
     def _create(self, windows, n, length, attrs, chunk):
         h5 = self.h5
         rows = max(1, min(chunk, n))
-        for name, (shape, dtype) in _DATASETS.items():
+        datasets = {**_DATASETS, **(SPLIT_DATASETS if attrs.get("split_signs") else {})}
+        for name, (shape, dtype) in datasets.items():
             full = (n, 4, length) if shape == "4L" else (n,)
             chunks = (rows, 4, length) if shape == "4L" else (max(rows, min(n, 4096)),)
             kw = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if shape == "4L" else {}

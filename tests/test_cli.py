@@ -310,3 +310,21 @@ def test_sigterm_keeps_finished_rows_and_resume_completes(data):
     b, _ = read_all(out)
     for name in DATASETS:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_revealcancel_rule_and_split_signs(data, tmp_path):
+    out = tmp_path / "rc.h5"
+    r = run(*score_args(data, out), "--rule", "revealcancel", "--split-signs")
+    assert r.exit_code == 0, r.output
+    with h5py.File(out, "r") as h5:
+        assert h5.attrs["rule"] == "revealcancel" and h5.attrs["split_signs"]
+        total = h5["positive_shap/seq"][:] + h5["negative_shap/seq"][:]
+        np.testing.assert_allclose(total, h5["shap/seq"][:], atol=1e-5)
+        assert h5["meta/delta_rel_error"][:].max() < 1e-4
+    out2 = tmp_path / "map.h5"
+    r = run(*score_args(data, out2), "--rule", "{conv: rescale, dense: revealcancel}")
+    assert r.exit_code == 0, r.output
+    r = run(*score_args(data, tmp_path / "x.h5"), "--split-signs")
+    assert r.exit_code == 1 and "--split-signs needs a rule that keeps signs apart" in r.output
+    r = run(*score_args(data, tmp_path / "y.h5"), "--rule", "deepshap")
+    assert r.exit_code == 2 and "'deepshap' is not one of rescale, revealcancel, genomics-default" in r.output
