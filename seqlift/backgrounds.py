@@ -96,7 +96,7 @@ def _intervals(exclude):
 
 def _offsets(chrom_sizes):
     """Start of each chromosome on the genome laid end to end, in FASTA order."""
-    return np.concatenate([[0], np.cumsum(list(chrom_sizes.values()), dtype=np.int64)[:-1]]).astype(np.int64)
+    return np.concatenate([[0], np.cumsum(list(chrom_sizes.values()), dtype=np.int64)[:-1]])
 
 
 def _linear(chrom_sizes, intervals):
@@ -242,14 +242,21 @@ class GCIndex:
         Chromosome names, in FASTA order.
     offsets : np.ndarray, shape=(C,), int64
         Where each chromosome starts on the genome laid end to end.
+
+    Notes
+    -----
+    An index holds about 20 bytes per candidate: with the default stride of
+    L // 2, some 6 million candidates (120 MB) for a 3 Gb genome and L = 1000,
+    30 million (600 MB) for L = 200; a larger stride makes it smaller.
     """
 
     def __init__(self, chrom_sizes, length, stride, starts, gc):
+        # starts: increasing int64 starts on the genome laid end to end; gc: their C + G counts.
         self.length, self.stride = length, stride
         self.chroms = tuple(chrom_sizes)
         self.offsets = _offsets(chrom_sizes)
         self._sizes = dict(chrom_sizes)
-        self._starts = starts  # increasing, on the genome laid end to end
+        self._starts = starts
         self._by_gc = np.argsort(gc, kind="stable")
         self._first = np.concatenate([[0], np.cumsum(np.bincount(gc, minlength=length + 1))])
 
@@ -404,7 +411,7 @@ def _label(window):
 def gc_matched(genome, windows, X, n=20, seed=0, tolerance=0.02, exclude=None, index=None):
     """GC-matched genomic references for scored windows.
 
-    Reference j of window i is a window of the genome, on the '+' strand,
+    Reference j of window i is a window of the genome, read on the '+' strand,
     with a GC fraction within ``tolerance`` of ``gc_fraction(X)[i]``, no N,
     and no overlap with any scored window or excluded interval. The draw for
     window i is seeded by ``region_seed(seed, chrom, start, end, strand)``.

@@ -143,8 +143,11 @@ def main():
                    "Rescale after convolutions), or a mapping '{conv: rescale, dense: revealcancel, fc1: rescale}'.")
 @click.option("--split-signs", is_flag=True,
               help="Also write contributions to the positive and negative parts of the target's delta.")
-@click.option("--reference", type=click.Choice(["shuffle", "zeros", "uniform"]), default="shuffle", show_default=True,
-              help="Reference sequences: k-mer preserving shuffles, all-zero, or 0.25 per base.")
+@click.option("--reference", default="shuffle", show_default=True,
+              help="Reference sequences: shuffle (k-mer preserving), zeros, uniform (0.25 per base), "
+                   "or file:refs.h5 (dataset 'references', (regions, K, 4, L) or (K, 4, L)).")
+@click.option("--rc-average", is_flag=True,
+              help="Average the scores of each window and its reverse complement (mapped back).")
 @click.option("--n-refs", type=int, default=20, show_default=True, help="References per region (shuffle).")
 @click.option("--shuffle-k", type=int, default=2, show_default=True, help="k-mer order preserved by shuffles (2 = dinucleotide).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffles.")

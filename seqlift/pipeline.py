@@ -11,6 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 import yaml
@@ -18,8 +19,9 @@ from tqdm import tqdm
 
 from . import __version__
 from .attribution import prepare
-from .errors import ConvergenceError, RegionError, SeqliftError
-from .genome import Genome, fetch_one_hot
+from .attribution import Attributions
+from .errors import ConvergenceError, ReferencesError, RegionError, SeqliftError
+from .genome import Genome, fetch_one_hot, reverse_complement
 from .models import load_model, resolve_length, sha256_file
 from .references import REFERENCES, identical_to_input, region_seed
 from .regions import read_regions, to_windows, write_skipped
@@ -56,6 +58,7 @@ def score(
     rule="rescale",
     split_signs: bool = False,
     reference: str = "shuffle",
+    rc_average: bool = False,
     n_refs: int = 20,
     shuffle_k: int = 2,
     seed: int = 0,
@@ -99,7 +102,12 @@ def score(
         the target's delta (needs a rule other than plain ``rescale``).
     reference : str
         ``shuffle`` (k-mer preserving, ``n_refs`` per region, order ``shuffle_k``),
-        ``zeros`` or ``uniform``.
+        ``zeros``, ``uniform``, or ``file:refs.h5`` (dataset ``references`` of
+        shape (R, K, 4, L), one row per BED region in file order, or (K, 4, L)
+        shared by all regions).
+    rc_average : bool
+        Average the scores of each window and of its reverse complement (mapped
+        back), for models trained with reverse-complement augmentation.
     seed : int
         Seed of the shuffles; each region's references depend only on the seed
         and its coordinates, not on batch size or sharding.
@@ -130,8 +138,8 @@ def score(
     Path
         The finished output.
     """
-    if reference not in REFERENCES:
-        raise SeqliftError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
+    if reference not in REFERENCES and not reference.startswith("file:"):
+        raise SeqliftError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)} or file:refs.h5")
     if n_refs < 1 or batch_size < 1:
         raise SeqliftError("--n-refs and --batch-size must be at least 1")
     output = Path(output)
@@ -142,12 +150,11 @@ def score(
     if split_signs and engine.layer_rules is None:
         raise SeqliftError("--split-signs needs a rule that keeps signs apart: --rule revealcancel or genomics-default")
     with Genome(fasta) as genome:
-        windows, skipped = to_windows(read_regions(regions), length, genome.chrom_sizes(), skip_invalid=skip_invalid)
+        all_regions = read_regions(regions)
+        windows, skipped = to_windows(all_regions, length, genome.chrom_sizes(), skip_invalid=skip_invalid)
         if not windows:
             raise RegionError(f"no region of {regions} can be scored ({len(skipped)} skipped); see the reasons with --skip-invalid")
-        n = 1 if reference in _FIXED_REFERENCES else n_refs
-        make_refs = REFERENCES[reference]
-        ref_opts = {"k": shuffle_k} if reference == "shuffle" else {}
+        make_refs, n = _reference_maker(reference, n_refs, shuffle_k, seed, len(all_regions), length)
         attrs = {
             "seqlift_version": __version__,
             "model": str(model),
@@ -162,6 +169,7 @@ def score(
             "seed": seed,
             "target": target,
             "output_index": -1 if output_index is None else output_index,
+            "rc_average": bool(rc_average),
             "batch_size": batch_size,
             "regions": str(regions),
             "regions_sha256": sha256_file(regions),
@@ -177,10 +185,15 @@ def score(
         }
         writer = ScoreWriter(output, windows, length, attrs, force=force, resume=resume)
         try:
-            bad, low = _score_rows(
-                engine, genome, windows, writer, batch_size, make_refs, n, seed, ref_opts,
-                target, output_index, tolerance, strict, progress, split_signs,
-            )
+            def attribute(X, refs):
+                a = engine.run(X, refs, target, output_index, split_signs=split_signs)
+                if not rc_average:
+                    return a
+                b = engine.run(reverse_complement(X), reverse_complement(refs), target, output_index,
+                               split_signs=split_signs)
+                return _average_strands(a, b)
+
+            bad, low = _score_rows(genome, windows, writer, batch_size, make_refs, attribute, tolerance, strict, progress)
             if skipped:
                 write_skipped(str(output) + ".skipped.bed", skipped)
             meta = writer.h5["meta"]
@@ -201,8 +214,51 @@ def score(
     return path
 
 
-def _score_rows(engine, genome, windows, writer, batch_size, make_refs, n, seed, ref_opts,
-                target, output_index, tolerance, strict, progress, split_signs):
+def _reference_maker(reference, n_refs, shuffle_k, seed, n_regions, length):
+    """``make(X, batch) -> (N, K, 4, L)`` references for a batch of windows, and ``K``."""
+    if reference.startswith("file:"):
+        path = reference[len("file:"):]
+        try:
+            with h5py.File(path, "r") as h5:
+                data = h5["references"][:].astype(np.float32)
+        except (OSError, KeyError) as exc:
+            raise ReferencesError(f"cannot read dataset 'references' from {path}: {exc}") from exc
+        if data.ndim == 3:
+            data = data[None]
+        if data.ndim != 4 or data.shape[2:] != (4, length) or data.shape[0] not in (1, n_regions):
+            raise ReferencesError(
+                f"references in {path} have shape {data.shape}; expected ({n_regions}, K, 4, {length}) for the "
+                f"{n_regions} regions, or (K, 4, {length}) shared by all"
+            )
+        rows = (lambda batch: [w.row for w in batch]) if data.shape[0] > 1 else (lambda batch: [0] * len(batch))
+        return (lambda X, batch: data[rows(batch)]), data.shape[1]
+    strategy = REFERENCES[reference]
+    n = 1 if reference in _FIXED_REFERENCES else n_refs
+    opts = {"k": shuffle_k} if reference == "shuffle" else {}
+
+    def make(X, batch):
+        seeds = np.array([region_seed(seed, w.chrom, w.start, w.end, w.strand) for w in batch], dtype=np.uint64)
+        return strategy(X, n, seeds, **opts)
+
+    return make, n
+
+
+def _average_strands(a: Attributions, b: Attributions) -> Attributions:
+    """Mean of the scores of windows (``a``) and of their reverse complements (``b``), mapped back."""
+    mean = lambda u, v: None if u is None else 0.5 * (u + reverse_complement(v))
+    return Attributions(
+        hypothetical=mean(a.hypothetical, b.hypothetical),
+        contributions=mean(a.contributions, b.contributions),
+        predictions=0.5 * (a.predictions + b.predictions),
+        reference_predictions=0.5 * (a.reference_predictions + b.reference_predictions),
+        delta_error=np.maximum(a.delta_error, b.delta_error),
+        relative_error=np.maximum(a.relative_error, b.relative_error),
+        hypothetical_positive=mean(a.hypothetical_positive, b.hypothetical_positive),
+        hypothetical_negative=mean(a.hypothetical_negative, b.hypothetical_negative),
+    )
+
+
+def _score_rows(genome, windows, writer, batch_size, make_refs, attribute, tolerance, strict, progress):
     bad, low = [], []
     start = writer.rows_done
     with tqdm(total=len(windows), initial=start, unit="region", disable=not progress, file=sys.stderr,
@@ -210,10 +266,9 @@ def _score_rows(engine, genome, windows, writer, batch_size, make_refs, n, seed,
         for i in range(start, len(windows), batch_size):
             batch = windows[i : i + batch_size]
             X = fetch_one_hot(genome, batch)
-            seeds = np.array([region_seed(seed, w.chrom, w.start, w.end, w.strand) for w in batch], dtype=np.uint64)
-            refs = make_refs(X, n, seeds, **ref_opts)
+            refs = make_refs(X, batch)
             same = identical_to_input(X, refs)
-            a = engine.run(X.astype(np.float32), refs, target, output_index, split_signs=split_signs)
+            a = attribute(X.astype(np.float32), refs)
             hyp = a.hypothetical.astype(np.float32)
             over = a.relative_error > tolerance
             names = [f"{w.name} ({w.chrom}:{w.start}-{w.end})" for w in batch]
@@ -235,7 +290,7 @@ def _score_rows(engine, genome, windows, writer, batch_size, make_refs, n, seed,
                 "meta/delta_rel_error": a.relative_error,
                 "meta/low_complexity": same,
             }
-            if split_signs:
+            if a.hypothetical_positive is not None:
                 rows["positive_shap/seq"] = a.hypothetical_positive.astype(np.float32)
                 rows["negative_shap/seq"] = a.hypothetical_negative.astype(np.float32)
             writer.write(i, rows)

@@ -126,13 +126,16 @@ def test_index_holds_every_clean_window_once(setup):
     ]:
         index = GCIndex.build(genome, length, exclude=exclude, stride=stride)
         assert _contents(index) == sorted(expected)
-        for gc in (0.0, 0.25, 0.5, 0.71, 1.0):
-            want = sum(abs(v - gc) <= 0.03 + 1e-12 for v in expected.values())
-            assert index.count([gc], 0.03).tolist() == [want]
+        # 0.56 - 0.01 and 0.57 + 0.01 are 55 and 58 counts of 100, up to rounding: both bounds are inclusive.
+        for gc, tolerance in [(0.0, 0.03), (0.25, 0.03), (0.5, 0.03), (0.71, 0.03), (1.0, 0.03), (0.56, 0.01), (0.57, 0.01)]:
+            want = sum(abs(v - gc) <= tolerance + 1e-12 for v in expected.values())
+            assert index.count([gc], tolerance).tolist() == [want]
     index = GCIndex.build(genome, L, exclude=avoid)
     assert not any(c == "chr3" for c, _ in _contents(index))  # shorter than the windows
     assert index.overlapping(setup["windows"]).tolist() == [False] * 5
-    assert index.overlapping([("chr1", 0, 1), ("chr1", 1500, 1620), ("chrUn", 0, 9)]).tolist() == [True, False, False]
+    # The blacklist (chr1:1500-1620) removed the candidates from 1450 to 1600; 1400-1500 and 1650-1750 remain.
+    touching = [("chr1", 0, 1), ("chr1", 1500, 1650), ("chr1", 1499, 1650), ("chr1", 1500, 1651), ("chrUn", 0, 9)]
+    assert index.overlapping(touching).tolist() == [True, False, True, True, False]
 
 
 def test_references_are_gc_matched_genomic_windows_clear_of_scored_and_excluded(setup):

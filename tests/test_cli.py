@@ -328,3 +328,67 @@ def test_revealcancel_rule_and_split_signs(data, tmp_path):
     assert r.exit_code == 1 and "--split-signs needs a rule that keeps signs apart" in r.output
     r = run(*score_args(data, tmp_path / "y.h5"), "--rule", "deepshap")
     assert r.exit_code == 2 and "'deepshap' is not one of rescale, revealcancel, genomics-default" in r.output
+
+
+def _export(module, path):
+    program = torch.export.export(module.eval(), (torch.zeros(2, 4, 50),),
+                                  dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    torch.export.save(program, str(path))
+    return path
+
+
+class _RCEquivariant(torch.nn.Module):
+    """f(x) = g(x) + g(reverse complement of x): the same prediction on both strands."""
+
+    def __init__(self, g):
+        super().__init__()
+        self.g = g
+
+    def forward(self, x):
+        return self.g(x) + self.g(x.flip(1, 2))
+
+
+def test_rc_average_symmetric_on_rc_equivariant_model(data, tmp_path):
+    pt2 = _export(_RCEquivariant(data["model"]), tmp_path / "rc.pt2")
+    bed = tmp_path / "strands.bed"
+    bed.write_text("chr1\t100\t150\tfwd\t0\t+\nchr1\t100\t150\trev\t0\t-\n")
+    outs = {}
+    for flag in ("", "--rc-average"):
+        out = tmp_path / f"rc{flag}.h5"
+        args = ["score", bed, "--fasta", data["fasta"], "--model", pt2, "-o", out, "--reference", "uniform", "--quiet"]
+        r = run(*args, *([flag] if flag else []))
+        assert r.exit_code == 0, r.output
+        outs[flag], attrs = read_all(out)
+    plain, averaged = outs[""]["shap/seq"], outs["--rc-average"]["shap/seq"]
+    # the model is reverse-complement equivariant, so averaging changes nothing ...
+    np.testing.assert_allclose(averaged, plain, atol=1e-5)
+    # ... and the minus-strand window's scores are the plus-strand scores reverse-complemented
+    np.testing.assert_allclose(averaged[1], averaged[0][::-1, ::-1], atol=1e-5)
+    assert attrs["rc_average"]
+
+
+def test_rc_average_is_strand_symmetric_on_any_model(data, tmp_path):
+    bed = tmp_path / "strands.bed"
+    bed.write_text("chr1\t100\t150\tfwd\t0\t+\nchr1\t100\t150\trev\t0\t-\n")
+    out = tmp_path / "any.h5"
+    r = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--reference", "uniform",
+            "--rc-average", "--quiet")
+    assert r.exit_code == 0, r.output
+    d, _ = read_all(out)
+    np.testing.assert_allclose(d["shap/seq"][1], d["shap/seq"][0][::-1, ::-1], atol=1e-5)
+    assert d["meta/delta_rel_error"].max() < 1e-4
+
+
+def test_references_from_file(data, tmp_path):
+    shared = tmp_path / "shared.h5"
+    with h5py.File(shared, "w") as h5:
+        h5["references"] = np.zeros((1, 4, 50), np.float32)
+    a, b = tmp_path / "file.h5", tmp_path / "zeros.h5"
+    assert run(*score_args(data, a), "--reference", f"file:{shared}").exit_code == 0
+    assert run(*score_args(data, b), "--reference", "zeros").exit_code == 0
+    np.testing.assert_array_equal(read_all(a)[0]["shap/seq"], read_all(b)[0]["shap/seq"])
+    per_region = tmp_path / "per.h5"
+    with h5py.File(per_region, "w") as h5:
+        h5["references"] = np.zeros((4, 3, 4, 50), np.float32)  # the BED has 6 regions
+    r = run(*score_args(data, tmp_path / "bad.h5"), "--reference", f"file:{per_region}")
+    assert r.exit_code == 1 and "have shape (4, 3, 4, 50); expected (6, K, 4, 50) for the 6 regions" in r.output
