@@ -45,7 +45,6 @@ _IS_GC = np.zeros(256, np.bool_)
 _IS_GC[list(b"CGcg")] = True
 _NOT_ACGT = np.ones(256, np.bool_)
 _NOT_ACGT[list(b"ACGTacgt")] = False
-_FIX = "raise --gc-tolerance or lower --n-refs"
 
 _Span = namedtuple("_Span", "chrom start end strand")
 
@@ -220,7 +219,7 @@ def _floyd(lo, hi, seeds, n, out):
 def _too_few(found, length, gc, tolerance, n):
     return (
         f"only {found} genomic windows of length {length} have GC within {tolerance:g} of {gc:.3f}, "
-        f"fewer than the {n} references needed; {_FIX}"
+        f"fewer than the {n} references needed; raise --gc-tolerance or lower --n-refs"
     )
 
 

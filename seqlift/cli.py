@@ -134,7 +134,9 @@ def main():
 @click.option("--model", "-m", required=True, help="model.pt2, or file.py:ClassName / package.module:ClassName with --weights.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="State dict of a class model (.safetensors or torch.save'd dict).")
 @click.option("--model-kwargs", type=_Mapping(), default=None, help="Constructor arguments of a class model, e.g. '{n_filters: 32}'.")
-@click.option("--target", "-t", type=int, default=0, show_default=True, help="Output column to explain.")
+@click.option("--target", "-t", default="0", show_default=True,
+              help="Output column to explain; several as 0,3,7 or all (one file per target, OUTPUT stem.<target>.h5); "
+                   "counts or profile for BPNet-style profile models.")
 @click.option("--output-index", type=int, default=None, help="Which output of a model that returns a tuple.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="HDF5 file to write.")
 @click.option("--window", type=int, default=None, help="Window length; must match the model's input length.")
@@ -172,9 +174,10 @@ def score(regions, quiet, **options):
 
     argv = click.get_current_context().meta.get("seqlift.argv", sys.argv[1:])
     command = "seqlift " + " ".join(shlex.quote(str(a)) for a in argv)
-    path = run(regions, progress=not quiet, command=command, **options)
+    paths = run(regions, progress=not quiet, command=command, **options)
     if not quiet:
-        click.echo(f"wrote {path}", err=True)
+        for path in paths if isinstance(paths, list) else [paths]:
+            click.echo(f"wrote {path}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,9 +23,10 @@ from .attribution import Attributions
 from .errors import ConvergenceError, ReferencesError, RegionError, SeqliftError
 from .genome import Genome, fetch_one_hot, reverse_complement
 from .models import load_model, resolve_length, sha256_file
+from .targets import parse_targets
 from .references import REFERENCES, identical_to_input, region_seed
 from .regions import read_regions, to_windows, write_skipped
-from .writers import ScoreWriter, partial_path, write_npz
+from .writers import ScoreWriter, write_npz
 
 #: References that are the same for every draw: one is enough.
 _FIXED_REFERENCES = {"zeros", "uniform"}
@@ -52,7 +53,7 @@ def score(
     *,
     weights=None,
     model_kwargs=None,
-    target: int = 0,
+    target=0,
     output_index: int | None = None,
     window: int | None = None,
     rule="rescale",
@@ -88,8 +89,14 @@ def score(
         HDF5 file to write; see :mod:`seqlift.writers` for the layout.
     weights, model_kwargs
         State dict and constructor arguments of a class model.
-    target : int
-        Output column to explain. ``output_index`` picks one output of a tuple.
+    target : int or str
+        What to explain: an output column (``0``), several (``"0,3,7"`` or
+        ``"all"``), or for BPNet-style profile models ``"counts"`` / ``"profile"``
+        (see :mod:`seqlift.targets`). Several targets are explained from one
+        forward pass and written one file per target, ``<stem>.<target>.h5``.
+        A final sigmoid or softmax is removed: scores explain the logits (for
+        softmax, mean-normalised), as the attribute ``target_space`` says.
+        ``output_index`` picks one output of a tuple.
     window : int, optional
         Window length; must equal the model's input length when that is known.
     rule : str or dict
@@ -135,8 +142,8 @@ def score(
 
     Returns
     -------
-    Path
-        The finished output.
+    Path or list of Path
+        The finished output (one per target when there are several).
     """
     if reference not in REFERENCES and not reference.startswith("file:"):
         raise SeqliftError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)} or file:refs.h5")
@@ -147,6 +154,7 @@ def score(
     loaded = load_model(model, weights, model_kwargs)
     length = resolve_length(loaded, window)
     engine = prepare(loaded.model, length, rule=rule, allow_unsupported=allow_unsupported, device=dev)
+    targets = parse_targets(target, output_index, _n_outputs(engine, length, output_index) if "all" in str(target) else None)
     if split_signs and engine.layer_rules is None:
         raise SeqliftError("--split-signs needs a rule that keeps signs apart: --rule revealcancel or genomics-default")
     with Genome(fasta) as genome:
@@ -167,7 +175,6 @@ def score(
             "n_refs": n,
             "shuffle_k": shuffle_k if reference == "shuffle" else 0,
             "seed": seed,
-            "target": target,
             "output_index": -1 if output_index is None else output_index,
             "rc_average": bool(rc_average),
             "batch_size": batch_size,
@@ -183,35 +190,59 @@ def score(
             "torch_version": torch.__version__,
             "command": command or " ".join(sys.argv),
         }
-        writer = ScoreWriter(output, windows, length, attrs, force=force, resume=resume)
+        paths = target_paths(output, targets)
+        writers = []
         try:
+            for t, path in zip(targets, paths):
+                attrs_t = {**attrs, "target": t.name, "target_space": engine.target_space(t)}
+                writers.append(ScoreWriter(path, windows, length, attrs_t, force=force, resume=resume))
+
             def attribute(X, refs):
-                a = engine.run(X, refs, target, output_index, split_signs=split_signs)
+                a = engine.run(X, refs, targets, split_signs=split_signs)
                 if not rc_average:
                     return a
-                b = engine.run(reverse_complement(X), reverse_complement(refs), target, output_index,
-                               split_signs=split_signs)
-                return _average_strands(a, b)
+                b = engine.run(reverse_complement(X), reverse_complement(refs), targets, split_signs=split_signs)
+                return [_average_strands(u, v) for u, v in zip(a, b)]
 
-            bad, low = _score_rows(genome, windows, writer, batch_size, make_refs, attribute, tolerance, strict, progress)
+            bad, low = _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tolerance, strict, progress)
             if skipped:
                 write_skipped(str(output) + ".skipped.bed", skipped)
-            meta = writer.h5["meta"]
-            path = writer.finish({
-                "n_delta_violations": int((meta["delta_rel_error"][:] > tolerance).sum()),
-                "n_low_complexity": int(meta["low_complexity"][:].sum()),
-            })
+            for writer in writers:
+                meta = writer.h5["meta"]
+                writer.finish({
+                    "n_delta_violations": int((meta["delta_rel_error"][:] > tolerance).sum()),
+                    "n_low_complexity": int(meta["low_complexity"][:].sum()),
+                })
         except SeqliftError:
-            writer.close()
-            partial_path(output).unlink(missing_ok=True)
+            for writer in writers:  # only files this run opened; a refused output stays as it was
+                writer.close()
+                writer.tmp.unlink(missing_ok=True)
             raise
         finally:
-            writer.close()
+            for writer in writers:
+                writer.close()
     _report(bad, f"summation-to-delta error above tolerance {tolerance:g} (relative)", "--strict makes this an error")
     _report(low, "references all equal the input (low-complexity window; scores are 0)", "consider --reference uniform for these")
     if npz_prefix:
-        write_npz(npz_prefix, path)
-    return path
+        for t, path in zip(targets, paths):
+            write_npz(npz_prefix if len(targets) == 1 else f"{npz_prefix}.{t.name}", path)
+    return paths[0] if len(paths) == 1 else paths
+
+
+def target_paths(output, targets) -> list[Path]:
+    """One output per target: ``output`` itself for one target, else ``<stem>.<target>.h5`` beside it."""
+    output = Path(output)
+    if len(targets) == 1:
+        return [output]
+    return [output.with_name(f"{output.stem}.{t.name}{output.suffix or '.h5'}") for t in targets]
+
+
+def _n_outputs(engine, length, output_index) -> int:
+    """Columns of the (chosen) model output, from one forward pass on an all-N window."""
+    out = engine.forward(torch.zeros(1, 4, length, device=engine.device, dtype=engine.dtype or torch.float32))
+    if isinstance(out, (tuple, list)):
+        out = out[output_index or 0]
+    return out.shape[1] if out.dim() == 2 else 1
 
 
 def _reference_maker(reference, n_refs, shuffle_k, seed, n_regions, length):
@@ -258,9 +289,9 @@ def _average_strands(a: Attributions, b: Attributions) -> Attributions:
     )
 
 
-def _score_rows(genome, windows, writer, batch_size, make_refs, attribute, tolerance, strict, progress):
+def _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tolerance, strict, progress):
     bad, low = [], []
-    start = writer.rows_done
+    start = min(w.rows_done for w in writers)
     with tqdm(total=len(windows), initial=start, unit="region", disable=not progress, file=sys.stderr,
               desc="scoring", dynamic_ncols=True) as bar:
         for i in range(start, len(windows), batch_size):
@@ -268,32 +299,34 @@ def _score_rows(genome, windows, writer, batch_size, make_refs, attribute, toler
             X = fetch_one_hot(genome, batch)
             refs = make_refs(X, batch)
             same = identical_to_input(X, refs)
-            a = attribute(X.astype(np.float32), refs)
-            hyp = a.hypothetical.astype(np.float32)
-            over = a.relative_error > tolerance
             names = [f"{w.name} ({w.chrom}:{w.start}-{w.end})" for w in batch]
-            bad += [names[j] for j in np.flatnonzero(over)]
             low += [names[j] for j in np.flatnonzero(same)]
-            if strict and over.any():
-                j = int(np.flatnonzero(over)[0])
-                raise ConvergenceError(
-                    f"summation-to-delta fails for {names[j]}: relative error {a.relative_error[j]:.3g} > "
-                    f"--tolerance {tolerance:g}; check the model's ops or raise --tolerance"
-                )
-            rows = {
-                "raw/seq": X,
-                "shap/seq": hyp,
-                "projected_shap/seq": hyp * X,
-                "meta/prediction": a.predictions,
-                "meta/reference_prediction": a.reference_predictions.mean(axis=1),
-                "meta/delta_error": a.delta_error,
-                "meta/delta_rel_error": a.relative_error,
-                "meta/low_complexity": same,
-            }
-            if a.hypothetical_positive is not None:
-                rows["positive_shap/seq"] = a.hypothetical_positive.astype(np.float32)
-                rows["negative_shap/seq"] = a.hypothetical_negative.astype(np.float32)
-            writer.write(i, rows)
+            for writer, a in zip(writers, attribute(X.astype(np.float32), refs)):
+                over = a.relative_error > tolerance
+                bad += [names[j] for j in np.flatnonzero(over)]
+                if strict and over.any():
+                    j = int(np.flatnonzero(over)[0])
+                    raise ConvergenceError(
+                        f"summation-to-delta fails for {names[j]}: relative error {a.relative_error[j]:.3g} > "
+                        f"--tolerance {tolerance:g}; check the model's ops or raise --tolerance"
+                    )
+                if writer.rows_done > i:  # resumed: this writer has these rows already
+                    continue
+                hyp = a.hypothetical.astype(np.float32)
+                rows = {
+                    "raw/seq": X,
+                    "shap/seq": hyp,
+                    "projected_shap/seq": hyp * X,
+                    "meta/prediction": a.predictions,
+                    "meta/reference_prediction": a.reference_predictions.mean(axis=1),
+                    "meta/delta_error": a.delta_error,
+                    "meta/delta_rel_error": a.relative_error,
+                    "meta/low_complexity": same,
+                }
+                if a.hypothetical_positive is not None:
+                    rows["positive_shap/seq"] = a.hypothetical_positive.astype(np.float32)
+                    rows["negative_shap/seq"] = a.hypothetical_negative.astype(np.float32)
+                writer.write(i, rows)
             bar.update(len(batch))
     return bad, low
 

@@ -94,7 +94,8 @@ def _check_refs(seqs, windows, X, refs, index, n, seed, tolerance, avoid):
     gc = gc_fraction(X)
     assert refs.shape == (len(windows), n, 4, length) and refs.dtype == np.float32
     assert (refs.sum(axis=2) == 1).all()  # one base in every column: no N
-    assert np.all(np.abs(gc_fraction(refs.reshape(-1, 4, length)).reshape(len(windows), n) - gc[:, None]) <= tolerance + 1e-9)
+    ref_gc = gc_fraction(refs.reshape(-1, 4, length)).reshape(len(windows), n)
+    assert np.all(np.abs(ref_gc - gc[:, None]) <= tolerance + 1e-9)
     seeds = [region_seed(seed, w.chrom, w.start, w.end, w.strand) for w in windows]
     chroms, starts = index.sample(gc, n, seeds, tolerance)
     for i in range(len(windows)):

@@ -66,7 +66,7 @@ def test_score_end_to_end(data):
     # provenance
     assert attrs["seqlift_version"] == seqlift.__version__
     assert attrs["method"] == "deeplift" and attrs["rule"] == "rescale" and attrs["reference"] == "shuffle"
-    assert attrs["n_refs"] == 5 and attrs["seed"] == 0 and attrs["target"] == 1
+    assert attrs["n_refs"] == 5 and attrs["seed"] == 0 and attrs["target"] == "1" and attrs["target_space"] == "output"
     assert len(attrs["model_sha256"]) == 64 and "seqlift score" in attrs["command"]
     assert not (data["dir"] / "scores.h5.partial").exists()
 
@@ -392,3 +392,21 @@ def test_references_from_file(data, tmp_path):
         h5["references"] = np.zeros((4, 3, 4, 50), np.float32)  # the BED has 6 regions
     r = run(*score_args(data, tmp_path / "bad.h5"), "--reference", f"file:{per_region}")
     assert r.exit_code == 1 and "have shape (4, 3, 4, 50); expected (6, K, 4, 50) for the 6 regions" in r.output
+
+
+def test_several_targets_one_file_each(data, tmp_path):
+    out = tmp_path / "multi.h5"
+    r = run(*score_args(data, out), "--target", "all")
+    assert r.exit_code == 0, r.output
+    singles = []
+    for t in (0, 1):
+        single = tmp_path / f"single{t}.h5"
+        assert run(*score_args(data, single), "--target", t).exit_code == 0
+        singles.append(read_all(single)[0])
+    for t in (0, 1):
+        d, attrs = read_all(tmp_path / f"multi.{t}.h5")
+        assert attrs["target"] == str(t)
+        np.testing.assert_allclose(d["shap/seq"], singles[t]["shap/seq"], atol=1e-6)
+    assert not out.exists()
+    r = run(*score_args(data, tmp_path / "bad.h5"), "--target", "0,zz")
+    assert r.exit_code == 1 and "--target 'zz' is not an output column" in r.output

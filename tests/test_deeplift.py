@@ -218,8 +218,10 @@ class _Gated(nn.Module):
 
 
 class _Softmax(nn.Module):
+    """A softmax inside the network (attention-like), not at its output."""
+
     def forward(self, x):
-        return torch.softmax(x.sum(dim=2), dim=1)
+        return (torch.softmax(x.sum(dim=2), dim=1) * 2.0).sum(dim=1, keepdim=True)
 
 
 class _LayerNorm(nn.Module):
@@ -420,3 +422,94 @@ def test_shape_queries_are_not_ops(rule):
     rng = np.random.default_rng(0)
     a = deeplift(_ViewBySize().double().eval(), one_hot(rng, 3), one_hot(rng, 3, 2), rule=rule)
     assert a.delta_error.max() < 1e-10
+
+
+# ---------------------------------------------------------------- targets
+
+
+class _Classifier(nn.Module):
+    def __init__(self, final):
+        super().__init__()
+        self.body = Seq(nn.ReLU(), L, n_out=3)
+        self.final = final
+
+    def forward(self, x):
+        return self.final(self.body(x))
+
+
+@pytest.mark.parametrize("final, space", [
+    (nn.Sigmoid(), "logits"), (nn.Softmax(dim=1), "mean-normalised logits"), (nn.Identity(), "output")])
+def test_output_activation_is_explained_on_logits(final, space):
+    model = _randomise(_Classifier(final), 6)
+    rng = np.random.default_rng(4)
+    X, R = one_hot(rng, 3), one_hot(rng, 3, 4)
+    engine = prepare(model, L)
+    assert engine.target_space(2) == space
+    a = engine.run(X, R, target=2)
+    assert a.delta_error.max() < 1e-10
+    with torch.no_grad():
+        z = model.body(torch.as_tensor(X))
+    expected = {"logits": z[:, 2], "output": z[:, 2], "mean-normalised logits": z[:, 2] - z.mean(1)}[space]
+    np.testing.assert_allclose(a.predictions, expected.numpy(), atol=1e-12)
+
+
+class _Profile(nn.Module):
+    """BPNet shape: (profile logits (N, 2, L), log-counts (N, 2))."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 8, 9, padding=4)
+        self.profile = nn.Conv1d(8, 2, 5, padding=2)
+        self.counts = nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = F.relu(self.conv(x))
+        return self.profile(h), self.counts(h.mean(dim=2))
+
+
+@pytest.mark.parametrize("rule", ["rescale", "revealcancel"])
+def test_profile_and_counts_targets(rule):
+    from seqlift.targets import parse_targets
+
+    torch.manual_seed(7)
+    model = _Profile().double().eval()
+    rng = np.random.default_rng(5)
+    X, R = one_hot(rng, 3), one_hot(rng, 3, 4)
+    engine = prepare(model, L, rule=rule)
+    counts, profile = engine.run(X, R, target=parse_targets("counts,profile"))
+    for a in (counts, profile):
+        assert a.delta_error.max() < 1e-10
+    with torch.no_grad():
+        prof, logc = model(torch.as_tensor(X))
+        z = prof.reshape(3, -1)
+        z = z - z.mean(1, keepdim=True)
+    np.testing.assert_allclose(counts.predictions, logc.sum(1).numpy(), atol=1e-12)
+    np.testing.assert_allclose(profile.predictions, (torch.softmax(z, 1) * z).sum(1).numpy(), atol=1e-12)
+    # the same as explaining each target on its own
+    alone = engine.run(X, R, target=parse_targets("profile")[0])
+    np.testing.assert_allclose(alone.hypothetical, profile.hypothetical, atol=1e-12)
+
+
+def test_several_targets_one_forward_pass(monkeypatch):
+    calls = []
+    original = Engine.forward
+    monkeypatch.setattr(Engine, "forward", lambda self, x, rule=None: calls.append(1) or original(self, x, rule))
+    model = _randomise(MODELS["conv-relu-maxpool"](), 8)
+    rng = np.random.default_rng(6)
+    X, R = one_hot(rng, 2), one_hot(rng, 2, 3)
+    engine = prepare(model, L)
+    both = engine.run(X, R, target=[0, 1])
+    assert len(calls) == 1
+    for t, a in enumerate(both):
+        np.testing.assert_allclose(a.hypothetical, engine.run(X, R, target=t).hypothetical, atol=1e-12)
+
+
+def test_parse_targets_errors():
+    from seqlift.targets import parse_targets
+
+    assert [t.name for t in parse_targets("0, 3,7")] == ["0", "3", "7"]
+    assert [t.name for t in parse_targets("all", n_outputs=3)] == ["0", "1", "2"]
+    with pytest.raises(ModelError, match="--target 'x' is not an output column, 'all', 'counts' or 'profile'"):
+        parse_targets("0,x")
+    with pytest.raises(ModelError, match="lists a target twice"):
+        parse_targets("1,1")

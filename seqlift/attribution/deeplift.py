@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, UnsupportedOpError
-from .graph import CapturedModel, active_nodes, capture, module_path, op_name, where
+from ..targets import Target
+from .graph import CapturedModel, active_nodes, capture, module_path, op_name, strip_output_activation, where
 from .rules import PASSTHROUGH, OpRule, lookup
 from .split import Split, SplitRule, streamwise
 
@@ -207,29 +208,40 @@ class Engine:
         """Run the graph on ``x``; with a ``rule`` object, nonlinearities follow it."""
         return _Interpreter(self.captured.module, self.plan, rule).run(x)
 
-    def run(self, X, references, target: int | Callable = 0, output_index: int | None = None,
-            split_signs: bool = False) -> Attributions:
+    def run(self, X, references, target=0, output_index: int | None = None, split_signs: bool = False):
         """DeepLIFT for one batch.
 
         Parameters
         ----------
         X : array-like, shape=(N, C, L)
         references : array-like, shape=(N, K, C, L)
-        target, output_index
-            See :func:`select_target`.
+        target : int, Target or list of them
+            What to explain (see :mod:`seqlift.targets`). A list is explained
+            from one forward pass, one backward pass per target.
+        output_index : int, optional
+            Element of a tuple output, for integer targets.
         split_signs : bool
             Also return the contributions to the positive and negative parts of
             the target's delta (needs a split rule: any rule but plain ``rescale``).
+
+        Returns
+        -------
+        Attributions, or a list of them when ``target`` is a list.
         """
+        targets = [as_target(t, output_index) for t in (target if isinstance(target, list) else [target])]
         X, R = self._tensor(X), self._tensor(references)
         n, k = R.shape[:2]
         flat = R.reshape((n * k,) + tuple(R.shape[2:]))
         if self.layer_rules is None:
             if split_signs:
                 raise ModelError("--split-signs needs a rule that keeps signs apart: revealcancel or genomics-default")
-            y, m_pos, m_neg, extra = self._paired(X, flat, n, target, output_index)
+            passes = self._paired(X, flat, n, targets)
         else:
-            y, m_pos, m_neg, extra = self._split(X, flat, n, k, target, output_index, split_signs)
+            passes = self._split(X, flat, n, k, targets, split_signs)
+        results = [self._attributions(X, R, n, k, *p) for p in passes]
+        return results if isinstance(target, list) else results[0]
+
+    def _attributions(self, X, R, n, k, y, m_pos, m_neg, halves) -> Attributions:
         with torch.no_grad():
             diff = X.unsqueeze(1) - R
             if m_neg is m_pos:  # one multiplier (Rescale everywhere)
@@ -244,7 +256,7 @@ class Engine:
             err = (contrib.sum(dim=tuple(range(2, contrib.dim()))) - delta).abs().amax(dim=1)
             scale = delta.abs().amax(dim=1)
             rel = torch.where(scale > 0, err / torch.where(scale > 0, scale, torch.ones_like(scale)), torch.zeros_like(err))
-            halves = [_hypothetical(mp.reshape(R.shape), mn.reshape(R.shape), R).mean(dim=1).cpu().numpy() for mp, mn in extra]
+            halves = [_hypothetical(mp.reshape(R.shape), mn.reshape(R.shape), R).mean(dim=1).cpu().numpy() for mp, mn in halves]
         return Attributions(
             hypothetical=hyp.mean(dim=1).cpu().numpy(),
             contributions=contrib.mean(dim=1).cpu().numpy(),
@@ -256,29 +268,53 @@ class Engine:
             hypothetical_negative=halves[1] if halves else None,
         )
 
-    def _paired(self, X, flat, n, target, output_index):
+    def _read_outs(self, out, n, targets):
+        return [t.bind(out, n, self._activation(t)) for t in targets]
+
+    def _activation(self, target) -> str | None:
+        acts = self.captured.output_activations
+        i = getattr(target, "output_index", None) or 0
+        return acts[i] if i < len(acts) else None
+
+    def target_space(self, target=0, output_index=None) -> str:
+        """What a target reads: ``output``, ``logits`` (sigmoid removed) or ``mean-normalised logits``."""
+        act = self._activation(as_target(target, output_index))
+        return {"sigmoid": "logits", "softmax": "mean-normalised logits"}.get(act, "output")
+
+    def _paired(self, X, flat, n, targets):
         batch = torch.cat([X, flat]).requires_grad_(True)
+        passes = []
         with torch.enable_grad():
             out = self.forward(batch, Rescale(n, self.eps))
-            y = select_target(out, target, output_index)
-            (m,) = torch.autograd.grad(y[n:].sum(), batch)
-        return y.detach(), m[n:], m[n:], []
+            ys = [read(out) for read in self._read_outs(_stream(out, "act"), n, targets)]
+            for i, y in enumerate(ys):
+                (m,) = torch.autograd.grad(y[n:].sum(), batch, retain_graph=i < len(ys) - 1)
+                passes.append((y.detach(), m[n:], m[n:], []))
+        return passes
 
-    def _split(self, X, flat, n, k, target, output_index, split_signs):
+    def _split(self, X, flat, n, k, targets, split_signs):
         act = torch.cat([X, flat])
         diff = torch.cat([torch.zeros_like(X), X.repeat_interleave(k, dim=0) - flat])
         pos, neg = diff.clamp(min=0).requires_grad_(True), diff.clamp(max=0).requires_grad_(True)
         rules = {name: SplitRule(n, name == "revealcancel", self.eps) for name in _LAYER_RULES}
         by_node = {node: rules[name] for node, name in self.layer_rules.items()}
+        passes = []
         with torch.enable_grad():
             out = _SplitInterpreter(self.captured.module, self.plan, by_node).run(Split(act, pos, neg))
-            y, t_pos, t_neg = (select_target(_stream(out, s), target, output_index) for s in ("act", "pos", "neg"))
-            grads = lambda t, keep: torch.autograd.grad(t[n:].sum(), [pos, neg], retain_graph=keep, allow_unused=True,
-                                                        materialize_grads=True)
-            m_pos, m_neg = grads(t_pos + t_neg, split_signs)
-            extra = [grads(t_pos, True), grads(t_neg, False)] if split_signs else []
-        extra = [(a[n:], b[n:]) for a, b in extra]
-        return y.detach(), m_pos[n:], m_neg[n:], extra
+            reads = self._read_outs(_stream(out, "act"), n, targets)
+            for i, read in enumerate(reads):
+                y, t_pos, t_neg = (read(_stream(out, s)) for s in ("act", "pos", "neg"))
+                last = i == len(reads) - 1
+
+                def grads(t, keep):
+                    g = torch.autograd.grad(t[n:].sum(), [pos, neg], retain_graph=keep, allow_unused=True,
+                                            materialize_grads=True)
+                    return g[0][n:], g[1][n:]
+
+                m_pos, m_neg = grads(t_pos + t_neg, split_signs or not last)
+                halves = [grads(t_pos, True), grads(t_neg, not last)] if split_signs else []
+                passes.append((y.detach(), m_pos, m_neg, halves))
+        return passes
 
     def _tensor(self, a) -> torch.Tensor:
         a = torch.as_tensor(a if torch.is_tensor(a) else np.asarray(a))
@@ -366,43 +402,32 @@ class _Interpreter(torch.fx.Interpreter):
         return op_rule.apply(self.rule, node.target, args, kwargs)
 
 
-def select_target(output, target: int | Callable = 0, output_index: int | None = None) -> torch.Tensor:
-    """The scalar per example that is explained.
+class _Callable(Target):
+    """A user function of the output as a target; it must be linear for summation-to-delta to hold."""
 
-    Parameters
-    ----------
-    output : torch.Tensor or tuple of torch.Tensor
-        The model's output; a tensor of shape (B,) or (B, T).
-    target : int or callable
-        Column ``T`` to explain, or ``target(output) -> (B,)``.
-    output_index : int, optional
-        Which element of a tuple/list output to use.
+    def __init__(self, fn):
+        super().__init__("callable")
+        object.__setattr__(self, "fn", fn)
 
-    Returns
-    -------
-    torch.Tensor, shape=(B,)
-    """
-    if isinstance(output, (tuple, list)):
-        if output_index is None:
-            raise ModelError(f"the model returns {len(output)} outputs; choose one with --output-index")
-        if not 0 <= output_index < len(output):
-            raise ModelError(f"--output-index {output_index} is out of range: the model returns {len(output)} outputs")
-        output = output[output_index]
-    elif output_index not in (None, 0):
-        raise ModelError(f"--output-index {output_index} given but the model returns a single tensor")
+    def bind(self, output, n, activation=None):
+        return self.fn
+
+
+def as_target(target, output_index: int | None = None) -> Target:
+    """A :class:`~seqlift.targets.Target` from an int, a Target or a callable ``f(output) -> (B,)``."""
+    if isinstance(target, Target):
+        return target
     if callable(target):
-        return target(output)
-    if output.dim() == 1:
-        if target not in (0, None):
-            raise ModelError(f"--target {target} is out of range: the model output has shape {tuple(output.shape)}")
-        return output
-    if output.dim() != 2:
-        raise ModelError(
-            f"the model output has shape {tuple(output.shape)}; seqlift explains outputs of shape (N,) or (N, T)"
-        )
-    if not 0 <= target < output.shape[1]:
-        raise ModelError(f"--target {target} is out of range: the model has {output.shape[1]} outputs (0..{output.shape[1] - 1})")
-    return output[:, target]
+        return _Callable(target)
+    return Target("index", int(target), output_index)
+
+
+def select_target(output, target=0, output_index: int | None = None) -> torch.Tensor:
+    """The target (B,) of a plain forward pass's ``output`` (every row is an input)."""
+    t = as_target(target, output_index)
+    head = _stream(output, "act")
+    rows = (head[0] if isinstance(head, (tuple, list)) else head).shape[0]
+    return t.bind(output, rows)(output)
 
 
 def prepare(
@@ -434,7 +459,7 @@ def prepare(
     Engine
     """
     spec = _rule_spec(rule)
-    captured = model if isinstance(model, CapturedModel) else capture(model, length)
+    captured = strip_output_activation(model if isinstance(model, CapturedModel) else capture(model, length))
     device = torch.device(device)
     captured.module.to(device)
     active = active_nodes(captured)

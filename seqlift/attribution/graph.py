@@ -30,10 +30,14 @@ class CapturedModel:
         The unlifted graph module (parameters as attributes).
     input_length : int or None
         Sequence length the program was captured with, None when dynamic.
+    output_activations : tuple of str or None
+        For each output, the final sigmoid or softmax that
+        :func:`strip_output_activation` removed (None where there was none).
     """
 
     module: torch.fx.GraphModule
     input_length: int | None
+    output_activations: tuple = ()  # per flat output: "sigmoid", "softmax" (stripped) or None
 
     @property
     def input_node(self) -> torch.fx.Node:
@@ -95,6 +99,49 @@ def capture(model, length: int | None = None, channels: int = 4) -> CapturedMode
     module = program.module()
     _drop_guards(module)
     return CapturedModel(module=module, input_length=input_length)
+
+
+_FINAL_ACTIVATIONS = {
+    torch.ops.aten.sigmoid: "sigmoid",
+    torch.ops.aten.softmax: "softmax",
+    torch.ops.aten._softmax: "softmax",
+    torch.ops.aten.log_softmax: "softmax",
+    torch.ops.aten._log_softmax: "softmax",
+}
+
+
+def strip_output_activation(captured: CapturedModel) -> CapturedModel:
+    """Explain logits: remove a sigmoid or softmax (over dim 1) that produces a model output.
+
+    Saturating output activations hide contributions (DeepLIFT paper), so the
+    engine attributes to their inputs; a softmax's logits are then read
+    mean-normalised by the target (:mod:`seqlift.targets`). Returns a new
+    CapturedModel; the given one is left as it is.
+    """
+    old = captured.module.graph
+    graph = torch.fx.Graph()
+    graph._codegen = old._codegen  # same inputs and output structure
+    env: dict = {}
+    graph.graph_copy(old, env)
+    old_output = next(n for n in old.nodes if n.op == "output")
+    output = graph.output(torch.fx.map_arg(old_output.args[0], lambda n: env[n]))
+    module = torch.fx.GraphModule(captured.module, graph)
+    flat, spec = torch.utils._pytree.tree_flatten(output.args[0])
+    kinds = []
+    for i, node in enumerate(flat):
+        packet = getattr(getattr(node, "target", None), "overloadpacket", None)
+        kind = _FINAL_ACTIVATIONS.get(packet)
+        if kind == "softmax":
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+            ndim = len(node.meta["val"].shape) if "val" in node.meta else 2
+            kind = kind if ndim == 2 and dim in (1, -1) else None
+        kinds.append(kind)
+        if kind is not None:
+            flat[i] = node.args[0]
+    output.args = (torch.utils._pytree.tree_unflatten(flat, spec),)
+    module.graph.eliminate_dead_code()
+    module.recompile()
+    return CapturedModel(module=module, input_length=captured.input_length, output_activations=tuple(kinds))
 
 
 def _drop_guards(module: torch.fx.GraphModule) -> None:

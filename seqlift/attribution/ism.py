@@ -126,24 +126,25 @@ def _split_first_conv(captured: CapturedModel, X: torch.Tensor, batch_size: int)
     weight = params[args["weight"]]
     if weight.dim() != 3:
         return None
-    conv_args, conv_kwargs = map_arg((conv.args, conv.kwargs), lambda n: params.get(n, X))
+    conv_args, conv_kwargs = map_arg((conv.args, conv.kwargs), params.get)  # the input becomes None
     width, stride, dilation = weight.shape[2], args["stride"][0], args["dilation"][0]
     padding = args["padding"]
     left = {"valid": 0, "same": dilation * (width - 1) // 2}[padding] if isinstance(padding, str) else padding[0]
-    # taps[k]: offset of input position l + left - k * dilation, the output position (times stride) that tap k reaches
+    # Input position l meets tap k of the output at stride * position = l + left - k * dilation.
     taps = left - dilation * torch.arange(width, device=X.device)
-    rest = torch.fx.Interpreter(graph_module)
     change_per_base = weight.permute(1, 2, 0).reshape(weight.shape[1], -1)  # (C, K * O)
-    block = {"start": 0, "first": None}
+    rest = torch.fx.Interpreter(graph_module)
+    start, first = 0, X[:0]
 
     def run(i, b, l):
-        start = int(i[0])
-        if block["first"] is None or start < block["start"] or int(i[-1]) >= block["start"] + len(block["first"]):
-            # first-layer outputs of the inputs this batch and the next ones draw on (a batch of M mutants spans at most M inputs)
-            block["start"], block["first"] = start, conv.target(X[start : start + batch_size], *conv_args[1:], **conv_kwargs)
-        h = block["first"][i - block["start"]]
+        nonlocal start, first
+        if int(i[-1]) >= start + len(first):
+            # first-layer outputs of the inputs from this batch's first on; a batch of M mutants spans at most M inputs
+            start = int(i[0])
+            first = conv.target(X[start : start + batch_size], *conv_args[1:], **conv_kwargs)
+        h = first[i - start]
         delta = torch.nn.functional.one_hot(b, X.shape[1]).to(X.dtype) - X[i, :, l]  # (M, C)
-        j = l[:, None] + taps  # (M, K): stride x the output position that tap k reaches
+        j = l[:, None] + taps  # (M, K)
         ok = (j >= 0) & (j % stride == 0) & (j // stride < h.shape[2])
         change = (delta @ change_per_base).view(len(i), width, -1)  # (M, K, O)
         m = torch.arange(len(i), device=X.device)[:, None].expand_as(j)

@@ -1,0 +1,173 @@
+"""Targets: the scalar per example that DeepLIFT explains.
+
+A target is a *linear* read-out of the model's output, bound to the batch's
+activations. Linearity keeps summation-to-delta exact, and lets the same
+read-out be applied to the positive and negative parts of deltas.
+
+- An integer ``t`` picks column ``t`` of an output of shape (N, T) (or the
+  output itself when it has shape (N,)).
+- ``counts``: the sum over tasks of a BPNet-style log-counts head (N, T) or (N,).
+- ``profile``: the profile logits (N, T, L), mean-normalised over all T*L
+  positions and weighted by their softmax, the weights held fixed (not
+  differentiated), as chrombpnet and bpnet-lite define the profile target. The
+  weights come from the *input's* profile and are used for the input and for
+  each of its references, so the target stays linear in the logits and its
+  delta is exactly explained.
+
+When the model ends in a sigmoid or softmax, the engine explains the logits
+instead (see :func:`seqlift.attribution.graph.strip_output_activation`); for
+softmax, target ``t`` becomes the mean-normalised logit ``z_t - mean(z)``, the
+adjustment of the DeepLIFT paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import ModelError
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target.
+
+    Attributes
+    ----------
+    kind : str
+        ``index``, ``counts`` or ``profile``.
+    index : int
+        The column for ``index`` targets.
+    output_index : int or None
+        Element of a tuple output to read.
+    """
+
+    kind: str = "index"
+    index: int = 0
+    output_index: int | None = None
+
+    @property
+    def name(self) -> str:
+        """Short name for file names and provenance: ``0``, ``counts``, ``profile``."""
+        return str(self.index) if self.kind == "index" else self.kind
+
+    def bind(self, output, n: int, activation: str | None = None):
+        """A linear read-out ``f(stream_output) -> (B,)`` for this batch.
+
+        Parameters
+        ----------
+        output
+            The model's output on the batch (activations): a tensor or tuple.
+        n : int
+            Input rows at the head of the batch; the remaining ``n * k`` rows are
+            their references, ``k`` per input in input order.
+        activation : str, optional
+            ``softmax`` when the graph's softmax was stripped from this output.
+        """
+        head = _pick(output, self._output_index(output))
+        if self.kind == "index":
+            return self._index(head, output, activation)
+        if self.kind == "counts":
+            return lambda out: _flat(_pick(out, self._output_index(out))).sum(dim=1)
+        weights = _profile_weights(head, n)
+        return lambda out: (_centred(_flat(_pick(out, self._output_index(out)))) * weights).sum(dim=1)
+
+    def _index(self, head, output, activation):
+        if head.dim() == 1:
+            if self.index != 0:
+                raise ModelError(f"--target {self.index} is out of range: the model output has shape {tuple(head.shape)}")
+            return lambda out: _pick(out, self._output_index(out))
+        if head.dim() != 2:
+            raise ModelError(
+                f"the model output has shape {tuple(head.shape)}; --target takes a column of an (N, T) output, "
+                "or 'counts' / 'profile' for profile models"
+            )
+        if not 0 <= self.index < head.shape[1]:
+            raise ModelError(
+                f"--target {self.index} is out of range: the model has {head.shape[1]} outputs (0..{head.shape[1] - 1})"
+            )
+        t = self.index
+        if activation == "softmax":
+            return lambda out: (lambda z: z[:, t] - z.mean(dim=1))(_pick(out, self._output_index(out)))
+        return lambda out: _pick(out, self._output_index(out))[:, t]
+
+    def _output_index(self, output):
+        if self.kind in ("counts", "profile") and self.output_index is None and isinstance(output, (tuple, list)):
+            shapes = [o.dim() for o in output]
+            want = 3 if self.kind == "profile" else 2
+            candidates = [i for i, d in enumerate(shapes) if d == want or (want == 2 and d == 1)]
+            if len(candidates) != 1:
+                raise ModelError(
+                    f"cannot tell which output is the {self.kind} head (outputs of {len(output)} tensors); "
+                    "name it with --output-index"
+                )
+            return candidates[0]
+        return self.output_index
+
+
+def _pick(output, output_index):
+    if isinstance(output, (tuple, list)):
+        if output_index is None:
+            raise ModelError(f"the model returns {len(output)} outputs; choose one with --output-index")
+        if not 0 <= output_index < len(output):
+            raise ModelError(f"--output-index {output_index} is out of range: the model returns {len(output)} outputs")
+        return output[output_index]
+    if output_index not in (None, 0):
+        raise ModelError(f"--output-index {output_index} given but the model returns a single tensor")
+    return output
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1)
+
+
+def _centred(z: torch.Tensor) -> torch.Tensor:
+    return z - z.mean(dim=1, keepdim=True)
+
+
+def _profile_weights(head: torch.Tensor, n: int) -> torch.Tensor:
+    """Softmax of the inputs' mean-normalised profile logits, repeated for their references (no gradient)."""
+    with torch.no_grad():
+        z = _flat(head.detach())
+        w = torch.softmax(_centred(z[:n]), dim=1)
+        k = (z.shape[0] - n) // n if n else 0
+        return torch.cat([w, w.repeat_interleave(k, dim=0)])
+
+
+def parse_targets(spec, output_index: int | None = None, n_outputs: int | None = None) -> list[Target]:
+    """Targets from the command line's ``--target``.
+
+    Parameters
+    ----------
+    spec : int, str or list
+        ``0``, ``"0,3,7"``, ``"all"`` (every column; needs ``n_outputs``),
+        ``"counts"`` or ``"profile"`` (also in a comma list).
+    output_index : int, optional
+    n_outputs : int, optional
+        Number of output columns, for ``all``.
+    """
+    if isinstance(spec, int):
+        return [Target("index", spec, output_index)]
+    items = list(spec) if isinstance(spec, (list, tuple)) else [p.strip() for p in str(spec).split(",") if p.strip()]
+    targets = []
+    for item in items:
+        if item == "all":
+            if n_outputs is None:
+                raise ModelError("--target all needs a model whose output has shape (N, T)")
+            targets += [Target("index", t, output_index) for t in range(n_outputs)]
+        elif item in ("counts", "profile"):
+            targets.append(Target(item, 0, output_index))
+        else:
+            try:
+                targets.append(Target("index", int(item), output_index))
+            except ValueError:
+                raise ModelError(
+                    f"--target {item!r} is not an output column, 'all', 'counts' or 'profile'"
+                ) from None
+    if not targets:
+        raise ModelError("--target is empty; give a column such as 0, a list such as 0,3, or all")
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise ModelError(f"--target lists a target twice: {spec}")
+    return targets
