@@ -146,8 +146,13 @@ def main():
 @click.option("--split-signs", is_flag=True,
               help="Also write contributions to the positive and negative parts of the target's delta.")
 @click.option("--reference", default="shuffle", show_default=True,
-              help="Reference sequences: shuffle (k-mer preserving), zeros, uniform (0.25 per base), "
-                   "or file:refs.h5 (dataset 'references', (regions, K, 4, L) or (K, 4, L)).")
+              help="Reference sequences: shuffle (k-mer preserving), zeros, uniform (0.25 per base), gc-matched "
+                   "(genomic windows of the same GC), or file:refs.h5 (dataset 'references', (regions, K, 4, L) "
+                   "or (K, 4, L)).")
+@click.option("--gc-tolerance", type=float, default=0.02, show_default=True,
+              help="GC-fraction tolerance of gc-matched references.")
+@click.option("--exclude", type=click.Path(dir_okay=False), default=None,
+              help="BED of regions never used as gc-matched references (e.g. a blacklist).")
 @click.option("--rc-average", is_flag=True,
               help="Average the scores of each window and its reverse complement (mapped back).")
 @click.option("--n-refs", type=int, default=20, show_default=True, help="References per region (shuffle).")

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from . import __version__
 from .attribution import prepare
 from .attribution import Attributions
+from .backgrounds import GCIndex, gc_matched
 from .errors import ConvergenceError, ReferencesError, RegionError, SeqliftError
 from .genome import Genome, fetch_one_hot, reverse_complement
 from .models import load_model, resolve_length, sha256_file
@@ -60,6 +61,8 @@ def score(
     split_signs: bool = False,
     reference: str = "shuffle",
     rc_average: bool = False,
+    gc_tolerance: float = 0.02,
+    exclude=None,
     n_refs: int = 20,
     shuffle_k: int = 2,
     seed: int = 0,
@@ -109,9 +112,15 @@ def score(
         the target's delta (needs a rule other than plain ``rescale``).
     reference : str
         ``shuffle`` (k-mer preserving, ``n_refs`` per region, order ``shuffle_k``),
-        ``zeros``, ``uniform``, or ``file:refs.h5`` (dataset ``references`` of
+        ``zeros``, ``uniform``, ``gc-matched`` (``n_refs`` real windows of the
+        genome whose GC is within ``gc_tolerance`` of the region's, with no N,
+        overlapping no scored region nor the ``exclude`` BED), or ``file:refs.h5`` (dataset ``references`` of
         shape (R, K, 4, L), one row per BED region in file order, or (K, 4, L)
         shared by all regions).
+    gc_tolerance : float
+        GC-fraction tolerance of ``gc-matched`` references.
+    exclude : str, optional
+        BED of regions never to draw ``gc-matched`` references from (a blacklist).
     rc_average : bool
         Average the scores of each window and of its reverse complement (mapped
         back), for models trained with reverse-complement augmentation.
@@ -145,8 +154,10 @@ def score(
     Path or list of Path
         The finished output (one per target when there are several).
     """
-    if reference not in REFERENCES and not reference.startswith("file:"):
-        raise SeqliftError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)} or file:refs.h5")
+    if reference not in REFERENCES and reference != "gc-matched" and not reference.startswith("file:"):
+        raise SeqliftError(
+            f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}, gc-matched or file:refs.h5"
+        )
     if n_refs < 1 or batch_size < 1:
         raise SeqliftError("--n-refs and --batch-size must be at least 1")
     output = Path(output)
@@ -162,7 +173,10 @@ def score(
         windows, skipped = to_windows(all_regions, length, genome.chrom_sizes(), skip_invalid=skip_invalid)
         if not windows:
             raise RegionError(f"no region of {regions} can be scored ({len(skipped)} skipped); see the reasons with --skip-invalid")
-        make_refs, n = _reference_maker(reference, n_refs, shuffle_k, seed, len(all_regions), length)
+        if reference == "gc-matched":
+            make_refs, n = _gc_maker(genome, windows, all_regions, length, n_refs, seed, gc_tolerance, exclude)
+        else:
+            make_refs, n = _reference_maker(reference, n_refs, shuffle_k, seed, len(all_regions), length)
         attrs = {
             "seqlift_version": __version__,
             "model": str(model),
@@ -174,6 +188,8 @@ def score(
             "reference": reference,
             "n_refs": n,
             "shuffle_k": shuffle_k if reference == "shuffle" else 0,
+            "gc_tolerance": gc_tolerance if reference == "gc-matched" else 0.0,
+            "exclude": str(exclude or ""),
             "seed": seed,
             "output_index": -1 if output_index is None else output_index,
             "rc_average": bool(rc_average),
@@ -243,6 +259,18 @@ def _n_outputs(engine, length, output_index) -> int:
     if isinstance(out, (tuple, list)):
         out = out[output_index or 0]
     return out.shape[1] if out.dim() == 2 else 1
+
+
+def _gc_maker(genome, windows, regions, length, n_refs, seed, tolerance, exclude):
+    """GC-matched references from one index of the genome that leaves out every scored window and region."""
+    scored = list(windows) + [r for r in regions if r.chrom in genome.chrom_sizes()]
+    excluded = scored + (read_regions(exclude) if exclude else [])
+    index = GCIndex.build(genome, length, exclude=excluded, cache=True)
+
+    def make(X, batch):
+        return gc_matched(genome, batch, X, n_refs, seed, tolerance, index=index)
+
+    return make, n_refs
 
 
 def _reference_maker(reference, n_refs, shuffle_k, seed, n_regions, length):

@@ -410,3 +410,18 @@ def test_several_targets_one_file_each(data, tmp_path):
     assert not out.exists()
     r = run(*score_args(data, tmp_path / "bad.h5"), "--target", "0,zz")
     assert r.exit_code == 1 and "--target 'zz' is not an output column" in r.output
+
+
+def test_gc_matched_references(data, tmp_path):
+    out = tmp_path / "gc.h5"
+    bed = tmp_path / "two.bed"
+    bed.write_text("chr1\t100\t150\ta\nchr1\t300\t350\tb\n")
+    r = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--reference", "gc-matched",
+            "--n-refs", 3, "--gc-tolerance", 0.1, "--quiet")
+    assert r.exit_code == 0, r.output
+    d, attrs = read_all(out)
+    assert attrs["reference"] == "gc-matched" and attrs["n_refs"] == 3
+    assert d["meta/delta_rel_error"].max() < 1e-4
+    r = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", tmp_path / "few.h5",
+            "--reference", "gc-matched", "--n-refs", 500, "--gc-tolerance", 0.001, "--quiet")
+    assert r.exit_code == 1 and "raise --gc-tolerance or lower --n-refs" in r.output

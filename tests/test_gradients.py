@@ -6,7 +6,6 @@ import torch
 import torch.nn as nn
 from torch.export import Dim
 
-from seqlift.attribution import prepare
 from seqlift.attribution.gradients import as_captured, gradient_x_input, integrated_gradients, saliency
 from seqlift.errors import ModelError, ReferencesError
 
@@ -120,27 +119,25 @@ def test_captum_integrated_gradients(request, data, fixture, tol):
 def test_completeness_on_smooth_model(data, smooth64):
     X, R = data
     captured = smooth64[1]
-    errors = {}
-    for method in ("gausslegendre", "riemann_trapezoid"):
-        errors[method] = [integrated_gradients(captured, X, R, steps=s, method=method).relative_error.max() for s in (4, 12, 50)]
-        assert errors[method][2] < 1e-2
-        assert errors[method][0] > errors[method][1] > errors[method][2]
-    assert errors["gausslegendre"][2] < 1e-8  # exact for smooth integrands at this many nodes
+    for method, steps in (("gausslegendre", (2, 3, 4)), ("riemann_trapezoid", (3, 12, 50))):
+        errors = [integrated_gradients(captured, X, R, steps=s, method=method).relative_error.max() for s in steps]
+        assert errors[0] > 10 * errors[1] > 100 * errors[2], method  # each falls by more than 10x
+        assert integrated_gradients(captured, X, R, steps=50, method=method).relative_error.max() < 1e-2
     ig = integrated_gradients(captured, X, R, steps=50)
+    assert ig.relative_error.max() < 1e-10  # Gauss-Legendre is exact to rounding on this smooth path
     delta = ig.predictions[:, None] - ig.reference_predictions
     np.testing.assert_allclose(ig.relative_error, ig.delta_error / np.abs(delta).max(axis=1))
+    np.testing.assert_allclose(ig.contributions.sum(axis=(1, 2)), delta.mean(axis=1), atol=1e-10)
 
 
-def test_batching_and_model_forms_agree(data, smooth64):
+def test_model_forms_and_batching_agree(data, smooth64):
     X, R = data
     m, captured = smooth64
     program = torch.export.export(m, (torch.zeros(2, 4, L, dtype=torch.float64),), dynamic_shapes=({0: Dim.AUTO},))
-    with pytest.warns(UserWarning, match="aten.sin.default"):
-        engine = prepare(m, L, allow_unsupported=True)  # a DeepLIFT engine's graph is reused as it is
     a = integrated_gradients(captured, X, R, steps=6, batch_size=1000)
-    for form, batch_size in ((m, 5), (program, 1), (engine, 13)):
+    for form, batch_size in ((m, 5), (program, 1), (captured, 13)):
         b = integrated_gradients(form, X, R, steps=6, batch_size=batch_size)
-        for field, x, y in zip(a._fields, a, b):
+        for field, x, y in zip(a._fields[:6], a, b):
             np.testing.assert_allclose(x, y, atol=1e-12, err_msg=field)
     one = integrated_gradients(captured, X, R[:, 0], steps=6)
     assert one.reference_predictions.shape == (4, 1)

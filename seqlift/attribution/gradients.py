@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, ReferencesError
-from .deeplift import Attributions, Engine, select_target
+from .deeplift import Attributions, select_target
 from .graph import CapturedModel, capture
 
 
@@ -35,9 +35,9 @@ def as_captured(model, length: int | None = None, device: str | torch.device = "
 
     Parameters
     ----------
-    model : torch.nn.Module, torch.export.ExportedProgram, CapturedModel or Engine
-        A model taking one tensor of shape (N, 4, L); a captured model (or the
-        one a DeepLIFT :class:`~.deeplift.Engine` holds) is used as it is.
+    model : torch.nn.Module, torch.export.ExportedProgram or CapturedModel
+        A model taking one tensor of shape (N, 4, L); a captured model is used
+        as it is (its forward is the model's, including any final activation).
     length : int, optional
         Input length ``L``; needed to capture an ``nn.Module``, and checked
         against the length a program was captured with.
@@ -47,8 +47,6 @@ def as_captured(model, length: int | None = None, device: str | torch.device = "
     -------
     CapturedModel
     """
-    if isinstance(model, Engine):
-        model = model.captured
     captured = model if isinstance(model, CapturedModel) else capture(model, length)
     if length is not None and captured.input_length not in (None, length):
         raise ModelError(
@@ -64,7 +62,7 @@ def model_inputs(model, X, device: str | torch.device = "cpu") -> tuple[Captured
 
     Parameters
     ----------
-    model : torch.nn.Module, torch.export.ExportedProgram, CapturedModel or Engine
+    model : torch.nn.Module, torch.export.ExportedProgram or CapturedModel
     X : array-like, shape=(N, C, L)
     device : str or torch.device
 
@@ -104,7 +102,7 @@ def saliency(
 
     Parameters
     ----------
-    model : torch.nn.Module, torch.export.ExportedProgram, CapturedModel or Engine
+    model : torch.nn.Module, torch.export.ExportedProgram or CapturedModel
         A model taking one tensor of shape (N, C, L).
     X : array-like, shape=(N, C, L)
         One-hot DNA, channels A, C, G, T.
@@ -170,7 +168,7 @@ def integrated_gradients(
 
     Parameters
     ----------
-    model : torch.nn.Module, torch.export.ExportedProgram, CapturedModel or Engine
+    model : torch.nn.Module, torch.export.ExportedProgram or CapturedModel
         A model taking one tensor of shape (N, C, L).
     X : array-like, shape=(N, C, L)
         One-hot DNA, channels A, C, G, T.

@@ -43,7 +43,7 @@ def ism(
 
     Parameters
     ----------
-    model : torch.nn.Module, torch.export.ExportedProgram, CapturedModel or Engine
+    model : torch.nn.Module, torch.export.ExportedProgram or CapturedModel
         A model taking one tensor of shape (N, C, L).
     X : array-like, shape=(N, C, L)
         One-hot DNA, channels A, C, G, T.
