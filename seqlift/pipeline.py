@@ -59,6 +59,7 @@ def score(
     window: int | None = None,
     rule="rescale",
     split_signs: bool = False,
+    normalize_input_weights: bool = False,
     reference: str = "shuffle",
     rc_average: bool = False,
     gc_tolerance: float = 0.02,
@@ -110,6 +111,10 @@ def score(
     split_signs : bool
         Also write the contributions to the positive and the negative part of
         the target's delta (needs a rule other than plain ``rescale``).
+    normalize_input_weights : bool
+        Mean-normalise the first convolution's weights across A, C, G, T, so
+        that scores do not depend on an offset shared by the four bases (the
+        model's predictions are unchanged).
     reference : str
         ``shuffle`` (k-mer preserving, ``n_refs`` per region, order ``shuffle_k``),
         ``zeros``, ``uniform``, ``gc-matched`` (``n_refs`` real windows of the
@@ -164,7 +169,8 @@ def score(
     dev = resolve_device(device)
     loaded = load_model(model, weights, model_kwargs)
     length = resolve_length(loaded, window)
-    engine = prepare(loaded.model, length, rule=rule, allow_unsupported=allow_unsupported, device=dev)
+    engine = prepare(loaded.model, length, rule=rule, allow_unsupported=allow_unsupported, device=dev,
+                     normalize_input_weights=normalize_input_weights)
     targets = parse_targets(target, output_index, _n_outputs(engine, length, output_index) if "all" in str(target) else None)
     if split_signs and engine.layer_rules is None:
         raise SeqliftError("--split-signs needs a rule that keeps signs apart: --rule revealcancel or genomics-default")
@@ -185,6 +191,7 @@ def score(
             "method": "deeplift",
             "rule": rule if isinstance(rule, str) else yaml.safe_dump(rule, default_flow_style=True).strip(),
             "split_signs": bool(split_signs),
+            "normalize_input_weights": bool(normalize_input_weights),
             "reference": reference,
             "n_refs": n,
             "shuffle_k": shuffle_k if reference == "shuffle" else 0,

@@ -322,8 +322,10 @@ def test_revealcancel_rule_and_split_signs(data, tmp_path):
         np.testing.assert_allclose(total, h5["shap/seq"][:], atol=1e-5)
         assert h5["meta/delta_rel_error"][:].max() < 1e-4
     out2 = tmp_path / "map.h5"
-    r = run(*score_args(data, out2), "--rule", "{conv: rescale, dense: revealcancel}")
+    r = run(*score_args(data, out2), "--rule", "{conv: rescale, dense: revealcancel}", "--normalize-input-weights")
     assert r.exit_code == 0, r.output
+    with h5py.File(out2, "r") as h5:
+        assert h5.attrs["normalize_input_weights"] and h5["meta/delta_rel_error"][:].max() < 1e-4
     r = run(*score_args(data, tmp_path / "x.h5"), "--split-signs")
     assert r.exit_code == 1 and "--split-signs needs a rule that keeps signs apart" in r.output
     r = run(*score_args(data, tmp_path / "y.h5"), "--rule", "deepshap")

@@ -1,5 +1,7 @@
 """The DeepLIFT engine: summation-to-delta on every supported layer, worked examples, oracles."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -513,3 +515,29 @@ def test_parse_targets_errors():
         parse_targets("0,x")
     with pytest.raises(ModelError, match="lists a target twice"):
         parse_targets("1,1")
+
+
+@pytest.mark.parametrize("rule", ["rescale", "revealcancel"])
+def test_normalize_input_weights(rule):
+    """A filter offset shared by A, C, G, T changes no prediction on one-hot input; with the
+    first layer mean-normalised it changes no score either, even against an all-zero reference."""
+    torch.manual_seed(9)
+    a = nn.Sequential(nn.Conv1d(4, 5, 7), nn.ReLU(), nn.Flatten(), nn.Linear(5 * (L - 6), 2)).double().eval()
+    b = copy.deepcopy(a)
+    with torch.no_grad():
+        offset = torch.randn(5, 1, 7, dtype=torch.float64)
+        b[0].weight += offset
+        b[0].bias -= offset.sum(dim=(1, 2))
+    rng = np.random.default_rng(7)
+    X, zeros = one_hot(rng, 4), np.zeros((4, 1, 4, L))
+    with torch.no_grad():
+        np.testing.assert_allclose(a(torch.as_tensor(X)), b(torch.as_tensor(X)), atol=1e-10)
+    plain = [deeplift(m, X, zeros).hypothetical for m in (a, b)]
+    assert np.abs(plain[0] - plain[1]).max() > 1e-3  # the offset leaks into plain DeepLIFT scores
+    engines = [prepare(m, L, normalize_input_weights=True, rule=rule) for m in (a, b)]
+    normed = [e.run(X, zeros) for e in engines]
+    np.testing.assert_allclose(normed[0].hypothetical, normed[1].hypothetical, atol=1e-10)
+    for e, m in zip(engines, (a, b)):  # the model computes the same function
+        np.testing.assert_allclose(e.predict(X, 1), m(torch.as_tensor(X))[:, 1].detach().numpy(), atol=1e-10)
+        np.testing.assert_allclose(e.predict(X[:, :, ::-1] * 0.3, 0), m(torch.as_tensor(X[:, :, ::-1] * 0.3))[:, 0].detach().numpy(), atol=1e-10)
+    assert normed[0].delta_error.max() < 1e-10

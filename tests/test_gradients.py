@@ -71,7 +71,7 @@ def data():
 def test_linear_model_exact(data):
     X, R = data
     w = np.random.default_rng(2).normal(size=(4, L))
-    m = Linear(w)
+    m = as_captured(Linear(w), L)
     for method in (saliency, gradient_x_input):
         s = method(m, X)
         np.testing.assert_allclose(s.hypothetical, np.broadcast_to(w, X.shape), atol=1e-12)

@@ -22,6 +22,7 @@ import torch
 from ..errors import ModelError, UnsupportedOpError
 from ..targets import Target
 from .graph import CapturedModel, active_nodes, capture, module_path, op_name, strip_output_activation, where
+from .graph import normalize_input_weights as normalize_weights
 from .rules import PASSTHROUGH, OpRule, lookup
 from .split import Split, SplitRule, streamwise
 
@@ -139,6 +140,17 @@ class Rescale:
         """Max of ``a`` (B, ..., S) at ``index`` (B, ..., O), exact under Rescale."""
         return _PairedMax.apply(a, index, self.n, self.eps)
 
+    def hold(self, t):
+        """Reference rows take their input's value: no delta, no gradient."""
+        return hold_inputs(t, self.n)
+
+
+def hold_inputs(t: torch.Tensor, n: int) -> torch.Tensor:
+    """``t`` with every reference row replaced by its input row's value (detached)."""
+    t = t.detach()
+    k = (t.shape[0] - n) // n
+    return torch.cat([t[:n], t[:n].repeat_interleave(k, dim=0)])
+
 
 
 
@@ -206,7 +218,7 @@ class Engine:
 
     def forward(self, x: torch.Tensor, rule=None):
         """Run the graph on ``x``; with a ``rule`` object, nonlinearities follow it."""
-        return _Interpreter(self.captured.module, self.plan, rule).run(x)
+        return _Interpreter(self.captured.module, self.plan, rule, self.captured.held).run(x)
 
     def run(self, X, references, target=0, output_index: int | None = None, split_signs: bool = False):
         """DeepLIFT for one batch.
@@ -300,7 +312,8 @@ class Engine:
         by_node = {node: rules[name] for node, name in self.layer_rules.items()}
         passes = []
         with torch.enable_grad():
-            out = _SplitInterpreter(self.captured.module, self.plan, by_node).run(Split(act, pos, neg))
+            out = _SplitInterpreter(self.captured.module, self.plan, by_node, n, self.captured.held).run(
+                Split(act, pos, neg))
             reads = self._read_outs(_stream(out, "act"), n, targets)
             for i, read in enumerate(reads):
                 y, t_pos, t_neg = (read(_stream(out, s)) for s in ("act", "pos", "neg"))
@@ -359,15 +372,18 @@ def _acts(v):
 class _SplitInterpreter(torch.fx.Interpreter):
     """Runs the graph on :class:`Split` values: activations and the +/- parts of deltas."""
 
-    def __init__(self, module, plan, rules):
+    def __init__(self, module, plan, rules, n, held=frozenset()):
         super().__init__(module, garbage_collect_values=True)
-        self.plan, self.rules = plan, rules
+        self.plan, self.rules, self.n, self.held = plan, rules, n, held
 
     def run_node(self, node):
         op_rule: OpRule | None = self.plan.get(node)
         if node.op not in ("call_function", "call_method", "call_module"):
             return super().run_node(node)
         args, kwargs = self.fetch_args_kwargs_from_env(node)
+        if node in self.held:
+            act = hold_inputs(node.target(*_acts(args), **_acts(kwargs)), self.n)
+            return Split(act, torch.zeros_like(act), torch.zeros_like(act))
         if op_rule is None:  # does not depend on the input, or only on its shape
             return getattr(self, node.op)(node.target, _acts(args), _acts(kwargs))
         op = node.target
@@ -386,13 +402,16 @@ class _SplitInterpreter(torch.fx.Interpreter):
 
 
 class _Interpreter(torch.fx.Interpreter):
-    def __init__(self, module, plan, rule):
+    def __init__(self, module, plan, rule, held=frozenset()):
         super().__init__(module, garbage_collect_values=True)
         self.plan = plan
         self.rule = rule
+        self.held = held
 
     def run_node(self, node):
         op_rule: OpRule | None = self.plan.get(node)
+        if self.rule is not None and node in self.held:
+            return self.rule.hold(super().run_node(node))
         if self.rule is None or op_rule is None or op_rule.kind == "linear":
             return super().run_node(node)
         args, kwargs = self.fetch_args_kwargs_from_env(node)
@@ -437,6 +456,7 @@ def prepare(
     allow_unsupported: bool = False,
     eps: float = 1e-6,
     device: str | torch.device = "cpu",
+    normalize_input_weights: bool = False,
 ) -> Engine:
     """Capture ``model`` and give every op that depends on the input its rule.
 
@@ -453,6 +473,9 @@ def prepare(
     eps : float
         ``|x - r|`` below which the Rescale multiplier falls back to the gradient.
     device : str or torch.device
+    normalize_input_weights : bool
+        Mean-normalise first-layer convolution weights across A, C, G, T (see
+        :func:`~seqlift.attribution.graph.normalize_input_weights`).
 
     Returns
     -------
@@ -460,6 +483,8 @@ def prepare(
     """
     spec = _rule_spec(rule)
     captured = strip_output_activation(model if isinstance(model, CapturedModel) else capture(model, length))
+    if normalize_input_weights:
+        captured = normalize_weights(captured)
     device = torch.device(device)
     captured.module.to(device)
     active = active_nodes(captured)

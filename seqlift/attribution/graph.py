@@ -33,11 +33,15 @@ class CapturedModel:
     output_activations : tuple of str or None
         For each output, the final sigmoid or softmax that
         :func:`strip_output_activation` removed (None where there was none).
+    held : frozenset of torch.fx.Node
+        Nodes held at the input's value for its references, so they carry no
+        delta (the base count of :func:`normalize_input_weights`).
     """
 
     module: torch.fx.GraphModule
     input_length: int | None
     output_activations: tuple = ()  # per flat output: "sigmoid", "softmax" (stripped) or None
+    held: frozenset = frozenset()  # nodes whose reference rows take their input's value (no delta)
 
     @property
     def input_node(self) -> torch.fx.Node:
@@ -141,7 +145,62 @@ def strip_output_activation(captured: CapturedModel) -> CapturedModel:
     output.args = (torch.utils._pytree.tree_unflatten(flat, spec),)
     module.graph.eliminate_dead_code()
     module.recompile()
-    return CapturedModel(module=module, input_length=captured.input_length, output_activations=tuple(kinds))
+    held = frozenset(env[n] for n in captured.held)
+    return CapturedModel(module=module, input_length=captured.input_length, output_activations=tuple(kinds), held=held)
+
+
+def normalize_input_weights(captured: CapturedModel) -> CapturedModel:
+    """Mean-normalise the weights of convolutions applied to the input across its channels.
+
+    One-hot DNA sums to 1 at every position, so a constant added to a first-layer
+    filter across A, C, G, T changes nothing but an offset, yet it leaks into
+    contributions against a reference that does not sum to 1 (such as all
+    zeros). Each convolution ``conv(x, W, b)`` on the input becomes
+    ``conv(x, W - mu, b) + conv(sum_c x, mu)`` with ``mu`` the mean of ``W``
+    over input channels: the same function for every input, whose second term
+    is held at the input's value for its references (the mean folded into the
+    bias, as the DeepLIFT paper's weight normalisation for constrained inputs
+    prescribes), so contributions flow through the mean-normalised weights.
+    A plain forward pass computes exactly the model's function. Returns a new
+    CapturedModel.
+    """
+    from ..errors import ModelError
+
+    graph = torch.fx.Graph()
+    graph._codegen = captured.module.graph._codegen
+    env: dict = {}
+    out = graph.graph_copy(captured.module.graph, env)
+    graph.output(out)
+    module = torch.fx.GraphModule(captured.module, graph)
+    x = next(n for n in graph.nodes if n.op == "placeholder")
+    convs = [u for u in x.users if getattr(u.target, "overloadpacket", None) in (torch.ops.aten.conv1d,
+                                                                              torch.ops.aten.convolution)]
+    if not convs:
+        raise ModelError("--normalize-input-weights needs a model whose first layer is a convolution on the input")
+    counts = []
+    for i, node in enumerate(convs):
+        weight = module.get_parameter(node.args[1].target) if node.args[1].op == "get_attr" else None
+        if weight is None:
+            raise ModelError("--normalize-input-weights: the first convolution's weight is not a parameter")
+        mu = weight.detach().mean(dim=1, keepdim=True)
+        module.register_buffer(f"_seqlift_w{i}", weight.detach() - mu)
+        module.register_buffer(f"_seqlift_mu{i}", mu)
+        with graph.inserting_before(node):
+            w = graph.get_attr(f"_seqlift_w{i}")
+            m = graph.get_attr(f"_seqlift_mu{i}")
+            count = graph.call_function(torch.ops.aten.sum.dim_IntList, (x, [1], True))
+            counts.append(count)
+            main = graph.call_function(node.target, (x, w) + tuple(node.args[2:]), dict(node.kwargs))
+            rest = (None,) + tuple(node.args[3:])
+            offset = graph.call_function(node.target, (count, m) + rest, dict(node.kwargs))
+            total = graph.call_function(torch.ops.aten.add.Tensor, (main, offset))
+        node.replace_all_uses_with(total)
+        graph.erase_node(node)
+    graph.eliminate_dead_code()
+    module.recompile()
+    held = frozenset(env[n] for n in captured.held) | frozenset(counts)
+    return CapturedModel(module=module, input_length=captured.input_length,
+                         output_activations=captured.output_activations, held=held)
 
 
 def _drop_guards(module: torch.fx.GraphModule) -> None:
