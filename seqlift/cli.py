@@ -44,7 +44,14 @@ def _load_config(ctx: click.Context, param, value):
     unknown = sorted(set(section) - known)
     if unknown:
         raise click.BadParameter(f"{value}: unknown option(s) for '{name}': {', '.join(unknown)}")
-    defaults = {k: _resolve(base, k, v) for k, v in section.items()}
+    multiple = {p.name for p in ctx.command.params if getattr(p, "multiple", False)}
+    defaults = {}
+    for key, value in section.items():
+        if key in multiple:
+            values = value if isinstance(value, list) else [value]
+            defaults[key] = [_resolve(base, key, v) for v in values]
+        else:
+            defaults[key] = _resolve(base, key, value)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
 
@@ -131,7 +138,11 @@ def main():
 @main.command()
 @click.argument("regions", type=click.Path(dir_okay=False))
 @click.option("--fasta", "-f", required=True, type=click.Path(dir_okay=False), help="Genome FASTA (indexed if needed).")
-@click.option("--model", "-m", required=True, help="model.pt2, or file.py:ClassName / package.module:ClassName with --weights.")
+@click.option("--model", "-m", required=True, multiple=True,
+              help="model.pt2, or file.py:ClassName / package.module:ClassName with --weights. "
+                   "Repeat to average the scores of several models (folds).")
+@click.option("--trust-model", is_flag=True,
+              help="Also load a pickled full model (torch.save(model)); unpickling runs code from the file.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="State dict of a class model (.safetensors or torch.save'd dict).")
 @click.option("--model-kwargs", type=_Mapping(), default=None, help="Constructor arguments of a class model, e.g. '{n_filters: 32}'.")
 @click.option("--target", "-t", default="0", show_default=True,

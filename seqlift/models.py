@@ -68,7 +68,8 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
-def load_model(spec: str, weights: str | None = None, model_kwargs: dict | None = None) -> LoadedModel:
+def load_model(spec: str, weights: str | None = None, model_kwargs: dict | None = None,
+               trust_model: bool = False) -> LoadedModel:
     """Load a model from ``spec``.
 
     Parameters
@@ -80,6 +81,9 @@ def load_model(spec: str, weights: str | None = None, model_kwargs: dict | None 
         state dict (read with ``weights_only=True``).
     model_kwargs : dict, optional
         Keyword arguments for the class constructor.
+    trust_model : bool
+        Also load a pickled full module (``torch.save(model)``). Unpickling runs
+        code from the file: only for files the user trusts.
 
     Returns
     -------
@@ -99,9 +103,11 @@ def load_model(spec: str, weights: str | None = None, model_kwargs: dict | None 
     if any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names):
         raise ModelError(f"{spec} is a TorchScript file, which seqlift cannot rewrite for DeepLIFT; {EXPORT_HINT}")
     if any(n.endswith("data.pkl") for n in names) and not any("serialized_exported_program" in n or "models/" in n for n in names):
+        if trust_model:
+            return _load_pickled(spec, path)
         raise ModelError(
-            f"{spec} is a torch.save pickle; loading it could run code, so seqlift refuses it. "
-            f"For a state dict use --model file.py:ClassName --weights {spec}; for a full model, {EXPORT_HINT}"
+            f"{spec} is a torch.save pickle; loading it could run code, so seqlift refuses it unless you pass "
+            f"--trust-model. For a state dict use --model file.py:ClassName --weights {spec}; for a full model, {EXPORT_HINT}"
         )
     try:
         program = torch.export.load(spec)
@@ -111,6 +117,19 @@ def load_model(spec: str, weights: str | None = None, model_kwargs: dict | None 
 
     length = capture(program).input_length
     return LoadedModel(model=program, spec=spec, sha256=sha256_file(path), input_length=length)
+
+
+def _load_pickled(spec: str, path: Path) -> LoadedModel:
+    try:
+        model = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # unpickling fails in many ways (missing classes, corrupt files)
+        raise ModelError(f"{spec} could not be unpickled: {_first_line(exc)}; {EXPORT_HINT}") from exc
+    if not isinstance(model, torch.nn.Module):
+        raise ModelError(f"{spec} holds a {type(model).__name__}, not a model; for a state dict use --model "
+                         f"file.py:ClassName --weights {spec}")
+    model.eval()
+    length = getattr(model, "input_length", None)
+    return LoadedModel(model=model, spec=spec, sha256=sha256_file(path), input_length=int(length) if length else None)
 
 
 def _load_class(spec: str, weights: str | None, kwargs: dict) -> LoadedModel:

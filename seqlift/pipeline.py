@@ -54,6 +54,7 @@ def score(
     *,
     weights=None,
     model_kwargs=None,
+    trust_model: bool = False,
     target=0,
     output_index: int | None = None,
     window: int | None = None,
@@ -87,12 +88,17 @@ def score(
         BED file (BED3+, BED6 strand, narrowPeak summit). Coordinates 0-based half-open.
     fasta : str or Path
         Genome FASTA (indexed on first use).
-    model : str
+    model : str or list of str
         ``model.pt2`` or ``file.py:ClassName`` / ``package.module:ClassName`` (with ``weights``).
+        Several models (e.g. the folds of a cross-validation) are scored with
+        the same references and their scores averaged.
     output : str or Path
         HDF5 file to write; see :mod:`seqlift.writers` for the layout.
     weights, model_kwargs
-        State dict and constructor arguments of a class model.
+        State dict and constructor arguments of a class model (the same for every
+        class model given).
+    trust_model : bool
+        Allow a pickled full module (loading it runs code from the file).
     target : int or str
         What to explain: an output column (``0``), several (``"0,3,7"`` or
         ``"all"``), or for BPNet-style profile models ``"counts"`` / ``"profile"``
@@ -167,10 +173,17 @@ def score(
         raise SeqliftError("--n-refs and --batch-size must be at least 1")
     output = Path(output)
     dev = resolve_device(device)
-    loaded = load_model(model, weights, model_kwargs)
-    length = resolve_length(loaded, window)
-    engine = prepare(loaded.model, length, rule=rule, allow_unsupported=allow_unsupported, device=dev,
-                     normalize_input_weights=normalize_input_weights)
+    specs = [model] if isinstance(model, (str, Path)) else list(model)
+    if not specs:
+        raise SeqliftError("no model given; use --model")
+    models = [load_model(str(m), weights, model_kwargs, trust_model) for m in specs]
+    lengths = {resolve_length(m, window) for m in models}
+    if len(lengths) > 1:
+        raise SeqliftError(f"the models take different input lengths ({sorted(lengths)}); average models of one length")
+    length = lengths.pop()
+    engines = [prepare(m.model, length, rule=rule, allow_unsupported=allow_unsupported, device=dev,
+                       normalize_input_weights=normalize_input_weights) for m in models]
+    engine = engines[0]
     targets = parse_targets(target, output_index, _n_outputs(engine, length, output_index) if "all" in str(target) else None)
     if split_signs and engine.layer_rules is None:
         raise SeqliftError("--split-signs needs a rule that keeps signs apart: --rule revealcancel or genomics-default")
@@ -185,9 +198,10 @@ def score(
             make_refs, n = _reference_maker(reference, n_refs, shuffle_k, seed, len(all_regions), length)
         attrs = {
             "seqlift_version": __version__,
-            "model": str(model),
-            "model_sha256": loaded.sha256,
-            "model_kwargs": repr(loaded.kwargs),
+            "model": " ".join(m.spec for m in models),
+            "model_sha256": " ".join(m.sha256 for m in models),
+            "model_kwargs": repr(models[0].kwargs),
+            "n_models": len(models),
             "method": "deeplift",
             "rule": rule if isinstance(rule, str) else yaml.safe_dump(rule, default_flow_style=True).strip(),
             "split_signs": bool(split_signs),
@@ -221,11 +235,11 @@ def score(
                 writers.append(ScoreWriter(path, windows, length, attrs_t, force=force, resume=resume))
 
             def attribute(X, refs):
-                a = engine.run(X, refs, targets, split_signs=split_signs)
-                if not rc_average:
-                    return a
-                b = engine.run(reverse_complement(X), reverse_complement(refs), targets, split_signs=split_signs)
-                return [_average_strands(u, v) for u, v in zip(a, b)]
+                runs = [e.run(X, refs, targets, split_signs=split_signs) for e in engines]
+                if rc_average:
+                    rc_x, rc_refs = reverse_complement(X), reverse_complement(refs)
+                    runs += [[_flip(a) for a in e.run(rc_x, rc_refs, targets, split_signs=split_signs)] for e in engines]
+                return [_mean(per_target) for per_target in zip(*runs)]
 
             bad, low = _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tolerance, strict, progress)
             if skipped:
@@ -309,19 +323,28 @@ def _reference_maker(reference, n_refs, shuffle_k, seed, n_regions, length):
     return make, n
 
 
-def _average_strands(a: Attributions, b: Attributions) -> Attributions:
-    """Mean of the scores of windows (``a``) and of their reverse complements (``b``), mapped back."""
-    mean = lambda u, v: None if u is None else 0.5 * (u + reverse_complement(v))
-    return Attributions(
-        hypothetical=mean(a.hypothetical, b.hypothetical),
-        contributions=mean(a.contributions, b.contributions),
-        predictions=0.5 * (a.predictions + b.predictions),
-        reference_predictions=0.5 * (a.reference_predictions + b.reference_predictions),
-        delta_error=np.maximum(a.delta_error, b.delta_error),
-        relative_error=np.maximum(a.relative_error, b.relative_error),
-        hypothetical_positive=mean(a.hypothetical_positive, b.hypothetical_positive),
-        hypothetical_negative=mean(a.hypothetical_negative, b.hypothetical_negative),
-    )
+def _flip(a: Attributions) -> Attributions:
+    """Scores of reverse-complemented windows mapped back onto the windows."""
+    return a._replace(**{f: reverse_complement(getattr(a, f)) for f in _PER_BASE if getattr(a, f) is not None})
+
+
+_PER_BASE = ("hypothetical", "contributions", "hypothetical_positive", "hypothetical_negative")
+
+
+def _mean(parts) -> Attributions:
+    """Average of several runs' scores (models, strands); errors are the worst of them."""
+    if len(parts) == 1:
+        return parts[0]
+    fields = {}
+    for f in Attributions._fields:
+        values = [getattr(p, f) for p in parts]
+        if values[0] is None:
+            fields[f] = None
+        elif f in ("delta_error", "relative_error"):
+            fields[f] = np.max(values, axis=0)
+        else:
+            fields[f] = np.mean(values, axis=0)
+    return Attributions(**fields)
 
 
 def _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tolerance, strict, progress):

@@ -162,6 +162,7 @@ def test_bad_models(data, tmp_path):
     torch.save(torch.nn.Sequential(torch.nn.Conv1d(4, 2, 3), torch.nn.Flatten()), pickled)
     r = run(*base, "--model", pickled)
     assert r.exit_code == 1 and "full.pt is a torch.save pickle; loading it could run code, so seqlift refuses it" in r.output
+    assert "--trust-model" in r.output
     r = run(*base, "--model", data["pt2"], "--window", 40)
     assert r.exit_code == 1 and "--window 40 does not fit the model" in r.output and "length 50" in r.output
     r = run(*base, "--model", data["class"])
@@ -427,3 +428,31 @@ def test_gc_matched_references(data, tmp_path):
     r = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", tmp_path / "few.h5",
             "--reference", "gc-matched", "--n-refs", 500, "--gc-tolerance", 0.001, "--quiet")
     assert r.exit_code == 1 and "raise --gc-tolerance or lower --n-refs" in r.output
+
+
+def test_trust_model_loads_a_pickled_module(data, tmp_path):
+    pickled = tmp_path / "full.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Conv1d(4, 2, 5), torch.nn.ReLU(), torch.nn.Flatten(),
+                                   torch.nn.Linear(2 * 46, 1)), pickled)
+    out = tmp_path / "trusted.h5"
+    r = run(*score_args(data, out)[:4], "--model", pickled, "--trust-model", "--window", 50, "-o", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert read_all(out)[0]["meta/delta_rel_error"].max() < 1e-4
+
+
+def test_several_models_are_averaged(data, tmp_path):
+    torch.manual_seed(1)
+    other = _export(type(data["model"])(), tmp_path / "fold1.pt2")
+    outs = {}
+    for name, models in (("a", [data["pt2"]]), ("b", [other]), ("ab", [data["pt2"], other])):
+        out = tmp_path / f"{name}.h5"
+        args = score_args(data, out)
+        args = args[:4] + args[6:]  # without the single --model
+        r = run(*args, *[x for m in models for x in ("--model", m)])
+        assert r.exit_code == 0, r.output
+        outs[name] = read_all(out)
+    d, attrs = outs["ab"]
+    assert attrs["n_models"] == 2 and len(attrs["model_sha256"].split()) == 2
+    for key in ("shap/seq", "meta/prediction", "meta/reference_prediction"):
+        np.testing.assert_allclose(d[key], (outs["a"][0][key] + outs["b"][0][key]) / 2, atol=1e-5)
+    assert d["meta/delta_rel_error"].max() < 1e-4

@@ -12,6 +12,15 @@ from seqlift.errors import ModelError, ReferencesError
 L = 40
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (no thread start-up per op on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def one_hot(rng, *shape):
     """Random one-hot DNA of shape (*shape, 4, L)."""
     idx = rng.integers(0, 4, size=shape + (L,))

@@ -12,6 +12,15 @@ from seqlift.attribution.ism import _split_first_conv, ism
 L = 30
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (no thread start-up per op on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def one_hot(rng, n):
     """Random one-hot DNA of shape (n, 4, L) with an N run in the second sequence."""
     X = np.moveaxis(np.eye(4)[rng.integers(0, 4, size=(n, L))], -1, -2)
