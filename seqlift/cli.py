@@ -158,6 +158,8 @@ def main():
               help="Also write contributions to the positive and negative parts of the target's delta.")
 @click.option("--normalize-input-weights", is_flag=True,
               help="Mean-normalise first-layer weights across A,C,G,T (scores independent of a shared offset).")
+@click.option("--compile", is_flag=True,
+              help="Fuse the ReLU multipliers with torch.compile: faster on large models after a one-time compile.")
 @click.option("--reference", default="shuffle", show_default=True,
               help="Reference sequences: shuffle (k-mer preserving), zeros, uniform (0.25 per base), gc-matched "
                    "(genomic windows of the same GC), or file:refs.h5 (dataset 'references', (regions, K, 4, L) "

@@ -541,3 +541,16 @@ def test_normalize_input_weights(rule):
         np.testing.assert_allclose(e.predict(X, 1), m(torch.as_tensor(X))[:, 1].detach().numpy(), atol=1e-10)
         np.testing.assert_allclose(e.predict(X[:, :, ::-1] * 0.3, 0), m(torch.as_tensor(X[:, :, ::-1] * 0.3))[:, 0].detach().numpy(), atol=1e-10)
     assert normed[0].delta_error.max() < 1e-10
+
+
+def test_compiled_relu_rescale_matches_eager():
+    """The fused ReLU multiplier (torch.compile) gives the eager engine's scores."""
+    pytest.importorskip("torch._inductor")
+    model = _randomise(MODELS["residual-reused-relu"](), 11)
+    rng = np.random.default_rng(8)
+    X, R = one_hot(rng, 3), one_hot(rng, 3, 4)
+    R[:, 0] = X  # identical pairs exercise the |x - r| < eps branch
+    eager = prepare(model, L).run(X, R)
+    fused = prepare(model, L, compile=True).run(X, R)
+    np.testing.assert_allclose(fused.hypothetical, eager.hypothetical, atol=1e-12)
+    assert fused.delta_error.max() < 1e-10

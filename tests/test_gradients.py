@@ -102,8 +102,10 @@ def test_captum_saliency_and_input_x_gradient(data, relu32, dtype, tol):
     x = torch.as_tensor(data[0], dtype=dtype).requires_grad_(True)
     s = saliency(captured, data[0], target=2, batch_size=3)
     gi = gradient_x_input(captured, data[0], target=2)
-    np.testing.assert_allclose(s.hypothetical, captum.Saliency(m).attribute(x, target=2, abs=False).detach().numpy(), atol=tol)
-    np.testing.assert_allclose(gi.contributions, captum.InputXGradient(m).attribute(x, target=2).detach().numpy(), atol=tol)
+    expected = captum.Saliency(m).attribute(x, target=2, abs=False).detach().numpy()
+    np.testing.assert_allclose(s.hypothetical, expected, atol=tol)
+    expected = captum.InputXGradient(m).attribute(x, target=2).detach().numpy()
+    np.testing.assert_allclose(gi.contributions, expected, atol=tol)
     np.testing.assert_allclose(s.hypothetical, gi.hypothetical, atol=tol)
     np.testing.assert_allclose(s.predictions, m(x)[:, 2].detach().numpy(), atol=tol)
 
@@ -116,7 +118,10 @@ def test_captum_integrated_gradients(request, data, fixture, tol):
     X, R = (torch.as_tensor(a, dtype=dtype) for a in data)
     ig = integrated_gradients(captured, X, R, target=1, steps=20, batch_size=17)
     expected = torch.stack(
-        [captum.IntegratedGradients(m).attribute(X, R[:, j], target=1, n_steps=20, method="gausslegendre") for j in range(3)]
+        [
+            captum.IntegratedGradients(m).attribute(X, R[:, j], target=1, n_steps=20, method="gausslegendre")
+            for j in range(3)
+        ]
     ).mean(0)
     np.testing.assert_allclose(ig.contributions, expected.detach().numpy(), atol=tol)
     # the hypothetical scores give the actual ones at the input's bases (all but N columns)
@@ -156,7 +161,7 @@ def test_model_forms_and_batching_agree(data, smooth64):
 def test_errors(data, relu32):
     X, R = data
     captured = relu32[1]
-    with pytest.raises(ReferencesError, match=r"references of shape \(4, 3, 4, 39\) do not fit inputs of shape \(4, 4, 40\)"):
+    with pytest.raises(ReferencesError, match=r"references of shape \(4, 3, 4, 39\) do not fit inputs of shape \(4, 4, 40\);"):
         integrated_gradients(captured, X, R[..., :-1])
     with pytest.raises(ReferencesError, match=r"references of shape \(3, 3, 4, 40\)"):
         integrated_gradients(captured, X, R[:3])

@@ -146,7 +146,8 @@ def test_falls_back_when_input_is_reused(X):
 def test_tangermeme_oracle(X):
     sm = pytest.importorskip("tangermeme.saturation_mutagenesis")
     m = Net(nn.Conv1d(4, 5, 5, padding=2), dtype=torch.float32)
-    expected = sm.saturation_mutagenesis(m, torch.as_tensor(X, dtype=torch.float32), target=1, hypothetical=True, fast=False, device="cpu")
+    x = torch.as_tensor(X, dtype=torch.float32)
+    expected = sm.saturation_mutagenesis(m, x, target=1, hypothetical=True, fast=False, device="cpu")
     res = ism(as_captured(m, L), X, target=1)
     np.testing.assert_allclose(res.hypothetical, expected.numpy(), atol=1e-5)
     np.testing.assert_allclose(res.contributions, (expected * torch.as_tensor(X)).numpy(), atol=1e-5)

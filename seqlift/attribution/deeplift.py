@@ -58,6 +58,24 @@ def _derivative(fn, target, t):
     return d
 
 
+def _relu_rescale_grad(ax, ar, yx, yr, grad, eps: float):
+    """Gradient of reference rows through ReLU under Rescale, in one expression (fusable)."""
+    dx = ax - ar
+    small = dx.abs() < eps
+    m = torch.where(small, ((ax + ar) > 0).to(ar.dtype), (yx - yr) / torch.where(small, torch.ones_like(dx), dx))
+    return grad * m
+
+
+_COMPILED: dict = {}
+
+
+def _fused_relu_rescale_grad():
+    """``_relu_rescale_grad`` compiled into one kernel (torch.compile), built on first use."""
+    if "relu" not in _COMPILED:
+        _COMPILED["relu"] = torch.compile(_relu_rescale_grad, dynamic=True)
+    return _COMPILED["relu"]
+
+
 class _PairedRescale(torch.autograd.Function):
     """Elementwise ``fn`` whose backward is the Rescale multiplier ``dy/dx``.
 
@@ -68,9 +86,9 @@ class _PairedRescale(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, fn, target, n, eps):
+    def forward(ctx, a, fn, target, n, eps, fused):
         y = fn(a)
-        ctx.fn, ctx.target, ctx.n, ctx.eps = fn, target, n, eps
+        ctx.fn, ctx.target, ctx.n, ctx.eps, ctx.fused = fn, target, n, eps, fused
         ctx.save_for_backward(a, y)
         return y
 
@@ -79,6 +97,10 @@ class _PairedRescale(torch.autograd.Function):
         a, y = ctx.saved_tensors
         ax, ar = _pairs(a, ctx.n)
         yx, yr = _pairs(y, ctx.n)
+        if ctx.fused and ctx.target == torch.ops.aten.relu.default:
+            out, refs = _paired_grad(a, ctx.n)
+            refs.copy_(_fused_relu_rescale_grad()(ax, ar, yx, yr, grad[ctx.n :].view(refs.shape), ctx.eps))
+            return out, None, None, None, None, None
         dx = ax - ar
         small = dx.abs() < ctx.eps
         m = torch.sub(yx, yr).div_(dx.masked_fill_(small, 1.0))
@@ -87,7 +109,7 @@ class _PairedRescale(torch.autograd.Function):
             m[small] = _derivative(ctx.fn, ctx.target, mid)
         out, refs = _paired_grad(a, ctx.n)
         torch.mul(grad[ctx.n :].view(m.shape), m, out=refs)
-        return out, None, None, None, None
+        return out, None, None, None, None, None
 
 
 class _PairedMax(torch.autograd.Function):
@@ -129,12 +151,12 @@ class _PairedMax(torch.autograd.Function):
 class Rescale:
     """The Rescale rule for a paired batch of ``n`` inputs followed by their references."""
 
-    def __init__(self, n: int, eps: float):
-        self.n, self.eps = n, eps
+    def __init__(self, n: int, eps: float, fused: bool = False):
+        self.n, self.eps, self.fused = n, eps, fused
 
     def elementwise(self, fn, a, target=None):
         """``fn(a)`` elementwise, with the Rescale multiplier as its backward."""
-        return _PairedRescale.apply(a, fn, target, self.n, self.eps)
+        return _PairedRescale.apply(a, fn, target, self.n, self.eps, self.fused)
 
     def max(self, a, index):
         """Max of ``a`` (B, ..., S) at ``index`` (B, ..., O), exact under Rescale."""
@@ -211,6 +233,7 @@ class Engine:
     device: torch.device
     dtype: torch.dtype | None  # of the parameters; None: keep the input's floating dtype
     layer_rules: dict | None = None  # node -> "rescale" | "revealcancel"; None: Rescale everywhere (paired engine)
+    compile: bool = False  # fuse the ReLU Rescale backward with torch.compile
 
     @property
     def input_length(self) -> int | None:
@@ -297,7 +320,7 @@ class Engine:
         batch = torch.cat([X, flat]).requires_grad_(True)
         passes = []
         with torch.enable_grad():
-            out = self.forward(batch, Rescale(n, self.eps))
+            out = self.forward(batch, Rescale(n, self.eps, self.compile))
             ys = [read(out) for read in self._read_outs(_stream(out, "act"), n, targets)]
             for i, y in enumerate(ys):
                 (m,) = torch.autograd.grad(y[n:].sum(), batch, retain_graph=i < len(ys) - 1)
@@ -457,6 +480,7 @@ def prepare(
     eps: float = 1e-6,
     device: str | torch.device = "cpu",
     normalize_input_weights: bool = False,
+    compile: bool = False,
 ) -> Engine:
     """Capture ``model`` and give every op that depends on the input its rule.
 
@@ -476,6 +500,10 @@ def prepare(
     normalize_input_weights : bool
         Mean-normalise first-layer convolution weights across A, C, G, T (see
         :func:`~seqlift.attribution.graph.normalize_input_weights`).
+    compile : bool
+        Fuse the Rescale multiplier of ReLUs into one kernel with ``torch.compile``
+        (paired engine): faster on large models and on GPUs, after a one-time
+        compilation (cached on disk by PyTorch). Needs a C++ compiler on CPU.
 
     Returns
     -------
@@ -515,7 +543,7 @@ def prepare(
     if all(name == "rescale" for name in layer_rules.values()):
         layer_rules = None  # the paired engine: one multiplier, no split streams
     return Engine(captured=captured, plan=plan, rule=rule if isinstance(rule, str) else "custom", eps=eps,
-                  device=device, dtype=dtype, layer_rules=layer_rules)
+                  device=device, dtype=dtype, layer_rules=layer_rules, compile=compile)
 
 
 def _rule_spec(rule) -> dict:

@@ -7,8 +7,6 @@ return the same :class:`~.deeplift.Attributions` so results are stored alike.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 
@@ -80,10 +78,28 @@ def model_inputs(model, X, device: str | torch.device = "cpu") -> tuple[Captured
     return captured, X.to(torch.device(device), dtype)
 
 
-def predict(captured: CapturedModel, X: torch.Tensor, target=0, output_index=None, batch_size: int = 256) -> torch.Tensor:
-    """Target values of ``X`` (N, C, L), ``batch_size`` rows per model call; returns shape (N,)."""
+def predict(
+    captured: CapturedModel, X: torch.Tensor, target=0, output_index: int | None = None, batch_size: int = 256
+) -> torch.Tensor:
+    """Target values of a plain forward pass.
+
+    Parameters
+    ----------
+    captured : CapturedModel
+    X : torch.Tensor, shape=(N, C, L)
+        On the model's device, in its dtype (see :func:`model_inputs`).
+    target, output_index
+        See :func:`~.deeplift.select_target`.
+    batch_size : int
+        Rows per model call.
+
+    Returns
+    -------
+    torch.Tensor, shape=(N,)
+    """
     with torch.no_grad():
-        return torch.cat([select_target(captured.module(X[i : i + batch_size]), target, output_index) for i in range(0, len(X), batch_size)])
+        parts = [captured.module(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
+        return torch.cat([select_target(out, target, output_index) for out in parts])
 
 
 def _gradient(captured: CapturedModel, x: torch.Tensor, target, output_index):
@@ -96,7 +112,7 @@ def _gradient(captured: CapturedModel, x: torch.Tensor, target, output_index):
 
 
 def saliency(
-    model, X, target: int | Callable = 0, output_index: int | None = None, batch_size: int = 64, device: str | torch.device = "cpu"
+    model, X, target=0, output_index: int | None = None, batch_size: int = 64, device: str | torch.device = "cpu"
 ) -> Attributions:
     """Gradient of the target with respect to the input (signed, not its absolute value).
 
@@ -106,9 +122,9 @@ def saliency(
         A model taking one tensor of shape (N, C, L).
     X : array-like, shape=(N, C, L)
         One-hot DNA, channels A, C, G, T.
-    target : int or callable
-        Output column to explain, or a function of the output giving shape (N,);
-        see :func:`~.deeplift.select_target`.
+    target : int, seqlift.targets.Target or callable
+        Output column to explain, a :class:`~seqlift.targets.Target`, or a
+        function of the output giving shape (N,); see :func:`~.deeplift.select_target`.
     output_index : int, optional
         Element of a tuple output.
     batch_size : int
@@ -124,7 +140,8 @@ def saliency(
         method has no completeness property).
     """
     captured, X = model_inputs(model, X, device)
-    pred, grad = (torch.cat(t) for t in zip(*(_gradient(captured, X[i : i + batch_size], target, output_index) for i in range(0, len(X), batch_size))))
+    parts = [_gradient(captured, X[i : i + batch_size], target, output_index) for i in range(0, len(X), batch_size)]
+    pred, grad = (torch.cat(t) for t in zip(*parts))
     pred = pred.cpu().numpy()
     return Attributions(
         hypothetical=grad.cpu().numpy(),
@@ -137,7 +154,7 @@ def saliency(
 
 
 def gradient_x_input(
-    model, X, target: int | Callable = 0, output_index: int | None = None, batch_size: int = 64, device: str | torch.device = "cpu"
+    model, X, target=0, output_index: int | None = None, batch_size: int = 64, device: str | torch.device = "cpu"
 ) -> Attributions:
     """Gradient x input: the gradient of the target times the one-hot input.
 
@@ -152,7 +169,7 @@ def integrated_gradients(
     model,
     X,
     references,
-    target: int | Callable = 0,
+    target=0,
     steps: int = 50,
     method: str = "gausslegendre",
     output_index: int | None = None,
@@ -174,8 +191,9 @@ def integrated_gradients(
         One-hot DNA, channels A, C, G, T.
     references : array-like, shape=(N, K, C, L) or (N, C, L)
         ``K`` baselines per input; a 3-d array is one baseline per input.
-    target : int or callable
-        Output column to explain, or a function of the output giving shape (N,).
+    target : int, seqlift.targets.Target or callable
+        Output column to explain, a :class:`~seqlift.targets.Target`, or a
+        function of the output giving shape (N,); see :func:`~.deeplift.select_target`.
     steps : int
         Number of points on each path.
     method : str
@@ -224,10 +242,13 @@ def integrated_gradients(
         m.index_add_(0, pair, g * weights[step].view(-1, 1, 1))
     pred = predict(captured, X, target, output_index, batch_size)
     ref_pred = predict(captured, R, target, output_index, batch_size).reshape(n, k)
-    return path_attributions(X, R.reshape((n, k) + tuple(X.shape[1:])), m.reshape((n, k) + tuple(X.shape[1:])), pred, ref_pred)
+    pairs = (n, k) + tuple(X.shape[1:])
+    return path_attributions(X, R.reshape(pairs), m.reshape(pairs), pred, ref_pred)
 
 
-def path_attributions(X: torch.Tensor, R: torch.Tensor, m: torch.Tensor, pred: torch.Tensor, ref_pred: torch.Tensor) -> Attributions:
+def path_attributions(
+    X: torch.Tensor, R: torch.Tensor, m: torch.Tensor, pred: torch.Tensor, ref_pred: torch.Tensor
+) -> Attributions:
     """Attributions from multipliers ``m`` of each (input, reference) pair.
 
     Parameters

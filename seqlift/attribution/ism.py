@@ -11,7 +11,6 @@ the mutants (as fastISM does for the first layer).
 from __future__ import annotations
 
 import operator
-from typing import Callable
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ _SHAPE_OPS = (torch.ops.aten.sym_size.int,)
 def ism(
     model,
     X,
-    target: int | Callable = 0,
+    target=0,
     output_index: int | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
@@ -47,9 +46,9 @@ def ism(
         A model taking one tensor of shape (N, C, L).
     X : array-like, shape=(N, C, L)
         One-hot DNA, channels A, C, G, T.
-    target : int or callable
-        Output column to explain, or a function of the output giving shape (N,);
-        see :func:`~.deeplift.select_target`.
+    target : int, seqlift.targets.Target or callable
+        Output column to explain, a :class:`~seqlift.targets.Target`, or a
+        function of the output giving shape (N,); see :func:`~.deeplift.select_target`.
     output_index : int, optional
         Element of a tuple output.
     batch_size : int
@@ -69,7 +68,8 @@ def ism(
         ``relative_error`` all zero (the method has no completeness property).
     """
     captured, X = model_inputs(model, X, device)
-    run = (_split_first_conv(captured, X, batch_size) if fast else None) or (lambda i, b, l: captured.module(_mutants(X, i, b, l)))
+    run = _split_first_conv(captured, X, batch_size) if fast else None
+    run = run or (lambda i, b, l: captured.module(_mutants(X, i, b, l)))
     with torch.no_grad():
         pred = predict(captured, X, target, output_index, batch_size)
         onehot = (X == 1) & (X.sum(dim=1, keepdim=True) == 1)
@@ -122,7 +122,8 @@ def _split_first_conv(captured: CapturedModel, X: torch.Tensor, batch_size: int)
         or any(isinstance(a, torch.fx.Node) and a.op != "get_attr" for a in (args["weight"], args["bias"]))
     ):
         return None
-    params = {n: operator.attrgetter(n.target)(graph_module) for n in (args["weight"], args["bias"]) if isinstance(n, torch.fx.Node)}
+    nodes = [n for n in (args["weight"], args["bias"]) if isinstance(n, torch.fx.Node)]
+    params = {n: operator.attrgetter(n.target)(graph_module) for n in nodes}
     weight = params[args["weight"]]
     if weight.dim() != 3:
         return None
@@ -134,14 +135,15 @@ def _split_first_conv(captured: CapturedModel, X: torch.Tensor, batch_size: int)
     taps = left - dilation * torch.arange(width, device=X.device)
     change_per_base = weight.permute(1, 2, 0).reshape(weight.shape[1], -1)  # (C, K * O)
     rest = torch.fx.Interpreter(graph_module)
+    # Each input has at least (C - 1) * L mutants, so a batch spans at most this many inputs.
+    span = min(len(X), batch_size // max(1, (X.shape[1] - 1) * X.shape[2]) + 2)
     start, first = 0, X[:0]
 
     def run(i, b, l):
         nonlocal start, first
-        if int(i[-1]) >= start + len(first):
-            # first-layer outputs of the inputs from this batch's first on; a batch of M mutants spans at most M inputs
+        if int(i[-1]) >= start + len(first):  # first-layer outputs of the inputs from this batch's first on
             start = int(i[0])
-            first = conv.target(X[start : start + batch_size], *conv_args[1:], **conv_kwargs)
+            first = conv.target(X[start : start + span], *conv_args[1:], **conv_kwargs)
         h = first[i - start]
         delta = torch.nn.functional.one_hot(b, X.shape[1]).to(X.dtype) - X[i, :, l]  # (M, C)
         j = l[:, None] + taps  # (M, K)
