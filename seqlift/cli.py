@@ -151,6 +151,10 @@ def main():
 @click.option("--output-index", type=int, default=None, help="Which output of a model that returns a tuple.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="HDF5 file to write.")
 @click.option("--window", type=int, default=None, help="Window length; must match the model's input length.")
+@click.option("--method", type=click.Choice(["deeplift", "gradient", "gradient-x-input", "integrated-gradients", "ism"]),
+              default="deeplift", show_default=True,
+              help="Attribution method; the gradient methods and ISM are there for comparison.")
+@click.option("--steps", type=int, default=50, show_default=True, help="Integration points of integrated-gradients.")
 @click.option("--rule", type=_Rule(), default="rescale", show_default=True,
               help="DeepLIFT rule: rescale, revealcancel, genomics-default (RevealCancel after dense layers, "
                    "Rescale after convolutions), or a mapping '{conv: rescale, dense: revealcancel, fc1: rescale}'.")

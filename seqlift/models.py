@@ -11,8 +11,10 @@ Two formats load without running code from the model file:
     ``torch.load(weights_only=True)`` or from a ``.safetensors`` file, which
     cannot carry code. Constructor keyword arguments come from ``model_kwargs``.
 
-Anything else, a pickled full module (``torch.save(model)``) in particular, is
-refused: unpickling it runs arbitrary code.
+A TorchScript file loads too (its code is TorchScript, run by PyTorch's
+interpreter), for the gradient methods and ISM; DeepLIFT needs a graph it can
+rewrite, so it asks for ``.pt2``. A pickled full module (``torch.save(model)``)
+is refused unless the user passes ``trust_model``: unpickling runs arbitrary code.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class LoadedModel:
         Input length read from the model, None when it cannot be read.
     kwargs : dict
         Constructor keyword arguments (class models).
+    kind : str
+        ``program``, ``module`` or ``torchscript``. TorchScript graphs cannot be
+        rewritten for DeepLIFT; they serve the gradient methods and ISM.
     """
 
     model: object
@@ -57,6 +62,7 @@ class LoadedModel:
     sha256: str
     input_length: int | None
     kwargs: dict = field(default_factory=dict)
+    kind: str = "program"  # "program" (.pt2), "module" (class or trusted pickle) or "torchscript"
 
 
 def sha256_file(path) -> str:
@@ -101,7 +107,11 @@ def load_model(spec: str, weights: str | None = None, model_kwargs: dict | None 
         raise ModelError(f"{spec} is not a model file (not a torch.export .pt2 archive); {EXPORT_HINT}")
     names = zipfile.ZipFile(path).namelist()
     if any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names):
-        raise ModelError(f"{spec} is a TorchScript file, which seqlift cannot rewrite for DeepLIFT; {EXPORT_HINT}")
+        try:
+            script = torch.jit.load(spec, map_location="cpu").eval()
+        except Exception as exc:  # a damaged archive fails in many ways
+            raise ModelError(f"{spec} could not be read as TorchScript: {_first_line(exc)}") from exc
+        return LoadedModel(model=script, spec=spec, sha256=sha256_file(path), input_length=None, kind="torchscript")
     if any(n.endswith("data.pkl") for n in names) and not any("serialized_exported_program" in n or "models/" in n for n in names):
         if trust_model:
             return _load_pickled(spec, path)
@@ -129,7 +139,8 @@ def _load_pickled(spec: str, path: Path) -> LoadedModel:
                          f"file.py:ClassName --weights {spec}")
     model.eval()
     length = getattr(model, "input_length", None)
-    return LoadedModel(model=model, spec=spec, sha256=sha256_file(path), input_length=int(length) if length else None)
+    return LoadedModel(model=model, spec=spec, sha256=sha256_file(path), input_length=int(length) if length else None,
+                       kind="module")
 
 
 def _load_class(spec: str, weights: str | None, kwargs: dict) -> LoadedModel:
@@ -165,7 +176,8 @@ def _load_class(spec: str, weights: str | None, kwargs: dict) -> LoadedModel:
     model.eval()
     length = getattr(model, "input_length", None)
     return LoadedModel(
-        model=model, spec=spec, sha256=sha256_file(weights), input_length=int(length) if length else None, kwargs=kwargs
+        model=model, spec=spec, sha256=sha256_file(weights), input_length=int(length) if length else None,
+        kwargs=kwargs, kind="module",
     )
 
 

@@ -20,10 +20,13 @@ from tqdm import tqdm
 from . import __version__
 from .attribution import prepare
 from .attribution import Attributions
+from .attribution.gradients import as_captured, integrated_gradients, gradient_x_input, saliency
+from .attribution.graph import CapturedModel, strip_output_activation
+from .attribution.ism import ism
 from .backgrounds import GCIndex, gc_matched
-from .errors import ConvergenceError, ReferencesError, RegionError, SeqliftError
+from .errors import ConvergenceError, ModelError, ReferencesError, RegionError, SeqliftError
 from .genome import Genome, fetch_one_hot, reverse_complement
-from .models import load_model, resolve_length, sha256_file
+from .models import EXPORT_HINT, load_model, resolve_length, sha256_file
 from .targets import parse_targets
 from .references import REFERENCES, identical_to_input, region_seed
 from .regions import read_regions, to_windows, write_skipped
@@ -58,6 +61,8 @@ def score(
     target=0,
     output_index: int | None = None,
     window: int | None = None,
+    method: str = "deeplift",
+    steps: int = 50,
     rule="rescale",
     split_signs: bool = False,
     normalize_input_weights: bool = False,
@@ -110,6 +115,13 @@ def score(
         ``output_index`` picks one output of a tuple.
     window : int, optional
         Window length; must equal the model's input length when that is known.
+    method : str
+        ``deeplift``, or for comparison ``gradient`` (saliency),
+        ``gradient-x-input``, ``integrated-gradients`` (``steps`` points along
+        the path from each reference) or ``ism`` (in-silico saturation
+        mutagenesis). All write the same layout.
+    steps : int
+        Integration points of ``integrated-gradients``.
     rule : str or dict
         ``rescale``, ``revealcancel``, ``genomics-default`` (RevealCancel after
         dense layers, Rescale after convolutions), or a mapping of layer kind
@@ -185,18 +197,23 @@ def score(
     if len(lengths) > 1:
         raise SeqliftError(f"the models take different input lengths ({sorted(lengths)}); average models of one length")
     length = lengths.pop()
-    engines = [prepare(m.model, length, rule=rule, allow_unsupported=allow_unsupported, device=dev,
-                       normalize_input_weights=normalize_input_weights, compile=compile) for m in models]
-    engine = engines[0]
-    targets = parse_targets(target, output_index, _n_outputs(engine, length, output_index) if "all" in str(target) else None)
-    if split_signs and engine.layer_rules is None:
-        raise SeqliftError("--split-signs needs a rule that keeps signs apart: --rule revealcancel or genomics-default")
+    if method == "deeplift":
+        scorers = [_deeplift_scorer(m, length, rule, allow_unsupported, dev, normalize_input_weights, compile, split_signs)
+                   for m in models]
+    else:
+        if rule != "rescale" or split_signs or normalize_input_weights:
+            raise SeqliftError("--rule, --split-signs and --normalize-input-weights go with --method deeplift")
+        scorers = [_method_scorer(method, m, length, dev, steps, batch_size) for m in models]
+    forward, space = scorers[0][1], scorers[0][2]
+    targets = parse_targets(target, output_index, _n_outputs(forward, length, dev, output_index) if "all" in str(target) else None)
     with Genome(fasta) as genome:
         all_regions = read_regions(regions)
         windows, skipped = to_windows(all_regions, length, genome.chrom_sizes(), skip_invalid=skip_invalid)
         if not windows:
             raise RegionError(f"no region of {regions} can be scored ({len(skipped)} skipped); see the reasons with --skip-invalid")
-        if reference == "gc-matched":
+        if method not in METHODS_WITH_REFERENCES:
+            make_refs, n = (lambda X, batch: np.zeros(X.shape[:1] + (0,) + X.shape[1:], np.float32)), 0
+        elif reference == "gc-matched":
             make_refs, n = _gc_maker(genome, windows, all_regions, length, n_refs, seed, gc_tolerance, exclude)
         else:
             make_refs, n = _reference_maker(reference, n_refs, shuffle_k, seed, len(all_regions), length)
@@ -206,11 +223,13 @@ def score(
             "model_sha256": " ".join(m.sha256 for m in models),
             "model_kwargs": repr(models[0].kwargs),
             "n_models": len(models),
-            "method": "deeplift",
-            "rule": rule if isinstance(rule, str) else yaml.safe_dump(rule, default_flow_style=True).strip(),
+            "method": method,
+            "steps": steps if method == "integrated-gradients" else 0,
+            "rule": (rule if isinstance(rule, str) else yaml.safe_dump(rule, default_flow_style=True).strip())
+            if method == "deeplift" else "",
             "split_signs": bool(split_signs),
             "normalize_input_weights": bool(normalize_input_weights),
-            "reference": reference,
+            "reference": reference if n else "none",
             "n_refs": n,
             "shuffle_k": shuffle_k if reference == "shuffle" else 0,
             "gc_tolerance": gc_tolerance if reference == "gc-matched" else 0.0,
@@ -235,14 +254,14 @@ def score(
         writers = []
         try:
             for t, path in zip(targets, paths):
-                attrs_t = {**attrs, "target": t.name, "target_space": engine.target_space(t)}
+                attrs_t = {**attrs, "target": t.name, "target_space": space(t)}
                 writers.append(ScoreWriter(path, windows, length, attrs_t, force=force, resume=resume))
 
             def attribute(X, refs):
-                runs = [e.run(X, refs, targets, split_signs=split_signs) for e in engines]
+                runs = [score_batch(X, refs, targets) for score_batch, _, _ in scorers]
                 if rc_average:
                     rc_x, rc_refs = reverse_complement(X), reverse_complement(refs)
-                    runs += [[_flip(a) for a in e.run(rc_x, rc_refs, targets, split_signs=split_signs)] for e in engines]
+                    runs += [[_flip(a) for a in score_batch(rc_x, rc_refs, targets)] for score_batch, _, _ in scorers]
                 return [_mean(per_target) for per_target in zip(*runs)]
 
             bad, low = _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tolerance, strict, progress)
@@ -278,9 +297,65 @@ def target_paths(output, targets) -> list[Path]:
     return [output.with_name(f"{output.stem}.{t.name}{output.suffix or '.h5'}") for t in targets]
 
 
-def _n_outputs(engine, length, output_index) -> int:
+#: Methods and whether they use references.
+METHODS = ("deeplift", "gradient", "gradient-x-input", "integrated-gradients", "ism")
+METHODS_WITH_REFERENCES = ("deeplift", "integrated-gradients")
+
+
+def _deeplift_scorer(loaded, length, rule, allow_unsupported, device, normalize_input_weights, compile, split_signs):
+    """``(score_batch(X, refs, targets) -> [Attributions], forward(x), target_space(t))`` for DeepLIFT."""
+    if loaded.kind == "torchscript":
+        raise ModelError(
+            f"{loaded.spec} is TorchScript, whose graph seqlift cannot rewrite for DeepLIFT; use it with --method "
+            f"gradient, gradient-x-input, integrated-gradients or ism, or {EXPORT_HINT}"
+        )
+    engine = prepare(loaded.model, length, rule=rule, allow_unsupported=allow_unsupported, device=device,
+                     normalize_input_weights=normalize_input_weights, compile=compile)
+    if split_signs and engine.layer_rules is None:
+        raise SeqliftError("--split-signs needs a rule that keeps signs apart: --rule revealcancel or genomics-default")
+    return (lambda X, refs, targets: engine.run(X, refs, targets, split_signs=split_signs)), engine.forward, engine.target_space
+
+
+def _method_scorer(method, loaded, length, device, steps, batch_size):
+    """The same triple as :func:`_deeplift_scorer` for a gradient method or ISM (on the logits, like DeepLIFT)."""
+    if method not in METHODS:
+        raise SeqliftError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if loaded.kind == "torchscript":
+        captured = CapturedModel(module=loaded.model.to(device), input_length=length)
+    else:
+        captured = strip_output_activation(as_captured(loaded.model, length, device))
+    activation = lambda t: (captured.output_activations[t.output_index or 0]
+                            if (t.output_index or 0) < len(captured.output_activations) else None)
+    space = lambda t: {"sigmoid": "logits", "softmax": "mean-normalised logits"}.get(activation(t), "output")
+    rows = max(64, 8 * batch_size)
+
+    def bound(t):
+        return lambda out: t.bind(out, _rows(out), activation(t))(out)
+
+    def score_batch(X, refs, targets):
+        out = []
+        for t in targets:
+            if method == "gradient":
+                out.append(saliency(captured, X, bound(t), batch_size=rows, device=device))
+            elif method == "gradient-x-input":
+                out.append(gradient_x_input(captured, X, bound(t), batch_size=rows, device=device))
+            elif method == "integrated-gradients":
+                out.append(integrated_gradients(captured, X, refs, bound(t), steps=steps, batch_size=rows, device=device))
+            else:
+                out.append(ism(captured, X, bound(t), batch_size=rows, device=device, fast=loaded.kind != "torchscript"))
+        return out
+
+    return score_batch, captured.module, space
+
+
+def _rows(out) -> int:
+    return (out[0] if isinstance(out, (tuple, list)) else out).shape[0]
+
+
+def _n_outputs(forward, length, device, output_index) -> int:
     """Columns of the (chosen) model output, from one forward pass on an all-N window."""
-    out = engine.forward(torch.zeros(1, 4, length, device=engine.device, dtype=engine.dtype or torch.float32))
+    with torch.no_grad():
+        out = forward(torch.zeros(2, 4, length, device=device))
     if isinstance(out, (tuple, list)):
         out = out[output_index or 0]
     return out.shape[1] if out.dim() == 2 else 1
@@ -380,7 +455,8 @@ def _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tole
                     "shap/seq": hyp,
                     "projected_shap/seq": hyp * X,
                     "meta/prediction": a.predictions,
-                    "meta/reference_prediction": a.reference_predictions.mean(axis=1),
+                    "meta/reference_prediction": (a.reference_predictions.mean(axis=1) if a.reference_predictions.shape[1]
+                                                  else np.full(len(X), np.nan, np.float32)),
                     "meta/delta_error": a.delta_error,
                     "meta/delta_rel_error": a.relative_error,
                     "meta/low_complexity": same,

@@ -456,3 +456,46 @@ def test_several_models_are_averaged(data, tmp_path):
     for key in ("shap/seq", "meta/prediction", "meta/reference_prediction"):
         np.testing.assert_allclose(d[key], (outs["a"][0][key] + outs["b"][0][key]) / 2, atol=1e-5)
     assert d["meta/delta_rel_error"].max() < 1e-4
+
+
+@pytest.mark.parametrize("method", ["gradient", "gradient-x-input", "integrated-gradients", "ism"])
+def test_comparison_methods(data, tmp_path, method):
+    out = tmp_path / f"{method}.h5"
+    r = run(*score_args(data, out), "--method", method, "--steps", 64, "--target", 1)
+    assert r.exit_code == 0, r.output
+    d, attrs = read_all(out)
+    assert attrs["method"] == method and d["shap/seq"].shape == (6, 4, 50)
+    np.testing.assert_array_equal(d["projected_shap/seq"], d["shap/seq"] * d["raw/seq"])
+    x = torch.tensor(d["raw/seq"], dtype=torch.float32, requires_grad=True)
+    y = data["model"](x)[:, 1]
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    np.testing.assert_allclose(d["meta/prediction"], y.detach().numpy(), atol=1e-5)
+    if method in ("gradient", "gradient-x-input"):
+        np.testing.assert_allclose(d["shap/seq"], grad.numpy(), atol=1e-5)
+        assert attrs["n_refs"] == 0 and np.isnan(d["meta/reference_prediction"]).all()
+    if method == "integrated-gradients":
+        assert attrs["n_refs"] == 5 and attrs["steps"] == 64
+        assert d["meta/delta_rel_error"].max() < 0.05  # completeness, up to the integration error
+    if method == "ism":
+        # mutating position 7 of region 0 to each base changes the prediction by the (uncentred) score
+        x0 = torch.tensor(d["raw/seq"][:1], dtype=torch.float32)
+        deltas = []
+        for b in range(4):
+            m = x0.clone()
+            m[0, :, 7] = 0
+            m[0, b, 7] = 1
+            deltas.append((data["model"](m)[0, 1] - data["model"](x0)[0, 1]).item())
+        np.testing.assert_allclose(d["shap/seq"][0, :, 7], np.array(deltas) - np.mean(deltas), atol=1e-5)
+
+
+def test_torchscript_models(data, tmp_path):
+    script = tmp_path / "model.ts"
+    torch.jit.save(torch.jit.trace(data["model"], torch.zeros(2, 4, 50)), str(script))
+    base = ["score", data["bed"], "--fasta", data["fasta"], "--model", script, "--window", 50, "--quiet"]
+    r = run(*base, "-o", tmp_path / "dl.h5")
+    assert r.exit_code == 1 and "is TorchScript, whose graph seqlift cannot rewrite for DeepLIFT" in r.output
+    r = run(*base, "-o", tmp_path / "g.h5", "--method", "gradient")
+    assert r.exit_code == 0, r.output
+    ref = tmp_path / "g2.h5"
+    assert run(*score_args(data, ref), "--method", "gradient").exit_code == 0
+    np.testing.assert_allclose(read_all(tmp_path / "g.h5")[0]["shap/seq"], read_all(ref)[0]["shap/seq"], atol=1e-5)
