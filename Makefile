@@ -19,6 +19,9 @@ install:
 
 install-test: install
 	$(PIP) install -q -e ".[test]"
+	# bpnet-lite's BPNet/ChromBPNet classes serve as test models; its own dependencies
+	# (macs3, bam2bw, ...) are for training pipelines and are not needed for that.
+	$(PIP) install -q --no-deps "bpnet-lite==1.1.0"
 
 demo: install
 	@mkdir -p results

@@ -186,7 +186,7 @@ _LINEAR = [
 _ELEMENTWISE = [
     aten.relu, aten.leaky_relu, aten.elu, aten.selu, aten.celu, aten.gelu, aten.silu, aten.mish,
     aten.softplus, aten.sigmoid, aten.tanh, aten.exp, aten.hardtanh, aten.relu6, aten.hardsigmoid,
-    aten.hardswish, aten.log_sigmoid, aten.abs, aten.clamp, aten.square,
+    aten.hardswish, aten.log_sigmoid, aten.abs, aten.clamp, aten.square, aten.log, aten.log1p, aten.sqrt,
 ]
 
 RULES: dict = {}

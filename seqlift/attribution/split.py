@@ -121,6 +121,11 @@ class _SplitNonlinear(torch.autograd.Function):
         return None, g_pos * m_pos, g_neg * m_neg, None, None, None
 
 
+#: Functions defined on part of the line: RevealCancel would evaluate them at ``r + dx-``
+#: alone, which can leave their domain, so they always take Rescale (``f(x)`` and ``f(r)`` only).
+RESCALE_ONLY = {aten.log, aten.log1p, aten.sqrt}
+
+
 class SplitRule:
     """Rescale (``reveal=False``) or RevealCancel (``reveal=True``) on split deltas.
 
@@ -140,7 +145,8 @@ class SplitRule:
     def elementwise(self, fn, x: Split, target=None) -> Split:
         with torch.no_grad():
             act = fn(x.act)
-        pos, neg = _SplitNonlinear.apply(x.act.detach(), x.pos, x.neg, fn, self.reveal, self.eps)
+        reveal = self.reveal and getattr(target, "overloadpacket", None) not in RESCALE_ONLY
+        pos, neg = _SplitNonlinear.apply(x.act.detach(), x.pos, x.neg, fn, reveal, self.eps)
         return Split(act, pos, neg)
 
     def max(self, x: Split, index: torch.Tensor) -> Split:
