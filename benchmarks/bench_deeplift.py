@@ -6,8 +6,8 @@ and returns hypothetical contributions averaged over the references, shape
 (N, 4, L). The batch size is swept in regions per model call; a call then
 holds ``regions * K`` (input, reference) pairs for every tool:
 
-- seqlift: ``prepare(model, L)`` once (not timed), then ``deeplift(engine, X,
-  R, batch_size=regions)``. A call runs ``regions * (K + 1)`` rows: each input
+- seqlift: ``prepare(model, L)`` once (not timed), then ``engine.run(X, R)``
+  per batch of regions. A call runs ``regions * (K + 1)`` rows: each input
   once, then its references.
 - tangermeme: ``deep_lift_shap(model, X, references=R, hypothetical=True,
   batch_size=regions * K)``; its ``batch_size`` counts pairs, and each pair is
@@ -26,7 +26,9 @@ above the memory held after imports, model construction and data (peak RSS
 from ``ru_maxrss`` on the CPU, the cumulative peak over the sweep, which runs
 from the smallest batch up; ``torch.cuda.max_memory_allocated`` per batch on a
 GPU). Each batch size is warmed up with one call, then the whole set of
-regions is timed ``--repeats`` times and the median reported.
+regions is timed ``--repeats`` times and the median wall time reported, with
+the process's mean CPU time (user + system, all threads) per run, which
+moves less than wall time when other processes share the cores.
 
     python benchmarks/bench_deeplift.py            # the full run, 3-6 minutes on 2 CPU cores
     python benchmarks/bench_deeplift.py --quick    # a smoke run
@@ -49,7 +51,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-TOOLS = ("seqlift", "tangermeme", "captum", "gradient")
+TOOLS = ("seqlift", "seqlift-compiled", "tangermeme", "captum", "gradient")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -145,11 +147,14 @@ def hypothetical(m, r):
 
 def make_runner(tool, model, length, device):
     """``run(X, R, regions_per_call) -> hypothetical (N, 4, L) or None`` for ``tool``; preparation is done here, untimed."""
-    if tool == "seqlift":
-        from seqlift.attribution import deeplift, prepare
+    if tool in ("seqlift", "seqlift-compiled"):
+        from seqlift.attribution import prepare
 
-        engine = prepare(model, length, device=device)
-        return lambda X, R, b: deeplift(engine, X, R, target=0, batch_size=b).hypothetical
+        # seqlift-compiled: the ReLU multipliers fused by torch.compile (compiled in the warm-up call)
+        engine = prepare(model, length, device=device, compile=tool == "seqlift-compiled")
+        return lambda X, R, b: np.concatenate(
+            [engine.run(X[i : i + b], R[i : i + b], target=0).hypothetical for i in range(0, len(X), b)]
+        )
 
     if tool == "tangermeme":
         from tangermeme.deep_lift_shap import deep_lift_shap
@@ -177,7 +182,8 @@ def make_runner(tool, model, length, device):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # "Setting forward, backward hooks ..." on every call
                     (hyp,) = explainer.attribute(
-                        (x,), baselines=(r,), target=0, custom_attribution_func=lambda m, x, r: (hypothetical(m[0], r[0]),)
+                        (x,), baselines=(r,), target=0,
+                        custom_attribution_func=lambda mult, inp, base: (hypothetical(mult[0], base[0]),),
                     )
                 out.append(hyp.detach().reshape(-1, k, *hyp.shape[1:]).mean(dim=1).cpu())
             return torch.cat(out).numpy()
@@ -188,7 +194,7 @@ def make_runner(tool, model, length, device):
         for i in range(0, len(X), b):
             r = torch.from_numpy(R[i : i + b]).to(device).flatten(0, 1).requires_grad_(True)
             (g,) = torch.autograd.grad(model(r)[:, 0].sum(), r)
-            g.cpu()
+            g.cpu()  # copied back, as the other tools' scores are
 
     return run
 
@@ -207,7 +213,14 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds():
+    """User plus system CPU time of this process so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def sync(device):
+    """Wait for queued GPU work, so that it falls inside the timed region."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
@@ -226,15 +239,18 @@ def worker(spec):
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         run(X[:b], R[:b], b)  # warm-up: one model call at this batch size
-        times = []
+        times, cpu = [], cpu_seconds()
         for _ in range(spec["repeats"]):
             sync(device)
             start = time.perf_counter()
             hyp = run(X, R, b)
             sync(device)
             times.append(time.perf_counter() - start)
+        cpu = (cpu_seconds() - cpu) / spec["repeats"]
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else peak_rss_mib() - base
-        rows.append({"regions_per_call": b, "seconds": times, "median_s": float(np.median(times)), "peak_mib": peak})
+        rows.append({
+            "regions_per_call": b, "seconds": times, "median_s": float(np.median(times)), "cpu_s": cpu, "peak_mib": peak,
+        })
     if hyp is not None:
         np.save(spec["scores"], hyp)
     return {"model": spec["model"], "tool": spec["tool"], "sweep": rows}
@@ -268,7 +284,12 @@ def ratio(a, b):
 
 
 def summarise(name, results, scores, model, X, R, refs, device):
-    """Throughput, ratios and accuracy for one model, as a dict."""
+    """Throughput, ratios and accuracy for one model, as a dict.
+
+    On the CPU the ratios are also given by CPU time (user + system), which
+    counts work rather than waiting and so moves less on a shared machine.
+    """
+    clocks = [("", "median_s")] + ([] if device.startswith("cuda") else [(" (CPU time)", "cpu_s")])
     tools = {r["tool"]: {s["regions_per_call"]: s for s in r["sweep"]} for r in results}
     n = len(X)
     for sweep in tools.values():
@@ -278,17 +299,21 @@ def summarise(name, results, scores, model, X, R, refs, device):
     best = {t: max(s.values(), key=lambda v: v["regions_per_s"]) for t, s in tools.items()}
 
     def ratios(pick):
-        sl = pick("seqlift")
+        """Ratios of seqlift to the others; ``pick(tool, key)`` gives the sweep entry to compare by ``key``."""
         out = {}
-        for peer in ("tangermeme", "captum"):
-            if sl and pick(peer):
-                out[f"seqlift / {peer} throughput"] = ratio(sl["regions_per_s"], pick(peer)["regions_per_s"])
-        if sl and pick("gradient"):
-            out["seqlift time / gradient time"] = ratio(sl["median_s"], pick("gradient")["median_s"])
+        for clock, key in clocks:
+            for ours in ("seqlift", "seqlift-compiled"):
+                sl = pick(ours, key)
+                for peer in ("tangermeme", "captum", "gradient"):
+                    other = pick(peer, key)
+                    if sl and other and peer == "gradient":
+                        out[f"{ours} time / gradient time{clock}"] = ratio(sl[key], other[key])
+                    elif sl and other:
+                        out[f"{ours} / {peer} throughput{clock}"] = ratio(other[key], sl[key])
         return out
 
-    at_size = {b * refs: ratios(lambda t, b=b: tools.get(t, {}).get(b)) for b in sizes}
-    at_best = ratios(lambda t: best.get(t))
+    at_size = {b * refs: ratios(lambda t, key, b=b: tools.get(t, {}).get(b)) for b in sizes}
+    at_best = ratios(lambda t, key: min(tools[t].values(), key=lambda v: v[key]) if t in tools else None)
     errors = {}
     for tool, hyp in scores.items():
         err, delta = delta_errors(model, X, R, hyp, device)
@@ -323,22 +348,23 @@ def markdown(report):
             "",
             f"## {m['model']}-like, input (N, 4, {m['length']}), {m['regions']} regions",
             "",
-            f"| tool | regions/call | pairs/call | rows/call | median s | regions/s | {mem} MiB |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| tool | regions/call | pairs/call | rows/call | median s | regions/s | CPU s | {mem} MiB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for tool in TOOLS:
             for b, s in sorted(m["sweep"].get(tool, {}).items()):
-                rows = {"seqlift": b * (m["refs"] + 1), "gradient": b * m["refs"]}.get(tool, 2 * b * m["refs"])
+                rows = {"seqlift": b * (m["refs"] + 1), "seqlift-compiled": b * (m["refs"] + 1),
+                        "gradient": b * m["refs"]}.get(tool, 2 * b * m["refs"])
                 mark = " (best)" if s is m["best"][tool] else ""
                 out.append(
                     f"| {tool}{mark} | {b} | {b * m['refs']} | {rows} | {s['median_s']:.3f} | "
-                    f"{s['regions_per_s']:.2f} | {s['peak_mib']:.0f} |"
+                    f"{s['regions_per_s']:.2f} | {s['cpu_s']:.2f} | {s['peak_mib']:.0f} |"
                 )
         pairs = sorted(m["ratios_at_pairs_per_call"])
         names = list(m["ratios_at_best"])
         out += [
             "",
-            "| ratio | " + " | ".join(f"{p} pairs/call" for p in pairs) + " | each at its best |",
+            "| ratio | " + " | ".join(f"{p} pairs/call" for p in pairs) + " | each at its best batch size |",
             "| --- |" + " ---: |" * (len(pairs) + 1),
         ]
         for r in names:
