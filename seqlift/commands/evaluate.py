@@ -1,0 +1,76 @@
+"""``seqlift evaluate``: faithfulness by perturbation (``perturb``) and recovery of known motif sites (``sites``)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from ..cli import _Mapping, config_option
+from ..evaluate import MUTATIONS, evaluate_perturbation, evaluate_sites
+
+
+def _command() -> str:
+    argv = click.get_current_context().meta.get("seqlift.argv", sys.argv[1:])
+    return "seqlift " + " ".join(shlex.quote(str(a)) for a in argv)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def evaluate():
+    """Check scores files: do their top bases move the model (perturb), do they find known sites (sites)?"""
+
+
+@evaluate.command(short_help="Mutate top-k scored bases vs k random bases.")
+@click.argument("scores", type=click.Path(dir_okay=False))
+@click.option("--model", "-m", required=True, help="The model the scores were made with: model.pt2, or "
+              "file.py:ClassName / package.module:ClassName with --weights.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="State dict of a class model.")
+@click.option("--model-kwargs", type=_Mapping(), default=None, help="Constructor arguments of a class model.")
+@click.option("--trust-model", is_flag=True,
+              help="Also load a pickled full model (unpickling runs code from the file).")
+@click.option("--k", "ks", default="1,2,5,10,20", show_default=True,
+              help="Numbers of positions to mutate, comma-separated.")
+@click.option("--mutation", type=click.Choice(MUTATIONS), default="shuffle", show_default=True,
+              help="shuffle: each position to a different random base; reference: to the base of a dinucleotide "
+                   "shuffle of the window.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random positions and bases.")
+@click.option("--batch-size", "-b", type=int, default=32, show_default=True, help="Regions per model call.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="TSV table to write.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Also plot mean change vs k (png, pdf, svg).")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@config_option
+def perturb(scores, model, output, plot, force, quiet, **options):
+    """Mutate the top-k scored bases of each region and k random ones; compare the change of the target.
+
+    SCORES is a file of seqlift score; the target and output index are read
+    from it. The table has one row per k: mean change (mutated - original) for
+    the top-k positive positions and for k random positions, their ratio, and
+    the fractions of regions whose target changes sign (meaningful for binary
+    classifiers only).
+    """
+    evaluate_perturbation(scores, model, output, plot=plot, force=force, command=_command(),
+                          progress=not quiet, **options)
+    if not quiet:
+        click.echo(f"wrote {output}" + (f" and {plot}" if plot else ""), err=True)
+
+
+@evaluate.command(short_help="AUROC/AUPRC of scores at known motif sites.")
+@click.argument("scores", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--sites", "-s", required=True, type=click.Path(dir_okay=False),
+              help="BED of known sites (0-based half-open), motif name in column 4.")
+@click.option("--motif", "motifs", multiple=True,
+              help="Use only the sites of this motif (BED name); repeat for several.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="TSV table to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@config_option
+def sites(scores, sites, motifs, output, force, quiet):
+    """AUROC and AUPRC of per-base contributions for positions inside known sites, one row per SCORES file."""
+    evaluate_sites(list(scores), sites, output, motifs=list(motifs) or None, force=force, command=_command(),
+                   progress=not quiet)
+    if not quiet:
+        click.echo(f"wrote {output}", err=True)

@@ -1,0 +1,618 @@
+"""Evaluating contribution scores: faithfulness by perturbation, and recovery of known motif sites.
+
+Perturbation (:func:`perturbation`)
+    Scores are faithful when the bases they rank highest matter most to the
+    model. For each region of a scores file the positions are ranked by the
+    actual base's contribution (``projected_shap/seq`` summed over A, C, G, T)
+    and the top ``k`` positions with a *positive* contribution are mutated; as
+    a control, as many random non-N positions are mutated the same way. The
+    model is run on both, in the target space the scores explain (a final
+    sigmoid or softmax removed, the target read as when scoring), and the
+    change of the target (mutated - original) is averaged over regions. A
+    faithful method lowers the target far more with its top positions than at
+    random.
+
+Motif sites (:func:`site_recovery`)
+    With known sites (a BED of planted or annotated motif instances), the
+    per-base contribution should single them out: AUROC and AUPRC (average
+    precision) of ``|contribution|`` and of the signed contribution, positions
+    inside a site against every other scored position.
+
+Coordinates are 0-based half-open throughout. Scores of minus-strand windows
+(``meta/strand`` '-') are in the region's orientation and are mapped back to
+the genome's by reversing the length axis.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .attribution.gradients import as_captured, model_inputs
+from .attribution.graph import strip_output_activation
+from .errors import ModelError, OutputError, RegionError, SeqliftError
+from .models import load_model, resolve_length
+from .pipeline import resolve_device
+from .references import dinucleotide_shuffle, region_seed
+from .regions import read_regions
+from .targets import parse_targets
+from .writers import partial_path
+
+#: How ``perturbation`` mutates a chosen position.
+MUTATIONS = ("shuffle", "reference")
+
+#: Columns of the perturbation table, one row per k.
+PERTURB_COLUMNS = (
+    "k", "mean_delta_top", "mean_delta_random", "ratio", "flip_frac_top", "flip_frac_random", "mean_n_mutated",
+    "n_regions",
+)
+
+#: Columns of the site-recovery table, one row per scores file.
+SITE_COLUMNS = (
+    "file", "target", "method", "n_positions", "n_site_positions", "auroc_abs", "auprc_abs", "auroc_signed",
+    "auprc_signed",
+)
+
+#: Explains the flip columns in the table's header.
+FLIP_NOTE = (
+    "flip_frac_*: fraction of regions whose target changes sign (predicted class flips); meaningful only for a "
+    "binary classifier whose target is a logit (nan for counts/profile targets)"
+)
+
+_NEEDED = ("raw/seq", "projected_shap/seq", "coords_chrom", "coords_start", "coords_end", "meta/strand")
+
+
+def open_scores(path) -> h5py.File:
+    """Open a scores file written by ``seqlift score`` for reading, checking its datasets.
+
+    Parameters
+    ----------
+    path : str or Path
+        HDF5 file with at least ``raw/seq``, ``projected_shap/seq`` (N, 4, L),
+        ``coords_chrom``, ``coords_start``, ``coords_end`` and ``meta/strand`` (N,).
+
+    Returns
+    -------
+    h5py.File
+        Open read-only; close it (or use it in a ``with`` block).
+    """
+    if not Path(path).is_file():
+        raise SeqliftError(f"scores file {path} does not exist; give the output of seqlift score")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise SeqliftError(f"{path} is not an HDF5 file ({exc}); give the output of seqlift score") from exc
+    missing = [name for name in _NEEDED if name not in h5]
+    if missing:
+        h5.close()
+        raise SeqliftError(f"{path} has no dataset {missing[0]!r}; give a scores file written by seqlift score")
+    return h5
+
+
+def parse_ks(text) -> list[int]:
+    """The k values of ``--k``: ``"1,2,5"`` or a list of ints, each at least 1, sorted and unique."""
+    items = text if isinstance(text, (list, tuple)) else [p.strip() for p in str(text).split(",") if p.strip()]
+    try:
+        ks = sorted({int(k) for k in items})
+    except ValueError:
+        raise SeqliftError(f"--k {text!r} is not a list of integers; give it as 1,2,5,10") from None
+    if not ks or ks[0] < 1:
+        raise SeqliftError(f"--k {text!r} must list positive integers, e.g. 1,2,5,10")
+    return ks
+
+
+def _mutate(x, positions, bases):
+    """``x`` (4, L) with ``positions`` set to one-hot ``bases`` (a copy)."""
+    x = x.copy()
+    x[:, positions] = 0
+    x[bases, positions] = 1
+    return x
+
+
+def _variants(X, contrib, seeds, ks, mutation, ref_bases):
+    """Each window, then per k its top-k-mutated and random-k-mutated copies, and the counts mutated.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape=(B, 4, L)
+    contrib : np.ndarray, shape=(B, L)
+        Actual-base contribution per position.
+    seeds : list of int
+        One seed per window.
+    ks : list of int
+    mutation : str
+    ref_bases : np.ndarray, shape=(B, L), or None
+        Base index of a shuffle of each window (``reference`` mutation).
+
+    Returns
+    -------
+    variants : np.ndarray, shape=(B, 1 + 2 * len(ks), 4, L)
+    counts : np.ndarray, shape=(B, len(ks)), int
+    """
+    called = X.any(axis=1)
+    score = np.where(called, contrib, -np.inf)  # N columns are never chosen
+    ranked = np.argsort(-score, axis=1, kind="stable")
+    out = np.repeat(X[:, None], 1 + 2 * len(ks), axis=1)
+    counts = np.zeros((len(X), len(ks)), int)
+    for i, x in enumerate(X):
+        base = x.argmax(axis=0)
+        for j, k in enumerate(ks):
+            top = ranked[i, :k][score[i, ranked[i, :k]] > 0]
+            rng = np.random.default_rng([seeds[i], k])
+            rand = rng.choice(np.flatnonzero(called[i]), size=len(top), replace=False)
+            for slot, pos in ((1 + 2 * j, top), (2 + 2 * j, rand)):
+                new = ref_bases[i, pos] if mutation == "reference" else (base[pos] + rng.integers(1, 4, len(pos))) % 4
+                out[i, slot] = _mutate(x, pos, new)
+            counts[i, j] = len(top)
+    return out, counts
+
+
+def perturbation(
+    scores,
+    model,
+    *,
+    weights=None,
+    model_kwargs=None,
+    trust_model: bool = False,
+    ks=(1, 2, 5, 10, 20),
+    mutation: str = "shuffle",
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str = "auto",
+    progress: bool = True,
+) -> list[dict]:
+    """Change of the model's target when the top-k scored bases are mutated, against k random bases.
+
+    For each region, the positions with the ``k`` largest actual-base
+    contributions that are also positive are mutated (fewer than ``k`` when
+    fewer are positive); the control mutates as many positions drawn at random
+    among the window's non-N positions. A position is mutated to
+
+    - ``shuffle``: a different base, drawn uniformly from the other three;
+    - ``reference``: the base at that position of a dinucleotide shuffle of the
+      window, seeded as ``seqlift score`` seeds its first reference (it may be
+      the same base, leaving the position as it is).
+
+    Draws depend only on ``seed``, the region and ``k``.
+
+    Parameters
+    ----------
+    scores : str or Path
+        Scores file of ``seqlift score``; its attributes ``target`` and
+        ``output_index`` say what to read from the model.
+    model : str
+        ``model.pt2`` or ``file.py:ClassName`` / ``package.module:ClassName``
+        with ``weights``, as for scoring.
+    weights, model_kwargs, trust_model
+        See :func:`seqlift.models.load_model`.
+    ks : sequence of int
+        Numbers of positions to mutate, each from 1 to the window length L.
+    mutation : str
+        ``shuffle`` or ``reference``.
+    seed : int
+        Seed of the random positions and bases.
+    batch_size : int
+        Regions per model call (each with ``2 * len(ks)`` mutated copies).
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+    progress : bool
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    list of dict
+        One row per k with the keys of :data:`PERTURB_COLUMNS`: the mean change
+        of the target for the top and the random positions, their ratio, the
+        fractions of regions whose target changes sign (see :data:`FLIP_NOTE`),
+        the mean number of positions mutated and the number of regions.
+    """
+    if mutation not in MUTATIONS:
+        raise SeqliftError(f"--mutation {mutation!r} is unknown; choose one of {', '.join(MUTATIONS)}")
+    if batch_size < 1:
+        raise SeqliftError(f"--batch-size {batch_size} must be at least 1")
+    ks = parse_ks(ks)
+    dev = resolve_device(device)
+    with open_scores(scores) as h5:
+        n, _, length = h5["raw/seq"].shape
+        if ks[-1] > length:
+            raise SeqliftError(
+                f"--k {ks[-1]} is larger than the windows of {scores} ({length} bp); give k from 1 to {length}"
+            )
+        attrs = dict(h5.attrs)
+        loaded = load_model(model, weights, model_kwargs, trust_model)
+        if loaded.input_length not in (None, length):
+            raise ModelError(
+                f"model {model} takes inputs of length {loaded.input_length} but {scores} holds windows of "
+                f"{length} bp; give the model the scores were made with ({attrs.get('model', 'unknown')})"
+            )
+        captured = strip_output_activation(as_captured(loaded.model, resolve_length(loaded, length), dev))
+        output_index = int(attrs.get("output_index", -1))
+        target = parse_targets(str(attrs.get("target", "0")), None if output_index < 0 else output_index)[0]
+        head = target.output_index or 0
+        activation = captured.output_activations[head] if head < len(captured.output_activations) else None
+        chroms, strands = h5["coords_chrom"].asstr()[:], h5["meta/strand"].asstr()[:]
+        starts, ends = h5["coords_start"][:], h5["coords_end"][:]
+        deltas, flips, counts, originals = [], [], [], []
+        with tqdm(total=n, unit="region", desc="perturbing", disable=not progress, file=sys.stderr,
+                  dynamic_ncols=True) as bar:
+            for lo in range(0, n, batch_size):
+                rows = slice(lo, min(lo + batch_size, n))
+                X = h5["raw/seq"][rows]
+                contrib = h5["projected_shap/seq"][rows].sum(axis=1)
+                seeds = [region_seed(seed, *w) for w in zip(chroms[rows], starts[rows], ends[rows], strands[rows])]
+                ref_bases = (dinucleotide_shuffle(X, 1, np.array(seeds, np.uint64))[:, 0].argmax(axis=1)
+                             if mutation == "reference" else None)
+                variants, count = _variants(X, contrib, seeds, ks, mutation, ref_bases)
+                _, inputs = model_inputs(captured, variants.reshape((-1, 4, length)), dev)
+                with torch.no_grad():
+                    out = captured.module(inputs)
+                    y = target.bind(out, len(inputs), activation)(out).reshape(len(X), -1).double().cpu().numpy()
+                deltas.append(y[:, 1:] - y[:, :1])
+                flips.append((y[:, 1:] > 0) != (y[:, :1] > 0))
+                counts.append(count)
+                originals.append(y[:, 0])
+                bar.update(len(X))
+        _check_predictions(np.concatenate(originals), h5, attrs, model, scores)
+    delta, flip, count = (np.concatenate(a) for a in (deltas, flips, counts))
+    flip_frac = flip.mean(axis=0) if target.kind == "index" else np.full(flip.shape[1], np.nan)
+    table = []
+    for j, k in enumerate(ks):
+        top, rand = delta[:, 2 * j].mean(), delta[:, 2 * j + 1].mean()
+        table.append({
+            "k": k, "mean_delta_top": float(top), "mean_delta_random": float(rand),
+            "ratio": float(top / rand) if rand else float("nan"),
+            "flip_frac_top": float(flip_frac[2 * j]), "flip_frac_random": float(flip_frac[2 * j + 1]),
+            "mean_n_mutated": float(count[:, j].mean()), "n_regions": int(n),
+        })
+    return table
+
+
+def _check_predictions(y, h5, attrs, model, scores):
+    """Warn when the model's target on the windows is not the one stored with the scores."""
+    if "meta/prediction" not in h5 or attrs.get("rc_average") or int(attrs.get("n_models", 1)) > 1:
+        return  # averaged scores store averaged predictions
+    diff = np.abs(y - h5["meta/prediction"][:])
+    if diff.max() > 1e-3 * (1 + np.abs(y).max()):
+        warnings.warn(
+            f"the target of {model} on the windows of {scores} differs from its meta/prediction by up to "
+            f"{diff.max():.3g} (region row {int(diff.argmax())}); were the scores made with another model "
+            f"({attrs.get('model', 'unknown')})?",
+            stacklevel=3,
+        )
+
+
+def auroc(y_true, y_score) -> float:
+    """Area under the ROC curve, from ranks (the Mann-Whitney U statistic); tied scores count one half.
+
+    Parameters
+    ----------
+    y_true : array_like, shape=(n,)
+        Labels (bool or 0/1); both classes must be present.
+    y_score : array_like, shape=(n,)
+        Scores, higher meaning more likely positive.
+
+    Returns
+    -------
+    float
+    """
+    y, s = _labels_scores(y_true, y_score)
+    order = np.argsort(s, kind="stable")
+    ordered = s[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]
+    starts = np.flatnonzero(first)
+    ends = np.r_[starts[1:], len(s)]
+    ranks = np.empty(len(s))
+    ranks[order] = ((starts + ends + 1) / 2.0)[np.cumsum(first) - 1]  # mean 1-based rank of each tie group
+    n_pos = y.sum()
+    n_neg = len(y) - n_pos
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def auprc(y_true, y_score) -> float:
+    """Average precision: ``sum_t (R_t - R_{t-1}) P_t`` over the distinct score thresholds, highest first.
+
+    Parameters
+    ----------
+    y_true : array_like, shape=(n,)
+        Labels (bool or 0/1); both classes must be present.
+    y_score : array_like, shape=(n,)
+        Scores, higher meaning more likely positive.
+
+    Returns
+    -------
+    float
+    """
+    y, s = _labels_scores(y_true, y_score)
+    order = np.argsort(-s, kind="stable")
+    ordered = s[order]
+    last = np.flatnonzero(np.r_[ordered[1:] != ordered[:-1], True])  # end of each tie group
+    tp = np.cumsum(y[order])[last]
+    precision = tp / (last + 1.0)
+    recall = tp / tp[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def _labels_scores(y_true, y_score):
+    y = np.asarray(y_true).astype(bool).ravel()
+    s = np.asarray(y_score, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"labels of shape {y.shape} and scores of shape {s.shape} differ; give one score per label")
+    if y.all() or not y.any():
+        raise ValueError("the labels hold one class only; AUROC and AUPRC need positives and negatives")
+    return y, s
+
+
+def read_sites(path, motifs=None) -> dict[str, np.ndarray]:
+    """Known sites from a BED file, merged per chromosome.
+
+    Parameters
+    ----------
+    path : str or Path
+        BED3+ of sites (0-based half-open); the name column names the motif.
+    motifs : sequence of str, optional
+        Keep only sites with these names.
+
+    Returns
+    -------
+    dict
+        Chromosome -> np.ndarray, shape=(M, 2), int64: disjoint sorted
+        ``[start, end)`` intervals covering the sites.
+    """
+    sites = read_regions(path)
+    if motifs:
+        names = {s.name for s in sites}
+        unknown = [m for m in motifs if m not in names]
+        if unknown:
+            raise RegionError(
+                f"--motif {unknown[0]} names no site in {path}; its names are {', '.join(sorted(names)[:10])}"
+            )
+        sites = [s for s in sites if s.name in set(motifs)]
+    merged = {}
+    for chrom in sorted({s.chrom for s in sites}):
+        spans = sorted((s.start, s.end) for s in sites if s.chrom == chrom)
+        out = [list(spans[0])]
+        for start, end in spans[1:]:
+            if start <= out[-1][1]:
+                out[-1][1] = max(out[-1][1], end)
+            else:
+                out.append([start, end])
+        merged[chrom] = np.array(out, np.int64)
+    return merged
+
+
+def site_labels(chroms, starts, ends, sites) -> np.ndarray:
+    """Which positions of each window lie inside a site, in genome orientation.
+
+    Parameters
+    ----------
+    chroms : sequence of str, shape=(N,)
+    starts, ends : np.ndarray, shape=(N,)
+        Windows, 0-based half-open, all of length L.
+    sites : dict
+        From :func:`read_sites`.
+
+    Returns
+    -------
+    np.ndarray, shape=(N, L), bool
+    """
+    length = int(ends[0] - starts[0])
+    labels = np.zeros((len(starts), length), bool)
+    for i, (chrom, lo, hi) in enumerate(zip(chroms, starts, ends)):
+        spans = sites.get(chrom)
+        if spans is None:
+            continue
+        first = np.searchsorted(spans[:, 1], lo, side="right")
+        last = np.searchsorted(spans[:, 0], hi, side="left")
+        for start, end in spans[first:last]:
+            labels[i, max(start, lo) - lo : min(end, hi) - lo] = True
+    return labels
+
+
+def site_recovery(scores, sites, motifs=None, batch_size: int = 1024, progress: bool = False) -> list[dict]:
+    """AUROC and AUPRC of per-base contributions for the positions of known sites.
+
+    Each scored window position (N columns left out) is one example, labelled
+    positive when it lies inside a site (of any strand); a position covered
+    by two overlapping windows counts once per window. The score is the actual
+    base's contribution, as ``|c|`` and as signed ``c``.
+
+    Parameters
+    ----------
+    scores : str, Path or sequence of them
+        Scores files of ``seqlift score``.
+    sites : str or Path
+        BED of known sites (0-based half-open), motif in the name column.
+    motifs : sequence of str, optional
+        Use only the sites with these names.
+    batch_size : int
+        Windows read at a time.
+    progress : bool
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    list of dict
+        One row per file with the keys of :data:`SITE_COLUMNS`.
+    """
+    known = read_sites(sites, motifs)
+    paths = [scores] if isinstance(scores, (str, os.PathLike)) else list(scores)
+    table = []
+    for path in tqdm(paths, unit="file", desc="sites", disable=not progress, file=sys.stderr):
+        with open_scores(path) as h5:
+            chroms, strands = h5["coords_chrom"].asstr()[:], h5["meta/strand"].asstr()[:]
+            starts, ends = h5["coords_start"][:], h5["coords_end"][:]
+            labels = site_labels(chroms, starts, ends, known)
+            contrib, called = [], []
+            for lo in range(0, len(starts), batch_size):
+                rows = slice(lo, lo + batch_size)
+                c, x = h5["projected_shap/seq"][rows].sum(axis=1), h5["raw/seq"][rows].any(axis=1)
+                minus = strands[rows] == "-"
+                c[minus], x[minus] = c[minus, ::-1], x[minus, ::-1]  # to genome orientation
+                contrib.append(c)
+                called.append(x)
+            contrib, called = np.concatenate(contrib), np.concatenate(called)
+            attrs = dict(h5.attrs)
+        y, c = labels[called], contrib[called].astype(np.float64)
+        if not y.any():
+            what = f"{'/'.join(motifs)} site" if motifs else "site"
+            raise RegionError(
+                f"no {what} of {sites} overlaps a scored position of {path} ({len(starts)} windows on "
+                f"{', '.join(sorted(set(chroms))[:5])}); check that both files use the same genome and names"
+            )
+        if y.all():
+            raise RegionError(f"every scored position of {path} lies in a site of {sites}; AUROC needs positions "
+                              "outside sites too: score wider windows")
+        table.append({
+            "file": str(path), "target": str(attrs.get("target", "")), "method": str(attrs.get("method", "")),
+            "n_positions": len(y), "n_site_positions": int(y.sum()),
+            "auroc_abs": auroc(y, np.abs(c)), "auprc_abs": auprc(y, np.abs(c)),
+            "auroc_signed": auroc(y, c), "auprc_signed": auprc(y, c),
+        })
+    return table
+
+
+def check_output(path, force: bool = False) -> Path:
+    """``path`` as a Path, after checking that it can be written (it exists only with ``force``)."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputError(f"output {path} exists; use --force to overwrite it")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
+    return path
+
+
+def write_table(rows, columns, path, notes=(), force: bool = False) -> Path:
+    """Write ``rows`` as a TSV: ``# `` note lines, a header of ``columns``, one line per row.
+
+    Written under ``<path>.partial`` and renamed when complete. Floats are
+    written with 6 significant digits (``nan`` when undefined).
+    """
+    path = check_output(path, force)
+    tmp = partial_path(path)
+    with open(tmp, "w") as fh:
+        fh.writelines(f"# {note}\n" for note in notes)
+        fh.write("\t".join(columns) + "\n")
+        for row in rows:
+            fh.write("\t".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in columns) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_perturbation(rows, path, title: str = "", force: bool = False) -> Path:
+    """Plot the mean change of the target against k, top-k against random-k, with matplotlib (Agg).
+
+    The format follows the suffix of ``path`` (png, pdf, svg); written under
+    ``<path>.partial`` and renamed when complete.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = check_output(path, force)
+    ks = [r["k"] for r in rows]
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    ax.plot(ks, [r["mean_delta_top"] for r in rows], "o-", label="top-k scored positions")
+    ax.plot(ks, [r["mean_delta_random"] for r in rows], "s--", label="k random positions")
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel("positions mutated (k)")
+    ax.set_ylabel("mean change of target")
+    ax.set_title(title, fontsize=9)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    tmp = partial_path(path)
+    fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=150)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def evaluate_perturbation(scores, model, output, *, plot=None, force: bool = False, command: str | None = None,
+                          **options) -> list[dict]:
+    """:func:`perturbation`, written as a TSV table (and a figure): what ``seqlift evaluate perturb`` does.
+
+    Parameters
+    ----------
+    scores, model
+        As for :func:`perturbation`.
+    output : str or Path
+        TSV to write: ``#`` lines saying what was run and what the columns
+        mean, then one row per k with the columns of :data:`PERTURB_COLUMNS`.
+    plot : str or Path, optional
+        Figure of the mean change against k (see :func:`plot_perturbation`).
+    force : bool
+        Overwrite existing outputs.
+    command : str, optional
+        The command line, written in the table's header.
+    **options
+        Keyword arguments of :func:`perturbation`.
+
+    Returns
+    -------
+    list of dict
+        The table's rows.
+    """
+    for path in (output, plot):
+        if path is not None:
+            check_output(path, force)
+    with open_scores(scores) as h5:
+        attrs = dict(h5.attrs)
+    table = perturbation(scores, model, **options)
+    mutation = options.get("mutation", "shuffle")
+    notes = [
+        command or "seqlift evaluate perturb",
+        f"scores {scores} (method {attrs.get('method', '?')}, target {attrs.get('target', '?')} in "
+        f"{attrs.get('target_space', '?')} space); model {model}; mutation {mutation}; seed {options.get('seed', 0)}",
+        "mean_delta_*: mean over regions of target(mutated) - target(original); top = the k positions with the "
+        "largest positive contributions, random = as many random non-N positions; ratio = top / random",
+        FLIP_NOTE,
+    ]
+    write_table(table, PERTURB_COLUMNS, output, notes, force)
+    if plot is not None:
+        plot_perturbation(table, plot, f"{Path(scores).name}: {mutation} mutation", force)
+    return table
+
+
+def evaluate_sites(scores, sites, output, *, motifs=None, force: bool = False, command: str | None = None,
+                   progress: bool = False) -> list[dict]:
+    """:func:`site_recovery` written as a TSV table: what ``seqlift evaluate sites`` does.
+
+    Parameters
+    ----------
+    scores : str, Path or sequence of them
+        Scores files.
+    sites : str or Path
+        BED of known sites (0-based half-open), motif in the name column.
+    output : str or Path
+        TSV to write, one row per scores file, columns :data:`SITE_COLUMNS`.
+    motifs : sequence of str, optional
+        Use only the sites with these names.
+    force : bool
+        Overwrite an existing output.
+    command : str, optional
+        The command line, written in the table's header.
+    progress : bool
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    list of dict
+        The table's rows.
+    """
+    check_output(output, force)
+    table = site_recovery(scores, sites, motifs, progress=progress)
+    notes = [
+        command or "seqlift evaluate sites",
+        f"sites {sites} ({', '.join(motifs) if motifs else 'all motifs'}); positive = a scored position inside a "
+        "site, negative = every other scored (non-N) position",
+        "*_abs: scored by |actual-base contribution|; *_signed: by the signed contribution; auprc = average precision",
+    ]
+    write_table(table, SITE_COLUMNS, output, notes, force)
+    return table
