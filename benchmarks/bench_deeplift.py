@@ -9,6 +9,8 @@ holds ``regions * K`` (input, reference) pairs for every tool:
 - seqlift: ``prepare(model, L)`` once (not timed), then ``engine.run(X, R)``
   per batch of regions. A call runs ``regions * (K + 1)`` rows: each input
   once, then its references.
+- seqlift-compiled: the same with ``prepare(..., compile=True)``, which fuses
+  the ReLU multipliers with ``torch.compile`` (compiled in the warm-up call).
 - tangermeme: ``deep_lift_shap(model, X, references=R, hypothetical=True,
   batch_size=regions * K)``; its ``batch_size`` counts pairs, and each pair is
   two rows (input copy and reference), so ``2 * regions * K`` rows.
@@ -30,7 +32,7 @@ regions is timed ``--repeats`` times and the median wall time reported, with
 the process's mean CPU time (user + system, all threads) per run, which
 moves less than wall time when other processes share the cores.
 
-    python benchmarks/bench_deeplift.py            # the full run, 3-6 minutes on 2 CPU cores
+    python benchmarks/bench_deeplift.py            # the full run, 4-8 minutes on 2 CPU cores
     python benchmarks/bench_deeplift.py --quick    # a smoke run
 """
 
