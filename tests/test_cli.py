@@ -499,3 +499,9 @@ def test_torchscript_models(data, tmp_path):
     ref = tmp_path / "g2.h5"
     assert run(*score_args(data, ref), "--method", "gradient").exit_code == 0
     np.testing.assert_allclose(read_all(tmp_path / "g.h5")[0]["shap/seq"], read_all(ref)[0]["shap/seq"], atol=1e-5)
+
+
+def test_no_low_complexity_warning_without_references(data, tmp_path):
+    r = run(*score_args(data, tmp_path / "g.h5"), "--method", "gradient")
+    assert r.exit_code == 0 and "low-complexity" not in r.output
+    assert not read_all(tmp_path / "g.h5")[0]["meta/low_complexity"].any()

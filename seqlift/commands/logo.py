@@ -1,0 +1,88 @@
+"""``seqlift logo``: contribution logos of scored windows."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from ..cli import config_option
+from ..errors import OutputError
+from ..logos import WIDTH, figure, label, open_scores, parse_region, save, select_rows, top_rows
+
+
+@click.command()
+@click.argument("scores", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--region", "-r", help="Stretch to draw, 1-based inclusive: chr1:1,001-1,100. Must lie in one window.")
+@click.option("--index", "-i", type=int, help="Window to draw: its row in the score file (0-based).")
+@click.option("--name", "-n", help="Window to draw: its region name (BED column 4).")
+@click.option("--top", type=click.IntRange(min=1), metavar="N",
+              help="Draw the N windows of largest total |contribution|: one page each of a PDF if --out ends "
+                   "in .pdf, else one PNG each in the folder --out.")
+@click.option("--hypothetical", is_flag=True, help="Add a panel of the hypothetical contributions of all four bases.")
+@click.option("--out", "--output", "-o", "output", type=click.Path(),
+              help="Figure to write (.png, .pdf or .svg); default STEM.LABEL.png next to the first score file, "
+                   "STEM the score files' stems joined by '+' (a folder STEM.topN with --top).")
+@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=WIDTH, show_default=True,
+              help="Figure width in inches per 100 bp.")
+@click.option("--dpi", type=click.IntRange(min=10), default=150, show_default=True, help="Resolution of PNGs.")
+@click.option("--force", is_flag=True, help="Overwrite existing output.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@config_option
+def logo(scores, region, index, name, top, hypothetical, output, width, dpi, force, quiet):
+    """Draw the contribution logo of one window (or part of it) of SCORES.
+
+    Pick the window with --index, --name or --region (the first window that
+    contains the region), or rank them with --top. Several score files of
+    the same regions (say, two methods) are stacked as panels to compare.
+    """
+    if top is not None and (region or index is not None or name):
+        raise click.UsageError("--top ranks every window; give it without --region, --index or --name")
+    if top is None and not (region or index is not None or name):
+        raise click.UsageError("say what to draw: --region, --index, --name or --top")
+    if index is not None and name:
+        raise click.UsageError("give --index or --name, not both")
+    first = Path(scores[0])
+    stem = first.with_name("+".join(Path(path).stem for path in scores))  # several files: a+b.LABEL.png
+    stretch = parse_region(region) if region else None
+
+    with open_scores(first) as h5:
+        if top is not None:
+            picks = top_rows(h5, top)
+        else:
+            picks = select_rows(h5, index=index, name=name, region=stretch)
+        names = h5["meta/name"].asstr()[:]
+
+    if top is None:
+        if len(picks) > 1 and name:
+            warnings.warn(f"{len(picks)} windows of {first} are named {name!r}; drawing the first (row "
+                          f"{picks[0][0]}); use --index to pick another")
+        row = picks[0][0]
+        out = Path(output) if output else Path(f"{stem}.{label(names[row], row, stretch)}.png")
+        _check_free(out, force)
+        save(figure(scores, row, stretch, hypothetical, width), out, dpi)
+    else:
+        out = Path(output) if output else Path(f"{stem}.top{top}")
+        if out.suffix.lower() in (".png", ".svg") or (out.is_file() and out.suffix.lower() != ".pdf"):
+            raise OutputError(f"--top writes one PDF or a folder of PNGs, not {out}; give --out top.pdf or a folder")
+        _check_free(out, force)
+        ranked = tqdm(picks, desc="logos", unit="logo", disable=quiet)
+        if out.suffix.lower() == ".pdf":
+            save((figure(scores, row, None, hypothetical, width) for row, _, _ in ranked), out, dpi)
+        else:
+            out.mkdir(exist_ok=True)
+            digits = len(str(len(picks)))
+            for rank, (row, _, _) in enumerate(ranked, 1):
+                fig = figure(scores, row, None, hypothetical, width)
+                save(fig, out / f"{rank:0{digits}d}_{label(names[row], row)}.png", dpi)
+    if not quiet:
+        click.echo(f"wrote {out}", err=True)
+
+
+def _check_free(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise OutputError(f"output {out} exists; use --force to overwrite it")
+    if not out.parent.is_dir():
+        raise OutputError(f"cannot write {out}: folder {out.parent} does not exist; create it first")
