@@ -21,7 +21,8 @@ from . import __version__
 from .errors import SeqliftError
 
 #: Config keys holding paths, resolved relative to the config file.
-_PATH_KEYS = {"fasta", "model", "weights", "regions", "output", "npz_prefix"}
+_PATH_KEYS = {"fasta", "model", "weights", "regions", "output", "npz_prefix", "exclude", "sites", "plot", "out",
+              "motif_db"}
 
 
 def _load_config(ctx: click.Context, param, value):
@@ -186,6 +187,8 @@ def main():
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUTPUT.partial.")
 @click.option("--npz-prefix", default=None, help="Also write PREFIX.ohe.npz and PREFIX.shap.npz for modisco-lite.")
+@click.option("--shard", default=None, metavar="K-of-N",
+              help="Score only the K-th of N equal contiguous blocks of the regions (join them with seqlift merge).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @config_option
 def score(regions, quiet, **options):
@@ -203,6 +206,20 @@ def score(regions, quiet, **options):
         for path in paths if isinstance(paths, list) else [paths]:
             click.echo(f"wrote {path}", err=True)
 
+
+def _register():
+    """Add the subcommands that live in :mod:`seqlift.commands` (they import this module's helpers)."""
+    from .commands.evaluate import evaluate
+    from .commands.logo import logo
+    from .commands.merge import merge
+    from .commands.motifs import motifs
+    from .commands.tracks import tracks
+
+    for command in (logo, motifs, tracks, merge, evaluate):
+        main.add_command(command)
+
+
+_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -26,6 +26,7 @@ from .attribution.ism import ism
 from .backgrounds import GCIndex, gc_matched
 from .errors import ConvergenceError, ModelError, ReferencesError, RegionError, SeqliftError
 from .genome import Genome, fetch_one_hot, reverse_complement
+from .merge import parse_shard, shard_rows
 from .models import EXPORT_HINT, load_model, resolve_length, sha256_file
 from .targets import parse_targets
 from .references import REFERENCES, identical_to_input, region_seed
@@ -83,6 +84,7 @@ def score(
     force: bool = False,
     resume: bool = False,
     npz_prefix=None,
+    shard: str | None = None,
     progress: bool = True,
     command: str | None = None,
 ) -> Path:
@@ -171,6 +173,10 @@ def score(
         Overwrite an existing output; continue an interrupted run.
     npz_prefix : str, optional
         Also write ``<prefix>.ohe.npz`` and ``<prefix>.shap.npz`` for modisco-lite.
+    shard : str, optional
+        ``"k-of-n"``: score only the k-th (1-based) of n contiguous blocks of
+        the windows (see :mod:`seqlift.merge`), with the references of an
+        unsharded run; join the shards with ``seqlift merge``.
     progress : bool
         Show a progress bar on stderr.
     command : str, optional
@@ -187,6 +193,7 @@ def score(
         )
     if n_refs < 1 or batch_size < 1:
         raise SeqliftError("--n-refs and --batch-size must be at least 1")
+    k_of_n = parse_shard(shard) if shard is not None else None
     output = Path(output)
     dev = resolve_device(device)
     specs = [model] if isinstance(model, (str, Path)) else list(model)
@@ -211,10 +218,13 @@ def score(
         windows, skipped = to_windows(all_regions, length, genome.chrom_sizes(), skip_invalid=skip_invalid)
         if not windows:
             raise RegionError(f"no region of {regions} can be scored ({len(skipped)} skipped); see the reasons with --skip-invalid")
+        all_windows = windows
+        if k_of_n:
+            windows = all_windows[shard_rows(*k_of_n, len(all_windows), regions)]
         if method not in METHODS_WITH_REFERENCES:
             make_refs, n = (lambda X, batch: np.zeros(X.shape[:1] + (0,) + X.shape[1:], np.float32)), 0
         elif reference == "gc-matched":
-            make_refs, n = _gc_maker(genome, windows, all_regions, length, n_refs, seed, gc_tolerance, exclude)
+            make_refs, n = _gc_maker(genome, all_windows, all_regions, length, n_refs, seed, gc_tolerance, exclude)
         else:
             make_refs, n = _reference_maker(reference, n_refs, shuffle_k, seed, len(all_regions), length)
         attrs = {
@@ -249,6 +259,7 @@ def score(
             "device": str(dev),
             "torch_version": torch.__version__,
             "command": command or " ".join(sys.argv),
+            **({"shard": "{}-of-{}".format(*k_of_n), "n_regions_total": len(all_windows)} if k_of_n else {}),
         }
         paths = target_paths(output, targets)
         writers = []
@@ -435,7 +446,8 @@ def _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tole
             batch = windows[i : i + batch_size]
             X = fetch_one_hot(genome, batch)
             refs = make_refs(X, batch)
-            same = identical_to_input(X, refs)
+            # no references (gradient, ISM): nothing to compare with the input
+            same = identical_to_input(X, refs) if refs.shape[1] else np.zeros(len(X), bool)
             names = [f"{w.name} ({w.chrom}:{w.start}-{w.end})" for w in batch]
             low += [names[j] for j in np.flatnonzero(same)]
             for writer, a in zip(writers, attribute(X.astype(np.float32), refs)):

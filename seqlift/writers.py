@@ -63,7 +63,7 @@ SPLIT_DATASETS = {"positive_shap/seq": ("4L", np.float32), "negative_shap/seq": 
 RUN_KEYS = (
     "seqlift_version", "model", "model_sha256", "method", "rule", "reference", "n_refs", "shuffle_k", "seed",
     "target", "output_index", "batch_size", "regions_sha256", "fasta", "n_regions", "input_length", "split_signs",
-    "normalize_input_weights", "rc_average", "gc_tolerance", "exclude",
+    "normalize_input_weights", "rc_average", "gc_tolerance", "exclude", "shard", "steps",
 )
 
 
