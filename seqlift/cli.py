@@ -8,6 +8,7 @@ given on the command line win. User errors print one line and exit 1.
 
 from __future__ import annotations
 
+import importlib
 import shlex
 import signal
 import sys
@@ -105,8 +106,28 @@ class _Rule(_Mapping):
         return super().convert(value, param, ctx)
 
 
+#: Subcommands in :mod:`seqlift.commands`, imported when first used (they import helpers from here).
+_LAZY_COMMANDS = {
+    "logo": "seqlift.commands.logo:logo",
+    "motifs": "seqlift.commands.motifs:motifs",
+    "tracks": "seqlift.commands.tracks:tracks",
+    "merge": "seqlift.commands.merge:merge",
+    "evaluate": "seqlift.commands.evaluate:evaluate",
+}
+
+
 class _Group(click.Group):
-    """Turns user errors and warnings into one line each on stderr; keeps the command line for provenance."""
+    """Turns user errors and warnings into one line each on stderr; keeps the command line for provenance;
+    loads the subcommands of :mod:`seqlift.commands` when they are used."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(_LAZY_COMMANDS))
+
+    def get_command(self, ctx, name):
+        if name in _LAZY_COMMANDS and name not in self.commands:
+            module, attr = _LAZY_COMMANDS[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
 
     def parse_args(self, ctx, args):
         ctx.meta["seqlift.argv"] = list(args)
@@ -206,20 +227,6 @@ def score(regions, quiet, **options):
         for path in paths if isinstance(paths, list) else [paths]:
             click.echo(f"wrote {path}", err=True)
 
-
-def _register():
-    """Add the subcommands that live in :mod:`seqlift.commands` (they import this module's helpers)."""
-    from .commands.evaluate import evaluate
-    from .commands.logo import logo
-    from .commands.merge import merge
-    from .commands.motifs import motifs
-    from .commands.tracks import tracks
-
-    for command in (logo, motifs, tracks, merge, evaluate):
-        main.add_command(command)
-
-
-_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

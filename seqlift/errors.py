@@ -29,6 +29,10 @@ class ReferencesError(SeqliftError, ValueError):
     """References that cannot be built for a region."""
 
 
+class ScoresError(SeqliftError, ValueError):
+    """A scores file that cannot be used: not HDF5, missing datasets, or nothing found in it."""
+
+
 class UnsupportedOpError(SeqliftError, NotImplementedError):
     """An operation in the model that has no attribution rule."""
 

@@ -287,7 +287,7 @@ def test_sigterm_keeps_finished_rows_and_resume_completes(data):
     import time
 
     bed = data["dir"] / "many.bed"
-    bed.write_text("".join(f"chr1\t{s}\t{s + 50}\tr{s}\n" for s in range(0, 550, 5)))
+    bed.write_text("".join(f"chr1\t{s}\t{s + 50}\tr{s}\n" for s in range(0, 550, 2)))
     out = data["dir"] / "killed.h5"
     options = ["--fasta", data["fasta"], "--model", data["pt2"], "--n-refs", 20, "--batch-size", 1, "--quiet"]
     args = [str(a) for a in [sys.executable, "-m", "seqlift.cli", "score", bed, "-o", out, *options]]
@@ -295,8 +295,8 @@ def test_sigterm_keeps_finished_rows_and_resume_completes(data):
     partial = data["dir"] / "killed.h5.partial"
     deadline = time.time() + 60
     while not partial.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)
+        time.sleep(0.01)
+    time.sleep(0.05)
     proc.terminate()
     _, err = proc.communicate(timeout=60)
     if proc.returncode == 0:
