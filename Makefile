@@ -5,7 +5,7 @@ PIP := $(PYTHON) -m pip
 # any torch >= 2.6 works (pyproject.toml), including CUDA builds.
 TORCH ?= torch==2.13.0
 
-.PHONY: install install-test demo test workflow-test bench clean
+.PHONY: install install-test demo test workflow-test workflow-check bench clean
 
 install:
 	@command -v bedtools >/dev/null 2>&1 || { \
@@ -30,14 +30,20 @@ demo: install
 
 test: install-test
 	$(PYTHON) -m pytest -q
+	$(MAKE) --no-print-directory workflow-check
+
 
 SNAKEFILE := workflows/seqlift/workflow/Snakefile
 TEST_CONFIG := workflows/seqlift/config/test.yaml
 
-workflow-test: install-test
+workflow-test: install-test workflow-check
+
+# the workflow on the bundled demo: lint, dry run, then the full tiny run
+workflow-check:
 	snakemake -s $(SNAKEFILE) --configfile $(TEST_CONFIG) --lint
 	snakemake -s $(SNAKEFILE) --configfile $(TEST_CONFIG) -n --quiet
 	snakemake -s $(SNAKEFILE) --configfile $(TEST_CONFIG) --cores 2 --forceall --quiet
+	@echo "workflow: results/workflow-test/ (scores, logos, motifs, tracks)"
 
 bench: install-test
 	$(PYTHON) benchmarks/bench_deeplift.py
