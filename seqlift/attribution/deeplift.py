@@ -277,31 +277,9 @@ class Engine:
         return results if isinstance(target, list) else results[0]
 
     def _attributions(self, X, R, n, k, y, m_pos, m_neg, halves) -> Attributions:
-        with torch.no_grad():
-            diff = X.unsqueeze(1) - R
-            if m_neg is m_pos:  # one multiplier (Rescale everywhere)
-                m = m_pos.reshape(R.shape)
-                contrib, hyp = m * diff, _hypothetical(m, None, R)
-            else:
-                m_pos, m_neg = m_pos.reshape(R.shape), m_neg.reshape(R.shape)
-                contrib = m_pos * diff.clamp(min=0) + m_neg * diff.clamp(max=0)
-                hyp = _hypothetical(m_pos, m_neg, R)
-            pred, ref_pred = y[:n], y[n:].reshape(n, k)
-            delta = pred.unsqueeze(1) - ref_pred
-            err = (contrib.sum(dim=tuple(range(2, contrib.dim()))) - delta).abs().amax(dim=1)
-            scale = delta.abs().amax(dim=1)
-            rel = torch.where(scale > 0, err / torch.where(scale > 0, scale, torch.ones_like(scale)), torch.zeros_like(err))
-            halves = [_hypothetical(mp.reshape(R.shape), mn.reshape(R.shape), R).mean(dim=1).cpu().numpy() for mp, mn in halves]
-        return Attributions(
-            hypothetical=hyp.mean(dim=1).cpu().numpy(),
-            contributions=contrib.mean(dim=1).cpu().numpy(),
-            predictions=pred.cpu().numpy(),
-            reference_predictions=ref_pred.cpu().numpy(),
-            delta_error=err.cpu().numpy(),
-            relative_error=rel.cpu().numpy(),
-            hypothetical_positive=halves[0] if halves else None,
-            hypothetical_negative=halves[1] if halves else None,
-        )
+        m_pos = m_pos.reshape(R.shape)
+        m_neg = None if m_neg is m_pos or m_neg is None else m_neg.reshape(R.shape)
+        return from_multipliers(X, R, m_pos, y[:n], y[n:].reshape(n, k), m_neg, halves)
 
     def _read_outs(self, out, n, targets):
         return [t.bind(out, n, self._activation(t)) for t in targets]
@@ -362,6 +340,54 @@ class Engine:
         X = self._tensor(X)
         with torch.no_grad():
             return select_target(self.forward(X), target, output_index).cpu().numpy()
+
+
+def from_multipliers(X, R, m_pos, pred, ref_pred, m_neg=None, halves=()) -> Attributions:
+    """Attributions from the multipliers of each (input, reference) pair.
+
+    Parameters
+    ----------
+    X : torch.Tensor, shape=(N, C, L)
+    R : torch.Tensor, shape=(N, K, C, L)
+    m_pos : torch.Tensor, shape=(N, K, C, L)
+        Multipliers of positive differences ``x - r`` (of all differences when
+        ``m_neg`` is None): contributions are ``m * (x - r)``.
+    pred : torch.Tensor, shape=(N,)
+    ref_pred : torch.Tensor, shape=(N, K)
+    m_neg : torch.Tensor, shape=(N, K, C, L), optional
+        Multipliers of negative differences (split rules).
+    halves : sequence of (m_pos, m_neg), optional
+        Multipliers of the positive and of the negative part of the target's delta.
+
+    Returns
+    -------
+    Attributions
+        Hypothetical contributions and contributions averaged over references,
+        and the summation-to-delta errors.
+    """
+    with torch.no_grad():
+        diff = X.unsqueeze(1) - R
+        if m_neg is None:
+            contrib = m_pos * diff
+        else:
+            contrib = m_pos * diff.clamp(min=0) + m_neg * diff.clamp(max=0)
+        hyp = _hypothetical(m_pos, m_neg, R)
+        delta = pred.unsqueeze(1) - ref_pred
+        err = (contrib.sum(dim=tuple(range(2, contrib.dim()))) - delta).abs().amax(dim=1)
+        scale = delta.abs().amax(dim=1)
+        rel = torch.where(scale > 0, err / scale.masked_fill(scale == 0, 1), torch.zeros_like(err))
+        halves = [_hypothetical(mp.reshape(R.shape), mn.reshape(R.shape), R).mean(dim=1).cpu().numpy()
+                  for mp, mn in halves]
+    return Attributions(
+        hypothetical=hyp.mean(dim=1).cpu().numpy(),
+        contributions=contrib.mean(dim=1).cpu().numpy(),
+        predictions=pred.cpu().numpy(),
+        reference_predictions=ref_pred.cpu().numpy(),
+        delta_error=err.cpu().numpy(),
+        relative_error=rel.cpu().numpy(),
+        hypothetical_positive=halves[0] if halves else None,
+        hypothetical_negative=halves[1] if halves else None,
+    )
 
 
 def _hypothetical(m_pos, m_neg, R):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, ReferencesError
-from .deeplift import Attributions, select_target
+from .deeplift import Attributions, from_multipliers, select_target
 from .graph import CapturedModel, capture
 
 
@@ -249,35 +249,5 @@ def integrated_gradients(
 def path_attributions(
     X: torch.Tensor, R: torch.Tensor, m: torch.Tensor, pred: torch.Tensor, ref_pred: torch.Tensor
 ) -> Attributions:
-    """Attributions from multipliers ``m`` of each (input, reference) pair.
-
-    Parameters
-    ----------
-    X : torch.Tensor, shape=(N, C, L)
-    R : torch.Tensor, shape=(N, K, C, L)
-    m : torch.Tensor, shape=(N, K, C, L)
-        Multipliers: contributions are ``m * (x - r)``.
-    pred : torch.Tensor, shape=(N,)
-    ref_pred : torch.Tensor, shape=(N, K)
-
-    Returns
-    -------
-    Attributions
-        Hypothetical contributions ``m - sum_c m[c] r[c]`` and contributions,
-        averaged over references, and the summation-to-delta errors.
-    """
-    with torch.no_grad():
-        contrib = m * (X.unsqueeze(1) - R)
-        hyp = m - (m * R).sum(dim=2, keepdim=True)
-        delta = pred.unsqueeze(1) - ref_pred
-        err = (contrib.sum(dim=(2, 3)) - delta).abs().amax(dim=1)
-        scale = delta.abs().amax(dim=1)
-        rel = torch.where(scale > 0, err / scale.masked_fill(scale == 0, 1), torch.zeros_like(err))
-    return Attributions(
-        hypothetical=hyp.mean(dim=1).cpu().numpy(),
-        contributions=contrib.mean(dim=1).cpu().numpy(),
-        predictions=pred.cpu().numpy(),
-        reference_predictions=ref_pred.cpu().numpy(),
-        delta_error=err.cpu().numpy(),
-        relative_error=rel.cpu().numpy(),
-    )
+    """Attributions from path-averaged gradients ``m`` (N, K, C, L) used as multipliers."""
+    return from_multipliers(X, R, m, pred, ref_pred)
