@@ -196,7 +196,7 @@ def main():
               help="BED of regions never used as gc-matched references (e.g. a blacklist).")
 @click.option("--rc-average", is_flag=True,
               help="Average the scores of each window and its reverse complement (mapped back).")
-@click.option("--n-refs", type=int, default=20, show_default=True, help="References per region (shuffle).")
+@click.option("--n-refs", type=int, default=20, show_default=True, help="References per region (shuffle, gc-matched).")
 @click.option("--shuffle-k", type=int, default=2, show_default=True, help="k-mer order preserved by shuffles (2 = dinucleotide).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffles.")
 @click.option("--batch-size", "-b", type=int, default=32, show_default=True, help="Regions per model call.")
