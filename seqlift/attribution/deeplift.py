@@ -331,7 +331,9 @@ class Engine:
         return passes
 
     def _tensor(self, a) -> torch.Tensor:
-        a = torch.as_tensor(a if torch.is_tensor(a) else np.asarray(a))
+        if not torch.is_tensor(a):
+            a = np.asarray(a)
+            a = torch.as_tensor(a if a.flags.writeable else a.copy())  # read-only views (broadcasts, memory maps)
         dtype = self.dtype or (a.dtype if a.is_floating_point() else torch.float32)
         return a.to(self.device, dtype)
 
