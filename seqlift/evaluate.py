@@ -43,6 +43,7 @@ from .pipeline import resolve_device
 from .references import dinucleotide_shuffle, region_seed
 from .regions import read_regions
 from .targets import parse_targets
+from .writers import open_scores as _open_scores
 from .writers import partial_path
 
 #: How ``perturbation`` mutates a chosen position.
@@ -83,17 +84,7 @@ def open_scores(path) -> h5py.File:
     h5py.File
         Open read-only; close it (or use it in a ``with`` block).
     """
-    if not Path(path).is_file():
-        raise SeqliftError(f"scores file {path} does not exist; give the output of seqlift score")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise SeqliftError(f"{path} is not an HDF5 file ({exc}); give the output of seqlift score") from exc
-    missing = [name for name in _NEEDED if name not in h5]
-    if missing:
-        h5.close()
-        raise SeqliftError(f"{path} has no dataset {missing[0]!r}; give a scores file written by seqlift score")
-    return h5
+    return _open_scores(path, _NEEDED)
 
 
 def parse_ks(text) -> list[int]:

@@ -34,6 +34,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .errors import OutputError, RegionError
 from .genome import ALPHABET, _preview_names, reverse_complement
+from .writers import open_scores as _open_scores
 
 #: Default figure width, inches per 100 bp.
 WIDTH = 6.0
@@ -83,24 +84,8 @@ def format_region(chrom: str, start: int, end: int) -> str:
 
 
 def open_scores(path) -> h5py.File:
-    """Open a score file (written by ``seqlift score``) for reading.
-
-    Raises :class:`~seqlift.errors.OutputError` if it is not HDF5 or lacks
-    the datasets a logo needs.
-    """
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise OutputError(
-            f"cannot read {path} as HDF5 ({str(exc).splitlines()[0]}); give a score file written by seqlift score"
-        ) from None
-    missing = [name for name in _DATASETS if name not in h5]
-    if missing:
-        h5.close()
-        raise OutputError(
-            f"{path} is not a seqlift score file: it lacks {', '.join(missing)}; give a file written by seqlift score"
-        )
-    return h5
+    """Open a score file (written by ``seqlift score``) with the datasets a logo needs."""
+    return _open_scores(path, _DATASETS)
 
 
 def _windows(h5, rows=slice(None)) -> dict:

@@ -34,10 +34,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from .errors import OutputError, ScoresError
+from .writers import open_scores
 
 #: A motif's core: positions whose total |CWM| is at least this fraction of the largest.
 TRIM = 0.3
@@ -109,16 +109,7 @@ def read_windows(path, window=400):
     """
     if window < 1:
         raise ScoresError(f"--window must be a positive number of bases, got {window}")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise ScoresError(f"{path} is not an HDF5 scores file ({exc}); make one with 'seqlift score'") from None
-    with h5:
-        missing = [k for k in ("raw/seq", "shap/seq", "coords_chrom", "coords_start", "coords_end") if k not in h5]
-        if missing:
-            raise ScoresError(
-                f"{path} is not a seqlift scores file: it has no dataset {missing[0]}; make one with 'seqlift score'"
-            )
+    with open_scores(path) as h5:
         length = h5["raw/seq"].shape[2]
         w = min(window, length)
         offset = (length - w) // 2

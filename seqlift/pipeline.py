@@ -6,7 +6,6 @@ keyword argument here.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import warnings
 from pathlib import Path

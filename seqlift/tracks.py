@@ -29,14 +29,13 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-import h5py
 import numpy as np
 import pyBigWig
 from tqdm import tqdm
 
 from .errors import GenomeError, OutputError, SeqliftError
 from .genome import Genome
-from .writers import _norm, partial_path
+from .writers import _norm, open_scores, partial_path
 
 OVERLAP_RULES = ("midpoint", "mean")
 
@@ -103,16 +102,9 @@ def write_tracks(scores, prefix, *, fasta=None, hypothetical: bool = False, over
             raise OutputError(f"output {path} exists; use --force to overwrite it")
     if not outputs[0].parent.is_dir():
         raise OutputError(f"cannot write {outputs[0]}: folder {outputs[0].parent} does not exist")
-    try:
-        h5 = h5py.File(scores, "r")
-    except OSError as exc:
-        raise SeqliftError(f"cannot read {scores} as HDF5 ({exc}); give a score file of seqlift score") from None
-    with h5:
-        needed = ["coords_chrom", "coords_start", "coords_end", "meta/strand", "meta/name", "meta/prediction",
-                  "projected_shap/seq"] + (["shap/seq"] if hypothetical else [])
-        missing = [name for name in needed if name not in h5]
-        if missing:
-            raise SeqliftError(f"{scores} has no dataset {missing[0]!r}; give a score file of seqlift score")
+    needed = ["coords_chrom", "coords_start", "coords_end", "meta/strand", "meta/name", "meta/prediction",
+              "projected_shap/seq"] + (["shap/seq"] if hypothetical else [])
+    with open_scores(scores, needed) as h5:
         chroms = h5["coords_chrom"].asstr()[:]
         starts, ends = h5["coords_start"][:], h5["coords_end"][:]
         strands = h5["meta/strand"].asstr()[:]

@@ -40,7 +40,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import OutputError
+from .errors import OutputError, ScoresError
 
 _STR = h5py.string_dtype()
 
@@ -192,6 +192,26 @@ def _norm(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def open_scores(path, needed=("raw/seq", "shap/seq", "coords_chrom", "coords_start", "coords_end")) -> h5py.File:
+    """Open a scores file (written by ``seqlift score``) for reading, checking that it has ``needed`` datasets.
+
+    Raises :class:`~seqlift.errors.ScoresError` (one line, with the fix) when the
+    file is missing, is not HDF5, or lacks one of the datasets. Close the file
+    when done (or use it in a ``with`` block).
+    """
+    if not Path(path).is_file():
+        raise ScoresError(f"scores file {path} does not exist; make one with 'seqlift score'")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise ScoresError(f"{path} is not an HDF5 scores file ({exc}); make one with 'seqlift score'") from None
+    missing = [name for name in needed if name not in h5]
+    if missing:
+        h5.close()
+        raise ScoresError(f"{path} is not a seqlift scores file: it has no dataset {missing[0]}; make one with 'seqlift score'")
+    return h5
 
 
 def write_npz(prefix, h5_path) -> tuple[Path, Path]:

@@ -84,7 +84,7 @@ def test_class_model_with_safetensors_and_config(data, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(
         "score:\n"
-        f"  fasta: genome.fa\n  model: tinymodel.py:TinyCNN\n  weights: tiny.safetensors\n"
+        "  fasta: genome.fa\n  model: tinymodel.py:TinyCNN\n  weights: tiny.safetensors\n"
         "  model_kwargs: {n_filters: 4}\n  n_refs: 3\n  reference: shuffle\n"
     )
     out = tmp_path / "cls.h5"

@@ -145,7 +145,7 @@ def test_perturb_errors(demo_scores, tmp_path, data):
     with pytest.raises(SeqliftError, match=r"scores file .*nope\.h5 does not exist"):
         perturbation(tmp_path / "nope.h5", model, progress=False)
     (tmp_path / "text.h5").write_text("not hdf5")
-    with pytest.raises(SeqliftError, match=r"text\.h5 is not an HDF5 file"):
+    with pytest.raises(SeqliftError, match=r"text\.h5 is not an HDF5 scores file"):
         perturbation(tmp_path / "text.h5", model, progress=False)
     (tmp_path / "exists.tsv").write_text("")
     with pytest.raises(OutputError, match=r"output .*exists\.tsv exists; use --force to overwrite it"):
