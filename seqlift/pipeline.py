@@ -373,8 +373,8 @@ def _n_outputs(forward, length, device, output_index) -> int:
 
 def _gc_maker(genome, windows, regions, length, n_refs, seed, tolerance, exclude):
     """GC-matched references from one index of the genome that leaves out every scored window and region."""
-    scored = list(windows) + [r for r in regions if r.chrom in genome.chrom_sizes()]
-    excluded = scored + (read_regions(exclude) if exclude else [])
+    # intervals on chromosomes the FASTA lacks are ignored by the index
+    excluded = list(windows) + list(regions) + (read_regions(exclude) if exclude else [])
     index = GCIndex.build(genome, length, exclude=excluded, cache=True)
 
     def make(X, batch):

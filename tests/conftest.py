@@ -36,6 +36,15 @@ exec(TINY_SOURCE, _namespace)
 TinyCNN = _namespace["TinyCNN"]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (no thread start-up per op on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def write_fasta(path, seqs, width=60, description=""):
     """Write ``seqs`` (name -> sequence) as FASTA, ``width`` bases a line."""
     with open(path, "w") as fh:
