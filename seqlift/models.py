@@ -4,7 +4,13 @@ Two formats load without running code from the model file:
 
 ``model.pt2``
     A ``torch.export`` program (``torch.export.save``), exported with a dynamic
-    batch dimension. Its graph and weights are data.
+    batch dimension. Its graph and weights are data, once checked: PyTorch's
+    loader also unpickles entries marked as pickles, evaluates the symbolic
+    shape expressions with sympy (``eval``) and compiles the shape guards as
+    Python code, so :func:`program_code_risk` first checks that every pickle
+    holds tensors only, every expression and guard is plain arithmetic on
+    shapes, and every op is a torch op; anything else is refused unless the
+    user passes ``trust_model``.
 ``path/to/file.py:ClassName`` or ``package.module:ClassName`` plus ``weights``
     The user names the Python class (that is the user's own code, imported on
     their say-so) and the weights come from a state dict read with
@@ -12,17 +18,23 @@ Two formats load without running code from the model file:
     cannot carry code. Constructor keyword arguments come from ``model_kwargs``.
 
 A TorchScript file loads too (its code is TorchScript, run by PyTorch's
-interpreter), for the gradient methods and ISM; DeepLIFT needs a graph it can
+interpreter, and its pickles are read by TorchScript's own unpickler, which
+resolves only torch and TorchScript types, never a Python callable), for the gradient methods and ISM; DeepLIFT needs a graph it can
 rewrite, so it asks for ``.pt2``. A pickled full module (``torch.save(model)``)
 is refused unless the user passes ``trust_model``: unpickling runs arbitrary code.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.util
+import io
+import json
+import re
 import sys
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +131,13 @@ def load_model(spec: str, weights: str | None = None, model_kwargs: dict | None 
             f"{spec} is a torch.save pickle; loading it could run code, so seqlift refuses it unless you pass "
             f"--trust-model. For a state dict use --model file.py:ClassName --weights {spec}; for a full model, {EXPORT_HINT}"
         )
+    if not trust_model:
+        risk = program_code_risk(path)
+        if risk:
+            raise ModelError(
+                f"{spec} cannot be loaded safely: {risk}, and loading it could run code from the file; pass "
+                f"--trust-model only if you trust where it came from, or {EXPORT_HINT}"
+            )
     try:
         program = torch.export.load(spec)
     except Exception as exc:  # a corrupt or foreign archive fails in many ways
@@ -222,3 +241,205 @@ def resolve_length(loaded: LoadedModel, window: int | None) -> int:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --- what in a .pt2 archive would run code when torch.export.load reads it -------------------------
+
+#: Functions that may appear in a symbolic shape expression (sympy classes and torch's sympy functions).
+_SYMPY_CALLS = frozenset({
+    "Symbol", "Integer", "Float", "Rational", "Add", "Mul", "Pow", "Mod", "Max", "Min", "Abs", "floor", "ceiling",
+    "sqrt", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not", "Piecewise", "ITE", "FloorDiv", "ModularIndexing",
+    "Where", "PythonMod", "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv", "LShift", "RShift",
+    "IsNonOverlappingAndDenseIndicator", "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat",
+    "FloatPow", "PowByNatural", "IntTrueDiv", "FloatTrueDiv", "Identity", "OpaqueUnaryFn_sqrt", "BitwiseFn_bitwise_and",
+    "BitwiseFn_bitwise_or", "BitwiseFn_bitwise_xor",
+})
+#: Functions that may be called in a shape guard (it is compiled with sympy's and Python's names in scope).
+_GUARD_CALLS = frozenset({"max", "min", "abs", "int", "float", "bool", "round", "IsNonOverlappingAndDenseIndicator",
+                          "cast_symbool_to_symint_guardless"})
+#: Tensor methods a shape guard may call on an input (``L['x'].size()[0]``).
+_GUARD_METHODS = frozenset({"size", "stride", "storage_offset", "dim", "numel"})
+_ARITHMETIC = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Tuple, ast.Load,
+               ast.operator, ast.unaryop, ast.boolop, ast.cmpop)
+_SYMBOL = re.compile(r"[A-Za-z][A-Za-z0-9]*\Z")
+#: Op targets the graph may call: torch operators, Python's operator and math modules.
+_TARGET = re.compile(r"(torch\.ops\.[A-Za-z0-9_.]+|torch\.sym_[A-Za-z0-9_]+|_operator\.[a-z][a-z0-9_]*"
+                     r"|math\.[a-z][a-z0-9_]*)\Z")
+_LEGACY_PICKLES = ("serialized_state_dict.pt", "serialized_constants.pt", "serialized_example_inputs.pt",
+                   "serialized_state_dict.json", "serialized_constants.json")
+
+
+def program_code_risk(path) -> str | None:
+    """What in a ``torch.export`` archive would run code when it is loaded, or None.
+
+    ``torch.export.load`` reads pickles (weights and constants marked
+    ``use_pickle``, Python objects among the constants, and the sample inputs,
+    which fall back to full unpickling), evaluates symbolic shape expressions
+    with ``sympy.sympify`` (an ``eval``), compiles the shape guards as Python
+    source when the program is turned into a module, and loads compiled
+    AOTInductor libraries. This reads the archive with PyTorch's own reader and
+    accepts only: pickles that ``torch.load(weights_only=True)`` reads (tensors
+    and containers), expressions and guards that are arithmetic and
+    comparisons on symbols and input shapes, and op targets in ``torch.ops``,
+    ``operator`` or ``math``.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.pt2`` file (a zip archive).
+
+    Returns
+    -------
+    str or None
+        The first entry that could run code, described for a message.
+    """
+    from torch.export.pt2_archive import constants as pt2
+    from torch.export.pt2_archive._package import PT2ArchiveReader
+
+    try:
+        with zipfile.ZipFile(path) as zf:  # the format of torch < 2.8, which torch.export.load falls back to
+            for info in zf.infolist():
+                if info.filename in _LEGACY_PICKLES and not _tensors_only(zf.read(info)):
+                    return f"entry {info.filename} is a pickle of Python objects"
+                if info.filename == "serialized_exported_program.json":
+                    risk = _program_json_risk(zf.read(info), info.filename)
+                    if risk:
+                        return risk
+        with PT2ArchiveReader(str(path)) as reader:
+            names = set(reader.get_file_names())
+            if any(n.startswith(pt2.AOTINDUCTOR_DIR) for n in names):
+                return f"it holds compiled native code ({pt2.AOTINDUCTOR_DIR})"
+            models = [n[len(pt2.MODELS_DIR):-len(".json")] for n in names
+                      if n.startswith(pt2.MODELS_DIR) and n.endswith(".json")]
+            for model in models:
+                for legacy in (f"{pt2.WEIGHTS_DIR}{model}.pt", f"{pt2.CONSTANTS_DIR}{model}.pt"):
+                    if legacy in names and not _tensors_only(reader.read_bytes(legacy)):
+                        return f"entry {legacy} is a pickle of Python objects"
+                weights = pt2.WEIGHTS_CONFIG_FILENAME_FORMAT.format(model)
+                for fqn, meta in _payload_config(reader, weights, names).items():
+                    if meta.get("use_pickle"):
+                        return f"weight {fqn!r} is stored as a pickle ({weights})"
+                constants = pt2.CONSTANTS_CONFIG_FILENAME_FORMAT.format(model)
+                for fqn, meta in _payload_config(reader, constants, names).items():
+                    if not str(meta.get("path_name", "")).startswith(pt2.TENSOR_CONSTANT_FILENAME_PREFIX):
+                        return f"constant {fqn!r} is a pickled Python object ({constants})"
+                    if meta.get("use_pickle"):
+                        return f"constant {fqn!r} is stored as a pickle ({constants})"
+                sample = pt2.SAMPLE_INPUTS_FILENAME_FORMAT.format(model)
+                if sample in names and not _tensors_only(reader.read_bytes(sample)):
+                    return f"its sample inputs ({sample}) are a pickle of Python objects"
+                program = pt2.MODELS_FILENAME_FORMAT.format(model)
+                risk = _program_json_risk(reader.read_bytes(program), program)
+                if risk:
+                    return risk
+    except (zipfile.BadZipFile, RuntimeError, OSError, ValueError, UnicodeDecodeError) as exc:
+        return f"its archive cannot be checked ({_first_line(exc)})"
+    return None
+
+
+def _payload_config(reader, name: str, names: set) -> dict:
+    if name not in names:
+        return {}
+    config = json.loads(reader.read_string(name))
+    entries = config.get("config", {}) if isinstance(config, dict) else None
+    if not isinstance(entries, dict) or not all(isinstance(m, dict) for m in entries.values()):
+        raise ValueError(f"{name} is not a payload config")
+    return entries
+
+
+def _tensors_only(blob: bytes) -> bool:
+    """Whether ``torch.load(weights_only=True)`` reads ``blob``, as ``torch.export.load`` tries first."""
+    if not blob:
+        return True
+    try:
+        with warnings.catch_warnings():  # e.g. about the pickle protocol of a blob that is refused anyway
+            warnings.simplefilter("ignore")
+            torch.load(io.BytesIO(blob), weights_only=True)
+    except Exception:  # any refusal means the full unpickler would be tried
+        return False
+    return True
+
+
+def _program_json_risk(blob: bytes, where: str) -> str | None:
+    """The first shape expression, guard or op target in a serialized program that is not plain data."""
+    program = json.loads(blob)
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "expr_str" and isinstance(value, str):
+                    found.append(("expression", value))
+                elif key == "target" and isinstance(value, str) and "graph" not in node:
+                    found.append(("target", value))
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(program)
+    for key in (program.get("range_constraints") or {}) if isinstance(program, dict) else ():
+        found.append(("expression", key))
+    guards = program.get("guards_code") or [] if isinstance(program, dict) else []
+    found += [("guard", g) for g in (guards if isinstance(guards, list) else [guards])]
+    for kind, text in found:
+        ok = (_TARGET.match(text) is not None or text.startswith("#")) if kind == "target" else _is_arithmetic(text, kind)
+        if not ok:
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            return f"{where} has a {'shape ' if kind != 'target' else 'op '}{kind} that is not plain data: {shown!r}"
+    return None
+
+
+def _is_arithmetic(text, kind: str) -> bool:
+    """Whether ``text`` is arithmetic on symbols (``expression``) or on input shapes (``guard``)."""
+    if not isinstance(text, str) or any(c in text for c in "\n\r#\\;"):
+        return False
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, _ARITHMETIC) or isinstance(node, ast.keyword):
+            continue
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, str) and kind == "expression":
+                continue  # a symbol's name: only Symbol() and Integer() take strings, checked below
+            if isinstance(node.value, (int, float, bool, str)) or node.value is None:
+                continue
+            return False
+        if isinstance(node, ast.Name):
+            if node.id.startswith("_") or not _SYMBOL.match(node.id):
+                return False
+            continue
+        if isinstance(node, ast.Call):
+            func = node.func
+            if kind == "expression":
+                if not (isinstance(func, ast.Name) and func.id in _SYMPY_CALLS):
+                    return False
+                if any(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args) and func.id not in (
+                        "Symbol", "Integer"):
+                    return False
+            elif isinstance(func, ast.Name):
+                if func.id not in _GUARD_CALLS:
+                    return False
+            elif not (isinstance(func, ast.Attribute) and (
+                    func.attr in _GUARD_METHODS
+                    or (isinstance(func.value, ast.Name) and func.value.id == "math" and not func.attr.startswith("_"))
+                    or (isinstance(func.value, ast.Name) and func.value.id == "torch" and func.attr.startswith("sym_")))):
+                return False
+            continue
+        if kind == "guard" and isinstance(node, ast.Attribute):
+            if node.attr.startswith("_") or not (node.attr in _GUARD_METHODS or node.attr == "shape"
+                                                 or (isinstance(node.value, ast.Name) and node.value.id in ("math", "torch"))):
+                return False
+            continue
+        if kind == "guard" and isinstance(node, ast.Subscript):
+            continue
+        return False
+    if kind == "expression":
+        # strings only as a symbol's name, and keywords only as its assumptions
+        for node in ast.walk(tree):
+            if isinstance(node, ast.keyword) and not isinstance(node.value, ast.Constant):
+                return False
+    return True
