@@ -138,8 +138,11 @@ class _Group(click.Group):
             click.echo(f"seqlift: warning: {message}", err=True)
 
         warnings.showwarning = show
+        # library deprecation notices are for developers, not for the person running seqlift
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
         # A scheduler's SIGTERM (time limit, preemption) stops the run like Ctrl-C:
-        # finished batches stay in the .partial file for --resume.
+        # finished batches stay in OUTPUT.partial for --resume.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             return super().invoke(ctx)
@@ -147,7 +150,7 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
             raise click.ClickException(
-                "interrupted; finished batches are kept in the .partial file: rerun the same command with --resume"
+                "interrupted; finished batches are kept in OUTPUT.partial: rerun the same command with --resume"
             ) from None
 
 
@@ -205,6 +208,8 @@ def main():
 @click.option("--allow-unsupported", is_flag=True, help="Treat ops without a DeepLIFT rule as linear, with a warning.")
 @click.option("--strict", is_flag=True, help="Fail if a region's summation-to-delta error exceeds --tolerance.")
 @click.option("--tolerance", type=float, default=1e-3, show_default=True, help="Relative summation-to-delta tolerance.")
+@click.option("--allow-nonfinite", is_flag=True,
+              help="Write regions whose prediction or scores are NaN/infinite, flagged in meta/finite, instead of failing.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUTPUT.partial.")
 @click.option("--npz-prefix", default=None, help="Also write PREFIX.ohe.npz and PREFIX.shap.npz for modisco-lite.")

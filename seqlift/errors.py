@@ -43,3 +43,7 @@ class OutputError(SeqliftError, FileExistsError):
 
 class ConvergenceError(SeqliftError, ArithmeticError):
     """Summation-to-delta failed beyond tolerance under ``--strict``."""
+
+
+class NonFiniteError(SeqliftError, ArithmeticError):
+    """A prediction or score that is NaN or infinite (a broken model, weights or references)."""

@@ -23,14 +23,15 @@ from .attribution.gradients import as_captured, integrated_gradients, gradient_x
 from .attribution.graph import CapturedModel, strip_output_activation
 from .attribution.ism import ism
 from .backgrounds import GCIndex, gc_matched
-from .errors import ConvergenceError, ModelError, ReferencesError, RegionError, SeqliftError
+from .errors import ConvergenceError, ModelError, NonFiniteError, OutputError, ReferencesError, RegionError, SeqliftError
 from .genome import Genome, fetch_one_hot, reverse_complement
 from .merge import parse_shard, shard_rows
 from .models import EXPORT_HINT, load_model, resolve_length, sha256_file
 from .targets import parse_targets
 from .references import REFERENCES, identical_to_input, region_seed
 from .regions import read_regions, to_windows, write_skipped
-from .writers import ScoreWriter, write_npz
+from .outputs import refuse_inputs
+from .writers import ScoreWriter, partial_path, write_npz
 
 #: References that are the same for every draw: one is enough.
 _FIXED_REFERENCES = {"zeros", "uniform"}
@@ -80,6 +81,7 @@ def score(
     allow_unsupported: bool = False,
     strict: bool = False,
     tolerance: float = 1e-3,
+    allow_nonfinite: bool = False,
     force: bool = False,
     resume: bool = False,
     npz_prefix=None,
@@ -168,6 +170,9 @@ def score(
         Fail when a region's summation-to-delta error exceeds ``tolerance``.
     tolerance : float
         Relative summation-to-delta error above which a region is reported.
+    allow_nonfinite : bool
+        Write regions whose prediction or scores are NaN or infinite, flagged
+        in ``meta/finite``, instead of stopping the run with an error.
     force, resume : bool
         Overwrite an existing output; continue an interrupted run.
     npz_prefix : str, optional
@@ -192,10 +197,13 @@ def score(
         )
     if n_refs < 1 or batch_size < 1:
         raise SeqliftError("--n-refs and --batch-size must be at least 1")
+    if not tolerance >= 0:
+        raise SeqliftError(f"--tolerance {tolerance} must be a number >= 0 (a relative error)")
     k_of_n = parse_shard(shard) if shard is not None else None
     output = Path(output)
-    dev = resolve_device(device)
     specs = [model] if isinstance(model, (str, Path)) else list(model)
+    _check_outputs(output, target, npz_prefix, regions, fasta, specs, weights, reference, exclude)
+    dev = resolve_device(device)
     if not specs:
         raise SeqliftError("no model given; use --model")
     models = [load_model(str(m), weights, model_kwargs, trust_model) for m in specs]
@@ -212,6 +220,8 @@ def score(
         scorers = [_method_scorer(method, m, length, dev, steps, batch_size) for m in models]
     forward, space = scorers[0][1], scorers[0][2]
     targets = parse_targets(target, output_index, _n_outputs(forward, length, dev, output_index) if "all" in str(target) else None)
+    paths = target_paths(output, targets)
+    _check_outputs(output, target, npz_prefix, regions, fasta, specs, weights, reference, exclude, paths)
     with Genome(fasta) as genome:
         all_regions = read_regions(regions)
         windows, skipped = to_windows(all_regions, length, genome.chrom_sizes(), skip_invalid=skip_invalid)
@@ -239,10 +249,12 @@ def score(
             "split_signs": bool(split_signs),
             "normalize_input_weights": bool(normalize_input_weights),
             "reference": reference if n else "none",
+            "reference_sha256": sha256_file(reference[len("file:"):]) if n and reference.startswith("file:") else "",
             "n_refs": n,
             "shuffle_k": shuffle_k if reference == "shuffle" else 0,
             "gc_tolerance": gc_tolerance if reference == "gc-matched" else 0.0,
             "exclude": str(exclude or ""),
+            "exclude_sha256": sha256_file(exclude) if exclude and reference == "gc-matched" else "",
             "seed": seed,
             "output_index": -1 if output_index is None else output_index,
             "rc_average": bool(rc_average),
@@ -250,7 +262,7 @@ def score(
             "regions": str(regions),
             "regions_sha256": sha256_file(regions),
             "fasta": str(fasta),
-            "fasta_index_sha256": sha256_file(str(genome.path) + ".fai"),
+            "fasta_sha256": sha256_file(genome.path),
             "n_regions": len(windows),
             "n_skipped": len(skipped),
             "input_length": length,
@@ -260,12 +272,11 @@ def score(
             "command": command or " ".join(sys.argv),
             **({"shard": "{}-of-{}".format(*k_of_n), "n_regions_total": len(all_windows)} if k_of_n else {}),
         }
-        paths = target_paths(output, targets)
         writers = []
         try:
             for t, path in zip(targets, paths):
                 attrs_t = {**attrs, "target": t.name, "target_space": space(t)}
-                writers.append(ScoreWriter(path, windows, length, attrs_t, force=force, resume=resume))
+                writers.append(ScoreWriter(path, windows, length, attrs_t, batch_size, force=force, resume=resume))
 
             def attribute(X, refs):
                 runs = [score_batch(X, refs, targets) for score_batch, _, _ in scorers]
@@ -274,23 +285,23 @@ def score(
                     runs += [[_flip(a) for a in score_batch(rc_x, rc_refs, targets)] for score_batch, _, _ in scorers]
                 return [_mean(per_target) for per_target in zip(*runs)]
 
-            bad, low = _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tolerance, strict, progress)
+            bad, low, nonfinite = _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tolerance,
+                                              strict, allow_nonfinite, progress)
             if skipped:
                 write_skipped(str(output) + ".skipped.bed", skipped)
             for writer in writers:
-                meta = writer.h5["meta"]
-                writer.finish({
-                    "n_delta_violations": int((meta["delta_rel_error"][:] > tolerance).sum()),
-                    "n_low_complexity": int(meta["low_complexity"][:].sum()),
-                })
-        except SeqliftError:
-            for writer in writers:  # only files this run opened; a refused output stays as it was
-                writer.close()
-                writer.tmp.unlink(missing_ok=True)
+                writer.finish()
+        except SeqliftError as exc:
+            kept = [w.dir for w in writers if w.rows_done]
+            if kept and not isinstance(exc, OutputError):
+                raise type(exc)(f"{exc}; the {max(w.rows_done for w in writers)} rows finished before are kept in "
+                                f"{kept[0]} for --resume") from None
             raise
         finally:
-            for writer in writers:
+            for writer in writers:  # releases the lock; never deletes finished batches
                 writer.close()
+    _report(nonfinite, "prediction or scores are not finite (NaN or infinite); flagged in meta/finite",
+            "check the model's weights and the references")
     _report(bad, f"summation-to-delta error above tolerance {tolerance:g} (relative)", "--strict makes this an error")
     _report(low, "references all equal the input (low-complexity window; scores are 0)", "consider --reference uniform for these")
     if npz_prefix:
@@ -436,12 +447,16 @@ def _mean(parts) -> Attributions:
     return Attributions(**fields)
 
 
-def _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tolerance, strict, progress):
-    bad, low = [], []
-    start = min(w.rows_done for w in writers)
-    with tqdm(total=len(windows), initial=start, unit="region", disable=not progress, file=sys.stderr,
+def _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tolerance, strict, allow_nonfinite,
+                progress):
+    """Score every batch that some writer lacks; returns the names of regions over tolerance, low-complexity
+    and non-finite."""
+    bad, low, nonfinite = [], [], []
+    starts = [i for i in range(0, len(windows), batch_size) if not all(w.has(i) for w in writers)]
+    done = len(windows) - sum(len(windows[i : i + batch_size]) for i in starts)
+    with tqdm(total=len(windows), initial=done, unit="region", disable=not progress, file=sys.stderr,
               desc="scoring", dynamic_ncols=True) as bar:
-        for i in range(start, len(windows), batch_size):
+        for i in starts:
             batch = windows[i : i + batch_size]
             X = fetch_one_hot(genome, batch)
             refs = make_refs(X, batch)
@@ -450,7 +465,17 @@ def _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tole
             names = [f"{w.name} ({w.chrom}:{w.start}-{w.end})" for w in batch]
             low += [names[j] for j in np.flatnonzero(same)]
             for writer, a in zip(writers, attribute(X.astype(np.float32), refs)):
-                over = a.relative_error > tolerance
+                finite = _finite(a, refs)
+                if not finite.all():
+                    where = [names[j] for j in np.flatnonzero(~finite)]
+                    if not allow_nonfinite:
+                        raise NonFiniteError(
+                            f"the model's prediction or scores are not finite (NaN or infinite) for {len(where)} "
+                            f"region(s) of this batch: {', '.join(where[:5])}; check the model's weights and the "
+                            "references, or pass --allow-nonfinite to write them flagged in meta/finite"
+                        )
+                    nonfinite += where
+                over = finite & ~(a.relative_error <= tolerance)
                 bad += [names[j] for j in np.flatnonzero(over)]
                 if strict and over.any():
                     j = int(np.flatnonzero(over)[0])
@@ -458,26 +483,61 @@ def _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tole
                         f"summation-to-delta fails for {names[j]}: relative error {a.relative_error[j]:.3g} > "
                         f"--tolerance {tolerance:g}; check the model's ops or raise --tolerance"
                     )
-                if writer.rows_done > i:  # resumed: this writer has these rows already
+                if writer.has(i):  # resumed: this writer has these rows already
                     continue
-                hyp = a.hypothetical.astype(np.float32)
-                rows = {
-                    "raw/seq": X,
-                    "shap/seq": hyp,
-                    "projected_shap/seq": hyp * X,
-                    "meta/prediction": a.predictions,
-                    "meta/reference_prediction": (a.reference_predictions.mean(axis=1) if a.reference_predictions.shape[1]
-                                                  else np.full(len(X), np.nan, np.float32)),
-                    "meta/delta_error": a.delta_error,
-                    "meta/delta_rel_error": a.relative_error,
-                    "meta/low_complexity": same,
-                }
-                if a.hypothetical_positive is not None:
-                    rows["positive_shap/seq"] = a.hypothetical_positive.astype(np.float32)
-                    rows["negative_shap/seq"] = a.hypothetical_negative.astype(np.float32)
-                writer.write(i, rows)
+                writer.write(i, score_rows(X, a, same, finite))
             bar.update(len(batch))
-    return bad, low
+    return bad, low, nonfinite
+
+
+def _finite(a: Attributions, refs) -> np.ndarray:
+    """(N,) bool: the prediction, the reference predictions and every score of a row are finite."""
+    ok = np.isfinite(a.predictions) & np.isfinite(a.delta_error) & np.isfinite(a.hypothetical).all(axis=(1, 2))
+    if a.reference_predictions.shape[1]:
+        ok &= np.isfinite(a.reference_predictions).all(axis=1)
+    if refs.shape[1]:
+        ok &= np.isfinite(refs).all(axis=(1, 2, 3))
+    return ok
+
+
+def score_rows(X, a: Attributions, same, finite) -> dict:
+    """The rows of the score file (:mod:`seqlift.writers`) for one batch."""
+    hyp = a.hypothetical.astype(np.float32)
+    rows = {
+        "raw/seq": X,
+        "shap/seq": hyp,
+        "projected_shap/seq": hyp * X,
+        "meta/prediction": a.predictions,
+        "meta/reference_prediction": (a.reference_predictions.mean(axis=1) if a.reference_predictions.shape[1]
+                                      else np.full(len(X), np.nan, np.float32)),
+        "meta/delta_error": a.delta_error,
+        "meta/delta_rel_error": a.relative_error,
+        "meta/low_complexity": same,
+        "meta/finite": finite,
+    }
+    if a.hypothetical_positive is not None:
+        rows["positive_shap/seq"] = a.hypothetical_positive.astype(np.float32)
+        rows["negative_shap/seq"] = a.hypothetical_negative.astype(np.float32)
+    return rows
+
+
+def _check_outputs(output, target, npz_prefix, regions, fasta, specs, weights, reference, exclude, paths=None):
+    """Refuse outputs that would overwrite an input, and an ``npz_prefix`` in a missing folder, before any work."""
+    paths = list(paths) if paths else [Path(output)]
+    outs = [*paths, *(partial_path(p) for p in paths), Path(str(output) + ".skipped.bed")]
+    if npz_prefix:
+        folder = Path(str(npz_prefix)).parent
+        if not folder.is_dir():
+            raise OutputError(f"--npz-prefix {npz_prefix}: folder {folder} does not exist; create it or choose another")
+        outs += [Path(str(npz_prefix) + suffix) for suffix in (".ohe.npz", ".shap.npz")]
+    inputs = {"REGIONS": regions, "--fasta": fasta, "--fasta index": f"{fasta}.fai", "--weights": weights,
+              "--exclude": exclude}
+    for m in specs:
+        m = str(m)
+        inputs[f"--model {m}"] = m.rpartition(":")[0] if ":" in m and not Path(m).exists() else m  # file.py:Class
+    if isinstance(reference, str) and reference.startswith("file:"):
+        inputs["--reference"] = reference[len("file:"):]
+    refuse_inputs(outs, inputs)
 
 
 def _report(names, what, hint):

@@ -1,4 +1,4 @@
-"""The HDF5 score file: chunked, streamed, resumable.
+"""The HDF5 score file: its layout, and a writer that survives a crash and resumes.
 
 Layout (one target per file; ``modisco motifs -i`` reads it as it is):
 
@@ -20,31 +20,57 @@ dataset                       shape, dtype        meaning
 ``meta/delta_error``          (N,) float32        max over references of ``|sum(contrib) - delta|``
 ``meta/delta_rel_error``      (N,) float32        ``delta_error / max |f(x) - f(r)|``
 ``meta/low_complexity``       (N,) bool           every reference equals the input
+``meta/finite``               (N,) bool           predictions and scores are finite (False only
+                                                  with ``--allow-nonfinite``)
 ``positive_shap/seq``         (N, 4, L) float32   with ``--split-signs``: hypothetical contributions to
                                                   the positive part of the target's delta
 ``negative_shap/seq``         (N, 4, L) float32   ... and to its negative part (the two add up to
                                                   ``shap/seq``)
 ============================  ==================  ===============================================
 
-The file is written under ``<output>.partial`` and renamed when every row is
-in. Rows are written in order as batches finish; the attribute ``rows_done``
-counts them, so ``--resume`` continues an interrupted run from there with the
-same batch boundaries, giving the same bytes as an uninterrupted run.
+How a run survives a crash
+--------------------------
+A run writes nothing into the final file until every row is scored. Each
+finished batch is a *fragment*, ``<output>.partial/rows-<start>-<end>.npz``,
+written under a temporary name, flushed to disk and renamed, so a fragment is
+either complete or absent whatever instant the process dies at (kill -9, a
+node failure, a full disk). The 4 x L datasets are stored in a fragment as the
+very HDF5 chunks of the final file (byte-shuffled and deflated as h5py's
+``shuffle`` + ``gzip`` filters do), so they are compressed once, as the batch
+finishes, and the final file is assembled by copying chunks without
+recompressing them. ``--resume`` checks every fragment (zip CRC) and scores
+only the batches that have none, so the result is the same, byte for byte, as
+an uninterrupted run; the rows a run finished are never deleted by a later
+run, only folded into the final file when it is complete. The folder's
+``run.json`` holds the provenance that must match for ``--resume``, and a lock
+(:class:`~seqlift.outputs.OutputLock`) keeps a second run off the same output.
+
+This design was chosen over rewriting one HDF5 file in place (HDF5 metadata
+and rewritten compressed chunks are not crash-consistent: a kill leaves rows
+counted as done that cannot be read) and over SWMR (which guards readers, not
+a writer's crash). It costs a second pass over the compressed bytes at the
+end, not a second compression.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
+import zipfile
+import zlib
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from .errors import OutputError, ScoresError
+from .outputs import OutputLock, disk_error, durable_replace, fsync_dir
 
 _STR = h5py.string_dtype()
 
-#: name -> (shape after N, dtype); L is filled in at creation.
+#: name -> (shape after N, dtype); "4L" datasets are (N, 4, L).
 _DATASETS = {
     "raw/seq": ("4L", np.uint8),
     "shap/seq": ("4L", np.float32),
@@ -54,26 +80,66 @@ _DATASETS = {
     "meta/delta_error": ((), np.float32),
     "meta/delta_rel_error": ((), np.float32),
     "meta/low_complexity": ((), bool),
+    "meta/finite": ((), bool),
 }
 
 #: Written with ``--split-signs``.
 SPLIT_DATASETS = {"positive_shap/seq": ("4L", np.float32), "negative_shap/seq": ("4L", np.float32)}
 
-#: Attributes that must match for ``--resume`` to continue a partial file.
+#: Attributes that must match for ``--resume`` to continue a partial run.
 RUN_KEYS = (
-    "seqlift_version", "model", "model_sha256", "method", "rule", "reference", "n_refs", "shuffle_k", "seed",
-    "target", "output_index", "batch_size", "regions_sha256", "fasta", "n_regions", "input_length", "split_signs",
-    "normalize_input_weights", "rc_average", "gc_tolerance", "exclude", "shard", "steps",
+    "seqlift_version", "model", "model_sha256", "model_kwargs", "method", "rule", "reference", "reference_sha256",
+    "n_refs", "shuffle_k", "seed", "target", "output_index", "batch_size", "regions_sha256", "fasta", "fasta_sha256",
+    "n_regions", "input_length", "split_signs", "normalize_input_weights", "rc_average", "gc_tolerance", "exclude",
+    "exclude_sha256", "shard", "steps",
 )
+
+#: Compression of the 4 x L datasets (h5py's gzip level and byte shuffle).
+_GZIP_LEVEL = 4
+_MAX_CHUNK_ROWS = 64
+_FRAGMENT = re.compile(r"rows-([0-9]{10})-([0-9]{10})\.npz")
 
 
 def partial_path(path) -> Path:
-    """Where an unfinished output is written."""
+    """Where an unfinished output is written (a file for most commands, a folder of fragments for ``score``)."""
     return Path(str(path) + ".partial")
 
 
+def chunk_rows(batch_size: int) -> int:
+    """Rows per HDF5 chunk: the largest divisor of ``batch_size`` up to 64, so every batch is whole chunks."""
+    return max(d for d in range(1, min(batch_size, _MAX_CHUNK_ROWS) + 1) if batch_size % d == 0)
+
+
+def encode_chunks(values: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The HDF5 chunks of ``values`` (n, 4, L), ``rows`` per chunk, as h5py's shuffle + gzip filters store them.
+
+    The last chunk is padded with zeros (the datasets' fill value) to ``rows``.
+
+    Returns
+    -------
+    blob : np.ndarray of uint8
+        The compressed chunks, one after the other.
+    ends : np.ndarray of int64
+        End offset of each chunk in ``blob``.
+    """
+    values = np.ascontiguousarray(values)
+    n = len(values)
+    pad = -n % rows
+    if pad:
+        values = np.concatenate([values, np.zeros((pad,) + values.shape[1:], values.dtype)])
+    size = values.dtype.itemsize
+    parts = []
+    for i in range(0, len(values), rows):
+        raw = values[i : i + rows].tobytes()
+        if size > 1:  # the shuffle filter: byte k of every element together
+            raw = np.frombuffer(raw, np.uint8).reshape(-1, size).T.tobytes()
+        parts.append(zlib.compress(raw, _GZIP_LEVEL))
+    ends = np.cumsum([len(p) for p in parts], dtype=np.int64)
+    return np.frombuffer(b"".join(parts), np.uint8), ends
+
+
 class ScoreWriter:
-    """Streams score rows into an HDF5 file under a temporary name.
+    """Collects score rows batch by batch in crash-safe fragments, then assembles the HDF5 file.
 
     Parameters
     ----------
@@ -85,62 +151,212 @@ class ScoreWriter:
         Window length ``L``.
     attrs : dict
         Provenance attributes; those in :data:`RUN_KEYS` must match on resume.
+    batch_size : int
+        Rows per batch; batch ``i`` holds rows ``[i * batch_size, (i + 1) * batch_size)``.
     force : bool
-        Overwrite an existing output (and discard a partial one).
+        Overwrite an existing output, and discard the fragments of an earlier, unfinished run.
     resume : bool
-        Continue ``<path>.partial`` from its last finished row.
-    chunk : int
-        Rows per HDF5 chunk.
+        Continue an unfinished run: keep its fragments, score the rest.
+
+    Raises
+    ------
+    OutputError
+        When the output exists (without ``force``), an unfinished run is there
+        (without ``resume`` or ``force``), it was started with other options,
+        another process is writing it, or its folder cannot be written.
     """
 
-    def __init__(self, path, windows, length, attrs, force=False, resume=False, chunk=64):
+    def __init__(self, path, windows, length, attrs, batch_size, force=False, resume=False):
         self.path = Path(path)
-        self.tmp = partial_path(self.path)
+        self.dir = partial_path(self.path)
+        self.windows = windows
+        self.length = int(length)
+        self.batch_size = int(batch_size)
+        self.chunk = chunk_rows(max(1, min(self.batch_size, len(windows))))  # a chunk fits in the dataset
+        self.attrs = {k: (str(v) if isinstance(v, str) else v) for k, v in attrs.items()}
+        self.datasets = {**_DATASETS, **(SPLIT_DATASETS if attrs.get("split_signs") else {})}
+        self.lock = None
+        self.created = False
+        self.done: set[int] = set()
         if self.path.exists() and not force:
             raise OutputError(f"output {self.path} exists; use --force to overwrite it")
         if not self.path.parent.is_dir():
             raise OutputError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
-        n = len(windows)
-        if resume and self.tmp.exists():
-            try:
-                self.h5 = h5py.File(self.tmp, "r+")
-            except OSError as exc:
+        if self.dir.is_file() or self.dir.is_symlink():
+            if not force:
+                raise OutputError(f"{self.dir} is a partial file of an older seqlift; use --force to start over")
+            self.dir.unlink()
+        hint = f"choose an output in a folder you can write, with room for about {self._estimate()}"
+        try:
+            if not self.dir.exists():
+                self.dir.mkdir()
+                self.created = True
+            self.lock = OutputLock(self.dir / "lock", self.path)
+        except OSError as exc:
+            raise disk_error(exc, self.dir, hint) or exc from None
+        try:
+            self._open(force, resume, hint)
+        except BaseException:
+            self.close()
+            raise
+
+    def _estimate(self) -> str:
+        n4 = sum(1 for shape, _ in self.datasets.values() if shape == "4L")
+        return f"{len(self.windows) * 4 * self.length * n4 * 2 / 1e9:.2g} GB"
+
+    def _open(self, force, resume, hint):
+        run = self.dir / "run.json"
+        fragments = sorted(self.dir.glob("rows-*.npz"))
+        if run.exists() or fragments:
+            if resume and not force:
+                self._check_resumable(run)
+                self.done = self._verify(fragments)
+                return
+            if not force:
                 raise OutputError(
-                    f"cannot resume {self.tmp}: the file is damaged ({exc}); use --force to start over"
-                ) from exc
-            self._check_resumable(attrs)
-        else:
-            if self.tmp.exists() and not force:
-                raise OutputError(
-                    f"an unfinished run left {self.tmp}; use --resume to continue it or --force to start over"
+                    f"an unfinished run left {self.dir}; use --resume to continue it or --force to start over"
                 )
-            self.h5 = h5py.File(self.tmp, "w")
-            self._create(windows, n, length, attrs, chunk)
+            for item in self.dir.iterdir():  # --force: start over (the lock keeps live runs out)
+                if item.name != "lock":
+                    shutil.rmtree(item) if item.is_dir() else item.unlink()
+        try:
+            tmp = self.dir / f".run.json.{os.getpid()}"
+            tmp.write_text(json.dumps(self.attrs, default=_jsonable, indent=1, sort_keys=True))
+            durable_replace(tmp, run)
+        except OSError as exc:
+            raise disk_error(exc, run, hint) or exc from None
+
+    def _check_resumable(self, run: Path) -> None:
+        try:
+            old = json.loads(run.read_text())
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"cannot resume {self.dir}: {run.name} is unreadable ({exc}); use --force to start over") from None
+        diff = [k for k in RUN_KEYS if k in self.attrs and _norm(old.get(k)) != _norm(self.attrs[k])]
+        if diff:
+            key = diff[0]
+            raise OutputError(
+                f"cannot resume {self.dir}: it was started with {key}={_norm(old.get(key))!r}, this run has "
+                f"{key}={self.attrs[key]!r}; rerun with the same options or use --force to start over"
+            )
+
+    def _verify(self, fragments) -> set[int]:
+        """Batch starts whose fragment is complete and intact; a damaged one is set aside as ``.bad``."""
+        done = set()
+        n = len(self.windows)
+        for frag in fragments:
+            match = _FRAGMENT.fullmatch(frag.name)
+            ok = match is not None
+            if ok:
+                start, end = int(match[1]), int(match[2])
+                ok = start % self.batch_size == 0 and end == min(start + self.batch_size, n)
+            if ok:
+                try:
+                    with zipfile.ZipFile(frag) as z:
+                        ok = z.testzip() is None and {f"{_key(k)}.npy" for k in self.datasets} <= set(z.namelist())
+                except (OSError, zipfile.BadZipFile, EOFError):
+                    ok = False
+            if ok:
+                done.add(start)
+            else:
+                os.replace(frag, frag.with_name(frag.name + ".bad"))
+        return done
 
     @property
     def rows_done(self) -> int:
-        return int(self.h5.attrs["rows_done"])
+        """Rows in finished fragments."""
+        n = len(self.windows)
+        return sum(min(s + self.batch_size, n) - s for s in self.done)
 
-    def _check_resumable(self, attrs):
-        old = dict(self.h5.attrs)
-        diff = [k for k in RUN_KEYS if k in attrs and _norm(old.get(k)) != _norm(attrs[k])]
-        if diff:
-            key = diff[0]
-            self.h5.close()
-            raise OutputError(
-                f"cannot resume {self.tmp}: it was started with {key}={_norm(old.get(key))!r}, this run has "
-                f"{key}={attrs[key]!r}; rerun with the same options or use --force to start over"
-            )
+    def has(self, start: int) -> bool:
+        """Whether the batch starting at row ``start`` is finished."""
+        return start in self.done
 
-    def _create(self, windows, n, length, attrs, chunk):
-        h5 = self.h5
-        rows = max(1, min(chunk, n))
-        datasets = {**_DATASETS, **(SPLIT_DATASETS if attrs.get("split_signs") else {})}
-        for name, (shape, dtype) in datasets.items():
-            full = (n, 4, length) if shape == "4L" else (n,)
-            chunks = (rows, 4, length) if shape == "4L" else (max(rows, min(n, 4096)),)
-            kw = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if shape == "4L" else {}
-            h5.create_dataset(name, shape=full, dtype=dtype, chunks=chunks, fillvalue=0, **kw)
+    def write(self, start: int, rows: dict) -> None:
+        """Store the batch starting at row ``start`` as one fragment, durably.
+
+        Parameters
+        ----------
+        start : int
+            First row; a multiple of ``batch_size``.
+        rows : dict
+            Dataset name -> array with one row per window of the batch, for every dataset of the layout.
+        """
+        n = len(self.windows)
+        end = min(start + self.batch_size, n)
+        if start % self.batch_size or start >= n:
+            raise ValueError(f"batch start {start} is not on the batch grid of {self.batch_size} rows")
+        arrays = {}
+        for name, (shape, dtype) in self.datasets.items():
+            values = np.asarray(rows[name]).astype(dtype, copy=False)
+            if len(values) != end - start:
+                raise ValueError(f"{name}: {len(values)} rows for a batch of {end - start}")
+            if shape == "4L":
+                arrays[_key(name)], arrays[_key(name) + ".ends"] = encode_chunks(values, self.chunk)
+            else:
+                arrays[_key(name)] = values
+        final = self.dir / f"rows-{start:010d}-{end:010d}.npz"
+        tmp = self.dir / f".{final.name}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+            durable_replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            err = disk_error(exc, final, f"{self.rows_done} of {n} rows are finished in {self.dir}: make room, "
+                                         "then rerun the same command with --resume")
+            raise err or exc from None
+        self.done.add(start)
+
+    def finish(self, extra_attrs: dict | None = None) -> Path:
+        """Assemble the fragments into ``<dir>/assembling.h5``, move it to the output, and remove the fragments."""
+        n = len(self.windows)
+        missing = [s for s in range(0, n, self.batch_size) if s not in self.done]
+        if missing:
+            raise RuntimeError(f"cannot finish {self.path}: batch at row {missing[0]} is not scored")
+        tmp = self.dir / "assembling.h5"
+        try:
+            with h5py.File(tmp, "w") as h5:
+                meta = self._assemble(h5)
+                for key, value in {**self.attrs, **(extra_attrs or {})}.items():
+                    h5.attrs[key] = value
+                h5.attrs["rows_done"] = n
+                tol = float(self.attrs.get("tolerance", 1e-3))
+                h5.attrs["n_delta_violations"] = int((~(meta["meta/delta_rel_error"] <= tol)).sum())
+                h5.attrs["n_low_complexity"] = int(meta["meta/low_complexity"].sum())
+                h5.attrs["n_nonfinite"] = int((~meta["meta/finite"]).sum())
+            durable_replace(tmp, self.path)
+        except (OSError, RuntimeError) as exc:
+            tmp.unlink(missing_ok=True)
+            err = disk_error(exc, self.path, f"every row is finished in {self.dir}: make room, then rerun the same "
+                                             "command with --resume") if isinstance(exc, OSError) else None
+            raise err or exc from None
+        self.close(remove=True)
+        return self.path
+
+    def _assemble(self, h5) -> dict:
+        n, windows = len(self.windows), self.windows
+        meta = {}
+        for name, (shape, dtype) in self.datasets.items():
+            if shape == "4L":
+                h5.create_dataset(name, shape=(n, 4, self.length), dtype=dtype, chunks=(self.chunk, 4, self.length),
+                                  compression="gzip", compression_opts=_GZIP_LEVEL, shuffle=True, fillvalue=0)
+            else:
+                meta[name] = np.empty(n, dtype)
+        for start in range(0, n, self.batch_size):
+            end = min(start + self.batch_size, n)
+            with np.load(self.dir / f"rows-{start:010d}-{end:010d}.npz", allow_pickle=False) as frag:
+                for name, (shape, _) in self.datasets.items():
+                    if shape == "4L":
+                        blob, ends = frag[_key(name)], frag[_key(name) + ".ends"]
+                        dset, begin = h5[name].id, 0
+                        for j, stop in enumerate(ends):
+                            dset.write_direct_chunk((start + j * self.chunk, 0, 0), blob[begin:stop].tobytes())
+                            begin = stop
+                    else:
+                        meta[name][start:end] = frag[_key(name)]
+        rows = max(1, min(n, 4096))
+        for name, values in meta.items():
+            h5.create_dataset(name, data=values, chunks=(rows,))
         h5.create_dataset("coords_chrom", data=np.array([w.chrom for w in windows], dtype=object), dtype=_STR)
         h5.create_dataset("coords_start", data=np.array([w.start for w in windows], dtype=np.int64))
         h5.create_dataset("coords_end", data=np.array([w.end for w in windows], dtype=np.int64))
@@ -148,42 +364,30 @@ class ScoreWriter:
         h5.create_dataset("meta/name", data=np.array([w.name for w in windows], dtype=object), dtype=_STR)
         h5.create_dataset("meta/row", data=np.array([w.row for w in windows], dtype=np.int64))
         h5.create_dataset("meta/line", data=np.array([w.line for w in windows], dtype=np.int64))
-        for key, value in attrs.items():
-            h5.attrs[key] = str(value) if isinstance(value, str) else value  # plain str for str subclasses
-        h5.attrs["rows_done"] = 0
-        h5.flush()
+        return meta
 
-    def write(self, start: int, rows: dict) -> None:
-        """Write rows ``start .. start + n`` and mark them done.
+    def close(self, remove: bool = False) -> None:
+        """Release the lock. The fragments stay for ``--resume``; the folder goes only when ``remove`` (the
+        output is complete) or when this run made it and finished no batch."""
+        if self.lock is None:
+            return
+        try:
+            if remove or (self.created and not any(self.dir.glob("rows-*.npz"))):
+                shutil.rmtree(self.dir, ignore_errors=True)
+                fsync_dir(self.dir.parent)
+        finally:
+            self.lock.release()
+            self.lock = None
 
-        Parameters
-        ----------
-        start : int
-            First row; must equal :attr:`rows_done` (rows are written in order).
-        rows : dict
-            Dataset name -> array with ``n`` rows, for the names in the layout.
-        """
-        if start != self.rows_done:
-            raise RuntimeError(f"rows must be written in order: expected row {self.rows_done}, got {start}")
-        n = None
-        for name, values in rows.items():
-            n = len(values)
-            self.h5[name][start : start + n] = values
-        self.h5.attrs["rows_done"] = start + n
-        self.h5.flush()
 
-    def finish(self, extra_attrs: dict | None = None) -> Path:
-        """Close the file and move it to its final name."""
-        for key, value in (extra_attrs or {}).items():
-            self.h5.attrs[key] = value
-        self.h5.close()
-        os.replace(self.tmp, self.path)
-        return self.path
+def _key(name: str) -> str:
+    return name.replace("/", "__")
 
-    def close(self) -> None:
-        """Close without finishing (the partial file stays for ``--resume``)."""
-        if self.h5.id.valid:
-            self.h5.close()
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
 
 
 def _norm(value):
