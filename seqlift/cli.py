@@ -19,7 +19,7 @@ import click
 import yaml
 
 from . import __version__
-from .errors import SeqliftError
+from .errors import ConfigError, SeqliftError
 
 #: Config keys holding paths, resolved relative to the config file.
 _PATH_KEYS = {"fasta", "model", "weights", "regions", "output", "npz_prefix", "exclude", "sites", "plot", "out",
@@ -29,32 +29,102 @@ _PATH_KEYS = {"fasta", "model", "weights", "regions", "output", "npz_prefix", "e
 def _load_config(ctx: click.Context, param, value):
     if value is None:
         return None
+    config = value
     try:
-        data = yaml.safe_load(Path(value).read_text()) or {}
+        text = Path(config).read_text()
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise click.BadParameter(f"{value}{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        raise ConfigError(f"{config}{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the YAML syntax") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {config} ({exc}); give a readable YAML file") from None
     if not isinstance(data, dict):
-        raise click.BadParameter(f"{value} must hold a mapping of subcommand to options")
-    base = Path(value).resolve().parent
+        raise ConfigError(f"{config} holds a {type(data).__name__}; give a mapping of subcommand to options, "
+                          "e.g. 'score: {n_refs: 20}'")
+    base = Path(config).resolve().parent
     name = ctx.info_name
-    section = data.get(name, {}) if name in data else data
+    in_section = name in data
+    section = data.get(name, {}) if in_section else data
+    lines = _key_lines(text, name if in_section else None)
     if not isinstance(section, dict):
-        raise click.BadParameter(f"{value}: section {name!r} must be a mapping of option to value")
-    known = {p.name for p in ctx.command.params}
-    unknown = sorted(set(section) - known)
+        raise ConfigError(f"{config} line {lines.get(None, '?')}: section {name!r} must be a mapping of option to "
+                          f"value, e.g. '{name}: {{seed: 0}}'")
+    params = {p.name: p for p in ctx.command.params if p.name != "config"}
+    unknown = sorted(set(section) - set(params), key=str)
     if unknown:
-        raise click.BadParameter(f"{value}: unknown option(s) for '{name}': {', '.join(unknown)}")
-    multiple = {p.name for p in ctx.command.params if getattr(p, "multiple", False)}
+        key = unknown[0]
+        where = f"{config} line {lines[key]}" if key in lines else str(config)
+        raise ConfigError(f"{where}: unknown option {key!r} for 'seqlift {name}'; use one of "
+                          f"{', '.join(sorted(params))}")
     defaults = {}
     for key, value in section.items():
-        if key in multiple:
+        where = f"{config} line {lines[key]}" if key in lines else str(config)
+        option = params[key]
+        if getattr(option, "multiple", False) or getattr(option, "nargs", 1) == -1:
             values = value if isinstance(value, list) else [value]
-            defaults[key] = [_resolve(base, key, v) for v in values]
+            defaults[key] = [_config_value(ctx, option, key, _resolve(base, key, v), where) for v in values]
         else:
-            defaults[key] = _resolve(base, key, value)
+            defaults[key] = _config_value(ctx, option, key, _resolve(base, key, value), where)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return config
+
+
+def _key_lines(text: str, section: str | None) -> dict:
+    """1-based line of every option key in the config's ``section`` (None: the top level); ``None`` -> the section's."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    lines = {}
+    if section is not None and isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == section:
+                lines[None] = key.start_mark.line + 1
+                node = value
+                break
+    if isinstance(node, yaml.MappingNode):
+        for key, _ in node.value:
+            lines.setdefault(key.value, key.start_mark.line + 1)
+    return lines
+
+
+#: What to write instead of a config value of the wrong kind, by option.
+_CONFIG_HINTS = {"target": "list several targets in one string, e.g. target: '0,1'"}
+
+
+def _config_value(ctx, option: click.Parameter, key: str, value, where: str):
+    """``value`` from a config, checked with ``option``'s type as the command line checks it, without coercion:
+    ``2.7`` is not an integer, ``true`` is not a number, ``null`` is no value."""
+    kind = option.type
+    hint = _CONFIG_HINTS.get(key)
+    if value is None:
+        raise ConfigError(f"{where}: {key} has no value; give one, or remove the line to use the default")
+    if getattr(option, "is_flag", False) or isinstance(kind, click.types.BoolParamType):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} is {value!r}; give true or false")
+        return value
+    if isinstance(kind, click.types.IntParamType):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {key} is {value!r}, not an integer; give a whole number, e.g. {key}: "
+                              f"{option.default if isinstance(option.default, int) else 1}")
+    elif isinstance(kind, click.types.FloatParamType):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {key} is {value!r}, not a number; give a number, e.g. {key}: "
+                              f"{option.default if isinstance(option.default, (int, float)) else 0.5}")
+    elif isinstance(kind, _Mapping):
+        if not isinstance(value, (dict, str)):
+            raise ConfigError(f"{where}: {key} is {value!r}; give a mapping such as {key}: {{n_filters: 32}}"
+                              if type(kind) is _Mapping else f"{where}: {key} is {value!r}; give a name or a mapping")
+    else:  # text: strings, paths, choices
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{where}: {key} is {value!r}, not a single value; "
+                              + (hint or f"give one {kind.name} value"))
+        value = str(value)
+    try:
+        kind.convert(value, option, ctx)
+    except click.BadParameter as exc:
+        raise ConfigError(f"{where}: {key}: {exc.message.rstrip('.')}; change it in the config") from None
     return value
 
 
@@ -173,13 +243,13 @@ def main():
 @click.option("--target", "-t", default="0", show_default=True,
               help="Output column to explain; several as 0,3,7 or all (one file per target, OUTPUT stem.<target>.h5); "
                    "counts or profile for BPNet-style profile models.")
-@click.option("--output-index", type=int, default=None, help="Which output of a model that returns a tuple.")
+@click.option("--output-index", type=click.IntRange(min=0), default=None, help="Which output of a model that returns a tuple.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="HDF5 file to write.")
-@click.option("--window", type=int, default=None, help="Window length; must match the model's input length.")
+@click.option("--window", type=click.IntRange(min=1), default=None, help="Window length; must match the model's input length.")
 @click.option("--method", type=click.Choice(["deeplift", "gradient", "gradient-x-input", "integrated-gradients", "ism"]),
               default="deeplift", show_default=True,
               help="Attribution method; the gradient methods and ISM are there for comparison.")
-@click.option("--steps", type=int, default=50, show_default=True, help="Integration points of integrated-gradients.")
+@click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Integration points of integrated-gradients.")
 @click.option("--rule", type=_Rule(), default="rescale", show_default=True,
               help="DeepLIFT rule: rescale, revealcancel, genomics-default (RevealCancel after dense layers, "
                    "Rescale after convolutions), or a mapping '{conv: rescale, dense: revealcancel, fc1: rescale}'.")
@@ -193,21 +263,21 @@ def main():
               help="Reference sequences: shuffle (k-mer preserving), zeros, uniform (0.25 per base), gc-matched "
                    "(genomic windows of the same GC), or file:refs.h5 (dataset 'references', (regions, K, 4, L) "
                    "or (K, 4, L)).")
-@click.option("--gc-tolerance", type=float, default=0.02, show_default=True,
+@click.option("--gc-tolerance", type=click.FloatRange(0, 1), default=0.02, show_default=True,
               help="GC-fraction tolerance of gc-matched references.")
 @click.option("--exclude", type=click.Path(dir_okay=False), default=None,
               help="BED of regions never used as gc-matched references (e.g. a blacklist).")
 @click.option("--rc-average", is_flag=True,
               help="Average the scores of each window and its reverse complement (mapped back).")
-@click.option("--n-refs", type=int, default=20, show_default=True, help="References per region (shuffle, gc-matched).")
-@click.option("--shuffle-k", type=int, default=2, show_default=True, help="k-mer order preserved by shuffles (2 = dinucleotide).")
+@click.option("--n-refs", type=click.IntRange(min=1), default=20, show_default=True, help="References per region (shuffle, gc-matched).")
+@click.option("--shuffle-k", type=click.IntRange(min=1), default=2, show_default=True, help="k-mer order preserved by shuffles (2 = dinucleotide).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffles.")
-@click.option("--batch-size", "-b", type=int, default=32, show_default=True, help="Regions per model call.")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True, help="Regions per model call.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--skip-invalid", is_flag=True, help="Skip regions that cannot be scored; list them in OUTPUT.skipped.bed.")
 @click.option("--allow-unsupported", is_flag=True, help="Treat ops without a DeepLIFT rule as linear, with a warning.")
 @click.option("--strict", is_flag=True, help="Fail if a region's summation-to-delta error exceeds --tolerance.")
-@click.option("--tolerance", type=float, default=1e-3, show_default=True, help="Relative summation-to-delta tolerance.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=1e-3, show_default=True, help="Relative summation-to-delta tolerance.")
 @click.option("--allow-nonfinite", is_flag=True,
               help="Write regions whose prediction or scores are NaN/infinite, flagged in meta/finite, instead of failing.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")

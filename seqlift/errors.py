@@ -13,6 +13,10 @@ class SeqliftError(Exception):
     """Base class of all errors caused by the user's input or options."""
 
 
+class ConfigError(SeqliftError, ValueError):
+    """A ``--config`` file that cannot be read, or an option value in it of the wrong type or range."""
+
+
 class RegionError(SeqliftError, ValueError):
     """A BED line that is malformed or cannot be scored."""
 

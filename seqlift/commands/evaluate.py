@@ -35,7 +35,7 @@ def evaluate():
               help="shuffle: each position to a different random base; reference: to the base of a dinucleotide "
                    "shuffle of the window.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random positions and bases.")
-@click.option("--batch-size", "-b", type=int, default=32, show_default=True, help="Regions per model call.")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True, help="Regions per model call.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="TSV table to write.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,

@@ -16,7 +16,7 @@ from ..logos import WIDTH, figure, label, open_scores, parse_region, save, selec
 @click.command()
 @click.argument("scores", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--region", "-r", help="Stretch to draw, 1-based inclusive: chr1:1,001-1,100. Must lie in one window.")
-@click.option("--index", "-i", type=int, help="Window to draw: its row in the score file (0-based).")
+@click.option("--index", "-i", type=click.IntRange(min=0), help="Window to draw: its row in the score file (0-based).")
 @click.option("--name", "-n", help="Window to draw: its region name (BED column 4).")
 @click.option("--top", type=click.IntRange(min=1), metavar="N",
               help="Draw the N windows of largest total |contribution|: one page each of a PDF if --out ends "
