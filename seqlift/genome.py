@@ -41,8 +41,12 @@ class Genome:
     """An indexed FASTA file opened for random access.
 
     A FASTA without a ``.fai`` index next to it is indexed on open, which
-    needs write access to its folder. An index older than the FASTA is
-    rebuilt; when it cannot be rewritten it is used as it is, with a warning.
+    needs write access to its folder. An existing index of a plain-text FASTA
+    is checked against the file itself, not only its modification time (an
+    edit within the same second, or an index copied from elsewhere, leaves
+    times that look current): see :func:`index_mismatch`. An index that does
+    not match is rebuilt, and is an error when it cannot be rewritten. An
+    index of a bgzip-compressed FASTA is rebuilt when it is older.
 
     Parameters
     ----------
@@ -60,23 +64,18 @@ class Genome:
         if not os.path.isfile(self.path):
             raise GenomeError(f"FASTA file not found: {self.path}; check the path")
         fai = self.path + ".fai"
-        keep_stale_index = (
-            os.path.isfile(fai)
-            and os.path.getmtime(self.path) > os.path.getmtime(fai)
-            and not os.access(fai, os.W_OK)
-        )
-        if keep_stale_index:
-            warnings.warn(
-                f"{fai} is older than {self.path} and cannot be rewritten; using it as it is "
-                f"(if the FASTA has changed, run `samtools faidx {self.path}` where you can write)",
-                stacklevel=2,
-            )
+        mismatch = index_mismatch(self.path, fai) if os.path.isfile(fai) else None
+        if mismatch:
+            try:
+                os.remove(fai)  # rebuilt below
+            except OSError:
+                raise GenomeError(self._stale_message(fai, mismatch)) from None
         try:
-            with warnings.catch_warnings():  # the stale index was warned about above
+            with warnings.catch_warnings():  # an older index that still matches the FASTA is used as it is
                 warnings.filterwarnings("ignore", "Index file .* is older than FASTA file")
                 self._fasta = pyfaidx.Fasta(
                     self.path, as_raw=True, sequence_always_upper=True,
-                    rebuild=not keep_stale_index,
+                    rebuild=not _plain_text(self.path),
                 )
         except pyfaidx.FastaNotFoundError:
             raise GenomeError(f"cannot open {self.path}; check its read permission") from None
@@ -97,6 +96,8 @@ class Genome:
                 "install biopython or decompress the FASTA"
             ) from None
         except OSError:
+            if mismatch:
+                raise GenomeError(self._stale_message(fai, mismatch)) from None
             raise GenomeError(
                 f"cannot write or read the index {fai}; copy the FASTA to a "
                 "writable folder, or run `samtools faidx` on it where you can write"
@@ -106,6 +107,13 @@ class Genome:
                 f"{self.path} is not a readable FASTA ({e}); give a plain-text FASTA with "
                 f"unique sequence names, and delete {self.path}.fai if it is broken"
             ) from None
+
+    def _stale_message(self, fai, mismatch):
+        return (
+            f"{fai} does not match {self.path} ({mismatch}): the FASTA changed after it was indexed, and the "
+            f"index cannot be rewritten; run `samtools faidx {self.path}` where you can write, or copy the FASTA "
+            "to a writable folder"
+        )
 
     def chrom_sizes(self):
         """Length of every sequence, in file order.
@@ -169,6 +177,92 @@ class Genome:
 
     def __repr__(self):
         return f"Genome({self.path!r})"
+
+
+def _plain_text(path):
+    """Whether ``path`` is not gzip/bgzip-compressed (told apart by its first bytes)."""
+    with open(path, "rb") as fh:
+        return fh.read(2) != b"\x1f\x8b"
+
+
+#: Bytes read back from a sequence's start to find its header line.
+_HEADER_LOOKBACK = 4096
+
+
+def index_mismatch(fasta, fai):
+    """Why the ``.fai`` index ``fai`` does not describe the plain-text ``fasta``, or None when it does.
+
+    Every record of the index must point at a sequence that starts right after
+    a header line ``>name``, has newlines where the index says its lines end,
+    and is followed by the next header (or, for the last, by the end of the
+    file). This catches edits that keep or restore the modification time, and
+    indexes copied from another FASTA; it reads a few bytes per sequence.
+
+    Parameters
+    ----------
+    fasta, fai : str or os.PathLike
+        The FASTA and its index. A compressed FASTA is not checked (None).
+
+    Returns
+    -------
+    str or None
+        The first disagreement, for a message.
+    """
+    if not _plain_text(fasta):
+        return None
+    records = []
+    try:
+        with open(fai, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                fields = line.rstrip("\r\n").split("\t")
+                if len(fields) < 5 or not all(f.isdigit() for f in fields[1:5]):
+                    return f"line {number} of the index is not name, length, offset, line bases, line bytes"
+                records.append((int(fields[2]), fields[0], int(fields[1]), int(fields[3]), int(fields[4])))
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"the index cannot be read: {exc}"
+    if not records:
+        return "the index is empty"
+    records.sort()
+    size = os.path.getsize(fasta)
+    with open(fasta, "rb") as fh:
+        for i, (offset, name, length, bases, width) in enumerate(records):
+            if offset > size:
+                return f"{name} starts at byte {offset}, past the end of the file ({size} bytes)"
+            start = max(0, offset - len(name) - _HEADER_LOOKBACK)
+            fh.seek(start)
+            before = fh.read(offset - start)
+            if not before.endswith(b"\n"):
+                return f"{name} does not start after a header line at byte {offset}"
+            lines = before[:-1].split(b"\n")
+            if len(lines) > 1 or start == 0:
+                header = lines[-1].rstrip(b"\r")
+                words = header[1:].split(maxsplit=1)
+                if not header.startswith(b">") or not words or words[0].decode("utf-8", "replace") != name:
+                    return f"the header before {name}'s sequence is {header[:40].decode('utf-8', 'replace')!r}"
+            if length == 0:
+                continue
+            if bases < 1 or width <= bases:
+                return f"{name} has line lengths {bases} and {width} in the index"
+            newline = width - bases
+            full, rest = divmod(length, bases)
+            end = offset + full * width + (rest + newline if rest else 0)
+            if end - newline > size:
+                return f"{name} ends past the end of the file ({size} bytes)"
+            if length > bases:
+                fh.seek(offset + bases)
+                if fh.read(newline).strip(b"\r\n"):
+                    return f"{name}'s first line is not {bases} bases long"
+            fh.seek(end - newline)
+            tail = fh.read(newline + 64)
+            if tail[:newline].strip(b"\r\n") or (len(tail) < newline and i + 1 < len(records)):
+                return f"{name} does not end after {length} bases"
+            after = tail[newline:].lstrip()
+            if i + 1 < len(records):
+                if not after.startswith(b">"):
+                    return f"{name} does not end after {length} bases"
+            elif after:
+                return f"the file goes on after {name}, the last sequence of the index"
+    return None
 
 
 def one_hot_encode(seq):

@@ -2,22 +2,8 @@
 
 import h5py
 import pytest
-from click.testing import CliRunner
 
-from seqlift.cli import main
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from cli_helpers import assert_one_line_error, run
 
 
 def base_args(data, out):

@@ -184,12 +184,17 @@ def test_read_only_folder(tmp_path, seqs):
         folder.chmod(0o755)
 
 
-def test_unwritable_index(fasta, monkeypatch):
-    """Writing the index fails (as in a read-only folder, even for root)."""
+@pytest.fixture
+def refuse_index_writes(monkeypatch):
+    """Call it to make writing an index fail from then on (as in a read-only folder, even for root)."""
     def refuse(self, mode):
         raise PermissionError(13, "Permission denied", self.indexname)
 
-    monkeypatch.setattr(pyfaidx.Faidx, "_open_fai", refuse)
+    return lambda: monkeypatch.setattr(pyfaidx.Faidx, "_open_fai", refuse)
+
+
+def test_unwritable_index(fasta, refuse_index_writes):
+    refuse_index_writes()
     with pytest.raises(GenomeError, match=(
         rf"^cannot write or read the index {re.escape(str(fasta))}\.fai; copy the FASTA "
         r"to a writable folder, or run `samtools faidx` on it where you can write$"
@@ -212,18 +217,90 @@ def test_stale_index_is_rebuilt(fasta, seqs):
         assert g.chrom_sizes() == {"chr1": 500, "chr2": 100}
 
 
-def test_stale_unwritable_index_is_used_with_warning(fasta, seqs):
-    fai = make_index_stale(fasta, seqs)
-    fai.chmod(0o444)
-    if os.access(fai, os.W_OK):
-        pytest.skip("chmod does not stop this user from writing (running as root)")
-    with pytest.warns(UserWarning, match=(
-        rf"{re.escape(str(fai))} is older than {re.escape(str(fasta))} and cannot be rewritten; "
-        r"using it as it is \(if the FASTA has changed, run `samtools faidx"
+def test_stale_unwritable_index_is_an_error(fasta, seqs, refuse_index_writes):
+    """An index that no longer matches the FASTA and cannot be rewritten would give wrong sequences."""
+    make_index_stale(fasta, seqs)
+    refuse_index_writes()
+    with pytest.raises(GenomeError, match=(
+        rf"^{re.escape(str(fasta))}\.fai does not match {re.escape(str(fasta))} \(.*\): the FASTA changed after it "
+        r"was indexed, and the index cannot be rewritten; run `samtools faidx .*` where you can write"
     )):
-        g = Genome(fasta)
-    with g:
+        Genome(fasta)
+
+
+def edit_within_the_same_second(fasta, seqs, new_seqs):
+    """Index ``fasta``, then rewrite it with ``new_seqs`` and give both files the same modification time."""
+    Genome(fasta).close()
+    fai = Path(str(fasta) + ".fai")
+    write_fasta(fasta, new_seqs)
+    os.utime(fasta, (1_000_000, 1_000_000))
+    os.utime(fai, (1_000_000, 1_000_000))
+    return fai
+
+
+@pytest.mark.parametrize("change", ["shorter", "longer_last", "appended", "renamed", "line_width"])
+def test_index_that_no_longer_matches_is_rebuilt_even_with_the_same_mtime(fasta, seqs, change):
+    new = {
+        "shorter": {"chr1": seqs["chr1"][:380], "chr2": seqs["chr2"]},
+        "longer_last": {"chr1": seqs["chr1"], "chr2": seqs["chr2"] + "ACGT" * 5},
+        "appended": {**seqs, "chr3": "ACGT" * 10},
+        "renamed": {"chr1": seqs["chr1"], "chrB": seqs["chr2"]},
+        "line_width": seqs,
+    }[change]
+    fai = edit_within_the_same_second(fasta, seqs, new)
+    if change == "line_width":
+        conftest.write_fasta(fasta, seqs, width=50, description="some description")
+        os.utime(fasta, (1_000_000, 1_000_000))
+    with Genome(fasta) as g:
+        assert g.chrom_sizes() == {name: len(seq) for name, seq in new.items()}
+        for name, seq in new.items():
+            assert g.fetch(name, 0, len(seq)) == seq.upper()
+    assert fai.read_text().count("\n") == len(new)
+
+
+def test_copied_index_of_another_fasta_is_rebuilt(tmp_path, seqs):
+    """An index copied next to a different FASTA is newer than it, yet wrong."""
+    other = tmp_path / "other.fa"
+    write_fasta(other, {"chr1": seqs["chr1"][:200], "chr2": seqs["chr2"]})
+    Genome(other).close()
+    fasta = write_fasta(tmp_path / "genome.fa", seqs)
+    shutil.copy(str(other) + ".fai", str(fasta) + ".fai")
+    with Genome(fasta) as g:
         assert g.chrom_sizes() == {"chr1": 500, "chr2": 300}
+        assert g.fetch("chr2", 0, 300) == seqs["chr2"]
+
+
+def test_older_index_that_still_matches_is_used_without_rewriting(fasta, seqs):
+    Genome(fasta).close()
+    fai = Path(str(fasta) + ".fai")
+    os.utime(fai, (1_000_000, 1_000_000))
+    before = fai.read_bytes()
+    fai.chmod(0o444)
+    with Genome(fasta) as g:
+        assert g.fetch("chr1", 0, 500) == seqs["chr1"].upper()
+    assert fai.read_bytes() == before and os.path.getmtime(fai) == 1_000_000
+
+
+def test_stale_index_through_the_cli(data, tmp_path, genome_seqs):
+    """The FASTA is edited within the second it was indexed: the scores come from the new sequence."""
+    from click.testing import CliRunner
+
+    from seqlift.cli import main
+
+    fasta = Path(data["fasta"])
+    Genome(fasta).close()
+    changed = {**genome_seqs, "chr1": genome_seqs["chr1"][::-1] + "ACGT" * 3}
+    conftest.write_fasta(fasta, changed)
+    os.utime(fasta, (1_000_000, 1_000_000))
+    os.utime(str(fasta) + ".fai", (1_000_000, 1_000_000))
+    out = tmp_path / "scores.h5"
+    result = CliRunner().invoke(main, ["score", data["bed"], "--fasta", str(fasta), "--model", data["pt2"], "-o",
+                                       str(out), "--n-refs", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    import h5py
+
+    with h5py.File(out) as h5:
+        assert one_hot_decode(h5["raw/seq"][0]) == changed["chr1"][100:150]
 
 
 def test_existing_index_is_used_in_read_only_folder(tmp_path, seqs):

@@ -5,33 +5,18 @@ import json
 import zipfile
 from importlib import resources
 
-import h5py
 import pytest
 import torch
-from click.testing import CliRunner
 from torch.export import Dim
 
-from seqlift.cli import main
+from cli_helpers import assert_one_line_error, run
 from seqlift.errors import ModelError
 from seqlift.models import load_model
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def score_args(data, model, out, *extra):
     return ["score", data["bed"], "--fasta", data["fasta"], "--model", model, "-o", out, "--n-refs", 2,
             "--batch-size", 2, "--quiet", *extra]
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 class _Marker:
