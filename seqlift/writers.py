@@ -151,8 +151,8 @@ class ScoreWriter:
         Window length ``L``.
     attrs : dict
         Provenance attributes; those in :data:`RUN_KEYS` must match on resume.
-    batch_size : int
-        Rows per batch; batch ``i`` holds rows ``[i * batch_size, (i + 1) * batch_size)``.
+    batch_size : int, optional
+        Rows per batch; batch ``i`` holds rows ``[i * batch_size, (i + 1) * batch_size)``. Default: all rows.
     force : bool
         Overwrite an existing output, and discard the fragments of an earlier, unfinished run.
     resume : bool
@@ -166,12 +166,12 @@ class ScoreWriter:
         another process is writing it, or its folder cannot be written.
     """
 
-    def __init__(self, path, windows, length, attrs, batch_size, force=False, resume=False):
+    def __init__(self, path, windows, length, attrs, batch_size=None, force=False, resume=False):
         self.path = Path(path)
         self.dir = partial_path(self.path)
         self.windows = windows
         self.length = int(length)
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size or max(1, len(windows)))
         self.chunk = chunk_rows(max(1, min(self.batch_size, len(windows))))  # a chunk fits in the dataset
         self.attrs = {k: (str(v) if isinstance(v, str) else v) for k, v in attrs.items()}
         self.datasets = {**_DATASETS, **(SPLIT_DATASETS if attrs.get("split_signs") else {})}
@@ -252,7 +252,7 @@ class ScoreWriter:
             if ok:
                 try:
                     with zipfile.ZipFile(frag) as z:
-                        ok = z.testzip() is None and {f"{_key(k)}.npy" for k in self.datasets} <= set(z.namelist())
+                        ok = z.testzip() is None and "meta__finite.npy" in z.namelist()
                 except (OSError, zipfile.BadZipFile, EOFError):
                     ok = False
             if ok:
@@ -279,7 +279,8 @@ class ScoreWriter:
         start : int
             First row; a multiple of ``batch_size``.
         rows : dict
-            Dataset name -> array with one row per window of the batch, for every dataset of the layout.
+            Dataset name -> array with one row per window of the batch. A dataset left out keeps the fill
+            value (0; True for ``meta/finite``).
         """
         n = len(self.windows)
         end = min(start + self.batch_size, n)
@@ -287,7 +288,12 @@ class ScoreWriter:
             raise ValueError(f"batch start {start} is not on the batch grid of {self.batch_size} rows")
         arrays = {}
         for name, (shape, dtype) in self.datasets.items():
-            values = np.asarray(rows[name]).astype(dtype, copy=False)
+            if name not in rows:
+                if shape == "4L":
+                    continue
+                values = np.full(end - start, name == "meta/finite", dtype)
+            else:
+                values = np.asarray(rows[name]).astype(dtype, copy=False)
             if len(values) != end - start:
                 raise ValueError(f"{name}: {len(values)} rows for a batch of {end - start}")
             if shape == "4L":
@@ -347,6 +353,8 @@ class ScoreWriter:
             with np.load(self.dir / f"rows-{start:010d}-{end:010d}.npz", allow_pickle=False) as frag:
                 for name, (shape, _) in self.datasets.items():
                     if shape == "4L":
+                        if _key(name) not in frag:
+                            continue  # never written: the fill value
                         blob, ends = frag[_key(name)], frag[_key(name) + ".ends"]
                         dset, begin = h5[name].id, 0
                         for j, stop in enumerate(ends):
