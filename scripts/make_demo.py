@@ -1,4 +1,4 @@
-"""Generate the bundled demo: genome, regions, motif sites and a trained model.
+"""Generate the bundled demo: genome, regions, motif sites and trained models.
 
 The design follows the DeepLIFT paper's simulation: i.i.d. background sequence
 (40% GC) with GATA and TAL1 motif instances sampled from position probability
@@ -6,10 +6,16 @@ matrices and planted at random positions and strands. A small CNN learns three
 tasks: contains GATA, contains TAL1, contains both. Everything is deterministic
 given ``--seed``.
 
-Usage: ``python scripts/make_demo.py --out seqlift/demo --seed 0``
+``--arch`` picks the network: ``cnn`` (``model.*``, :class:`DemoCNN`), ``bilstm``
+(``bilstm.*``, a DanQ-style conv + BiLSTM) or ``attention`` (``attention.*``, conv +
+transformer encoder layer). ``--model-only`` trains on the same simulated data
+without rewriting the genome and BED files.
+
+Usage: ``python scripts/make_demo.py --out seqlift/demo --seed 0 [--arch bilstm --model-only]``
 """
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +25,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from seqlift.demo.model import DemoCNN
+from seqlift.demo.model import DemoAttention, DemoBiLSTM, DemoCNN
+
+#: --arch -> (class, file stem)
+ARCHS = {"cnn": (DemoCNN, "model"), "bilstm": (DemoBiLSTM, "bilstm"), "attention": (DemoAttention, "attention")}
 
 BACKGROUND = np.array([0.3, 0.2, 0.2, 0.3])  # A, C, G, T: 40% GC
 
@@ -149,14 +158,14 @@ def predict(model, X, batch_size=500):
                           for i in range(0, len(X), batch_size)]).numpy()
 
 
-def train(X, y, X_val, y_val, seed, min_auroc, min_epochs, max_epochs):
-    """Train a DemoCNN until validation AUROC of tasks 0 and 1 exceeds ``min_auroc``.
+def train(X, y, X_val, y_val, seed, min_auroc, min_epochs, max_epochs, cls=DemoCNN):
+    """Train a ``cls`` network until validation AUROC of tasks 0 and 1 exceeds ``min_auroc``.
 
     X, X_val : np.ndarray, shape=(N, 4, L), float32; y, y_val : np.ndarray, shape=(N, 3), float32.
     Trains at least ``min_epochs`` and at most ``max_epochs`` epochs.
     """
     torch.manual_seed(seed)
-    model = DemoCNN()
+    model = cls()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     X, y = torch.from_numpy(X), torch.from_numpy(y)
     for epoch in range(1, max_epochs + 1):
@@ -258,27 +267,34 @@ def main():
     parser.add_argument("--min-auroc", type=float, default=0.95, help="validation AUROC to reach (tasks 0, 1)")
     parser.add_argument("--min-epochs", type=int, default=12, help="train at least this many epochs")
     parser.add_argument("--max-epochs", type=int, default=40, help="give up after this many epochs")
+    parser.add_argument("--arch", choices=sorted(ARCHS), default="cnn", help="network to train")
+    parser.add_argument("--model-only", action="store_true", help="keep the genome and BED files as they are")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
+    cls, stem = ARCHS[args.arch]
 
     genome, regions = make_genome(rng, {"chr1": 150_000, "chr2": 148_317})
+    # with --model-only the files are written aside (the draws stay the same) and the bundled ones read
+    scratch = Path(tempfile.mkdtemp()) if args.model_only else args.out
+    write_fasta(scratch / "genome.fa", genome, rng)
+    write_beds(scratch / "regions.bed", scratch / "motif_sites.bed", regions, rng)
     fasta = args.out / "genome.fa"
-    write_fasta(fasta, genome, rng)
-    write_beds(args.out / "regions.bed", args.out / "motif_sites.bed", regions, rng)
-    Path(f"{fasta}.fai").unlink(missing_ok=True)
-    pyfaidx.Faidx(str(fasta)).close()
+    if not args.model_only:
+        Path(f"{fasta}.fai").unlink(missing_ok=True)
+        pyfaidx.Faidx(str(fasta)).close()
 
     X, y = make_training_set(rng, args.n_train)
     X_val, y_val = make_training_set(rng, args.n_val)
     print("training positives per task: " + " ".join(f"{p:.3f}" for p in y.mean(0)))
     t0 = time.perf_counter()
-    model = train(X, y, X_val, y_val, args.seed, args.min_auroc, args.min_epochs, args.max_epochs)
+    model = train(X, y, X_val, y_val, args.seed, args.min_auroc, args.min_epochs, args.max_epochs, cls)
     print(f"training took {time.perf_counter() - t0:.1f} s")
 
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, args.out / "model.safetensors")
-    ep = export_model(model, args.out / "model.pt2")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, args.out / f"{stem}.safetensors")
+    ep = export_model(model, args.out / f"{stem}.pt2")
     ops = sorted({str(n.target) for n in ep.graph.nodes if n.op == "call_function"})
     print(f"exported ops: {', '.join(ops)}")
 

@@ -11,7 +11,11 @@
   the ground truth for evaluation;
 - ``model.safetensors`` and ``model.pt2``: the weights of
   :class:`seqlift.demo.model.DemoCNN` and the same model as a ``torch.export``
-  program (task 0 = contains GATA, 1 = contains TAL1, 2 = contains both).
+  program (task 0 = contains GATA, 1 = contains TAL1, 2 = contains both);
+- ``bilstm.*`` and ``attention.*``: the same tasks learnt by
+  :class:`~seqlift.demo.model.DemoBiLSTM` (convolution + bidirectional LSTM) and
+  :class:`~seqlift.demo.model.DemoAttention` (convolution + transformer encoder
+  layer), to compare attribution methods on recurrent and attention networks.
 """
 
 from pathlib import Path
@@ -25,7 +29,8 @@ def demo_paths():
     Returns
     -------
     dict
-        ``fasta``, ``regions``, ``sites``, ``model_pt2``, ``weights`` and ``config``
+        ``fasta``, ``regions``, ``sites``, ``model_pt2``, ``weights``, ``bilstm_pt2``,
+        ``attention_pt2`` and ``config``
         (``configs/demo.yaml`` of the source tree, whose paths are relative to its
         root), each an absolute path as a str.
     """
@@ -35,5 +40,7 @@ def demo_paths():
         "sites": str(_HERE / "motif_sites.bed"),
         "model_pt2": str(_HERE / "model.pt2"),
         "weights": str(_HERE / "model.safetensors"),
+        "bilstm_pt2": str(_HERE / "bilstm.pt2"),
+        "attention_pt2": str(_HERE / "attention.pt2"),
         "config": str(_HERE.parents[1] / "configs" / "demo.yaml"),
     }
