@@ -109,14 +109,25 @@ def basset_like(outputs=164):
     return model
 
 
+#: Models beyond the two above: the demo's recurrent and attention networks, at a genomic window length.
+ZOO = ("bilstm", "attention")
+MODELS = ("bpnet", "basset", *ZOO)
+
+
 def build_model(name, device, seed=0):
-    """Seeded, eval-mode float32 model ``name`` (bpnet or basset) on ``device``.
+    """Seeded, eval-mode float32 model ``name`` (bpnet, basset, bilstm or attention) on ``device``.
 
     Weights are He-initialised, so that outputs and their differences between
     a region and its shuffles are of order 0.1-1 rather than 1e-3, and batch
     norms get random statistics.
     """
     torch.manual_seed(seed)
+    if name in ZOO:  # conv + BiLSTM (DanQ-like) and conv + transformer layer, 1000 bp
+        from seqlift.demo.model import DemoAttention, DemoBiLSTM
+
+        model = (DemoBiLSTM if name == "bilstm" else DemoAttention)(input_length=1000)
+        model.length = 1000
+        return model.to(device).eval()
     model = BPNetLike() if name == "bpnet" else basset_like()
     for m in model.modules():
         if isinstance(m, (nn.Conv1d, nn.Linear)):
@@ -410,7 +421,7 @@ def environment(threads, device):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="bpnet,basset", help="comma-separated: bpnet, basset")
+    parser.add_argument("--models", default="bpnet,basset", help="comma-separated: " + ", ".join(MODELS))
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of " + ", ".join(TOOLS))
     parser.add_argument("--regions", type=int, help="regions per model (default: 4 for bpnet, 16 for basset)")
     parser.add_argument("--refs", type=int, default=20, help="references per region (K)")
@@ -431,14 +442,14 @@ def main():
     torch.set_num_threads(args.threads)
     models = args.models.split(",")
     tools = args.tools.split(",")
-    for value, allowed in ((models, ("bpnet", "basset")), (tools, TOOLS)):
+    for value, allowed in ((models, MODELS), (tools, TOOLS)):
         if set(value) - set(allowed):
             parser.error(f"unknown {', '.join(sorted(set(value) - set(allowed)))}; choose from {', '.join(allowed)}")
     sizes = sorted({int(b) for b in args.regions_per_call.split(",")})
     refs, repeats = args.refs, args.repeats
-    default_regions = {"bpnet": 4, "basset": 16}
+    default_regions = {"bpnet": 4, "basset": 16, "bilstm": 8, "attention": 8}
     if args.quick:
-        sizes, refs, repeats, default_regions = [1, 2], 4, 1, {"bpnet": 2, "basset": 2}
+        sizes, refs, repeats, default_regions = [1, 2], 4, 1, dict.fromkeys(MODELS, 2)
 
     started, env = time.perf_counter(), environment(args.threads, device)
     env["load_start"] = os.getloadavg()[0]
