@@ -34,7 +34,7 @@ test: install-test
 
 
 SNAKEFILE := workflows/seqlift/workflow/Snakefile
-TEST_CONFIG := workflows/seqlift/config/test.yaml
+TEST_CONFIG := workflows/seqlift/.test/config/config.yaml
 
 workflow-test: install-test workflow-check
 

@@ -11,13 +11,14 @@ rule logos:
     params:
         top=config["logos"]["top"],
     shell:
-        "seqlift logo {input} --top {params.top} --hypothetical --out {output} --force > {log} 2>&1"
+        "seqlift logo {input:q} --top {params.top} --hypothetical --out {output:q} --force > {log:q} 2>&1"
 
 
 rule motifs:
     """Motif discovery with modisco-lite: motif logos, MEME file, seqlets BED and a report."""
     input:
-        f"{OUT}/scores.h5",
+        unpack(lambda wildcards: {"db": config["motifs"]["motif_db"]} if config["motifs"].get("motif_db") else {}),
+        scores=f"{OUT}/scores.h5",
     output:
         report=f"{OUT}/motifs/report.html",
         meme=f"{OUT}/motifs/motifs.meme",
@@ -27,12 +28,12 @@ rule motifs:
         f"{OUT}/logs/motifs.log",
     params:
         outdir=lambda wildcards, output: os.path.dirname(output.report),
-        options=" ".join(
-            [f"--max-seqlets {config['motifs']['max_seqlets']}", f"--window {config['motifs']['window']}"]
-            + ([f"--motif-db {config['motifs']['motif_db']}"] if config["motifs"].get("motif_db") else [])
+        options=lambda wildcards, input: " ".join(
+            [f"--max-seqlets {quoted(config['motifs']['max_seqlets'])}", f"--window {quoted(config['motifs']['window'])}"]
+            + ([f"--motif-db {quoted(input.db)}"] if "db" in input.keys() else [])
         ),
     shell:
-        "seqlift motifs {input} -o {params.outdir} --force {params.options} > {log} 2>&1"
+        "seqlift motifs {input.scores:q} -o {params.outdir:q} --force {params.options} > {log:q} 2>&1"
 
 
 rule tracks:
@@ -51,5 +52,5 @@ rule tracks:
         prefix=lambda wildcards, output: output.bigwig[: -len(".contrib.bw")],
         overlap=config["tracks"]["overlap"],
     shell:
-        "seqlift tracks {input.scores} --fasta {input.fasta} -o {params.prefix} --overlap {params.overlap} "
-        "--force > {log} 2>&1"
+        "seqlift tracks {input.scores:q} --fasta {input.fasta:q} -o {params.prefix:q} --overlap {params.overlap:q} "
+        "--force > {log:q} 2>&1"

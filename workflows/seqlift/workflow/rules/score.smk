@@ -1,9 +1,9 @@
 rule score_shard:
     """DeepLIFT scores of one shard of the regions (shards named k-of-n)."""
     input:
+        unpack(lambda wildcards: model_inputs()),
         regions=config["regions"],
         fasta=config["fasta"],
-        model=config["model"],
     output:
         f"{OUT}/shards/{{scatteritem}}.h5",
     conda:
@@ -16,8 +16,8 @@ rule score_shard:
     resources:
         gpu=config["score"]["gpus"],
     shell:
-        "OMP_NUM_THREADS={threads} seqlift score {input.regions} --fasta {input.fasta} --model {input.model} "
-        "--shard {wildcards.scatteritem} -o {output} --force --quiet {params.options} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} seqlift score {input.regions:q} --fasta {input.fasta:q} "
+        "--shard {wildcards.scatteritem} -o {output:q} --force --quiet {params.options} > {log:q} 2>&1"
 
 
 rule merge:
@@ -31,4 +31,4 @@ rule merge:
     log:
         f"{OUT}/logs/merge.log",
     shell:
-        "seqlift merge {input} -o {output} --force > {log} 2>&1"
+        "seqlift merge {input:q} -o {output:q} --force > {log:q} 2>&1"
