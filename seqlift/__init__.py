@@ -3,12 +3,34 @@
 >>> import seqlift
 >>> seqlift.score("peaks.bed", "genome.fa", "model.pt2", "scores.h5", target=0)
 >>> seqlift.deeplift(model, X, seqlift.dinucleotide_shuffle(X, n=20), target=0)
+
+The names below are imported when first used, so that ``seqlift --version`` and
+``--help`` answer without loading torch.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .attribution import Attributions, deeplift, prepare  # noqa: E402
-from .pipeline import score  # noqa: E402
-from .references import dinucleotide_shuffle  # noqa: E402
+#: Public name -> module that defines it.
+_EXPORTS = {
+    "Attributions": ".attribution",
+    "deeplift": ".attribution",
+    "prepare": ".attribution",
+    "score": ".pipeline",
+    "dinucleotide_shuffle": ".references",
+}
 
-__all__ = ["Attributions", "deeplift", "dinucleotide_shuffle", "prepare", "score", "__version__"]
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'seqlift' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

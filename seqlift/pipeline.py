@@ -41,6 +41,10 @@ class SeqliftWarning(UserWarning):
     """A result the user should look at (summation-to-delta, low-complexity windows)."""
 
 
+class SeqliftNote(UserWarning):
+    """Information about a finished run that is not a problem (e.g. the accuracy of an approximate method)."""
+
+
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
     if device == "auto":
@@ -302,7 +306,11 @@ def score(
                 writer.close()
     _report(nonfinite, "prediction or scores are not finite (NaN or infinite); flagged in meta/finite",
             "check the model's weights and the references")
-    _report(bad, f"summation-to-delta error above tolerance {tolerance:g} (relative)", "--strict makes this an error")
+    if method == "integrated-gradients":
+        _completeness_note(paths[0], steps)
+    else:
+        _report(bad, f"summation-to-delta error above tolerance {tolerance:g} (relative)",
+                "--strict makes this an error")
     _report(low, "references all equal the input (low-complexity window; scores are 0)", "consider --reference uniform for these")
     if npz_prefix:
         for t, path in zip(targets, paths):
@@ -538,6 +546,18 @@ def _check_outputs(output, target, npz_prefix, regions, fasta, specs, weights, r
     if isinstance(reference, str) and reference.startswith("file:"):
         inputs["--reference"] = reference[len("file:"):]
     refuse_inputs(outs, inputs)
+
+
+def _completeness_note(path, steps):
+    """Integrated gradients approximates a path integral: say how close its sums come to f(x) - f(r)."""
+    with h5py.File(path, "r") as h5:
+        rel = h5["meta/delta_rel_error"][:]
+    rel = rel[np.isfinite(rel)]
+    if len(rel):
+        warnings.warn(
+            f"integrated gradients is approximate: with --steps {steps} its attributions sum to f(x) - f(r) within a "
+            f"relative error of {np.median(rel):.2g} (median) to {rel.max():.2g} (max) over {len(rel)} regions, "
+            "stored in meta/delta_rel_error; more --steps lowers it", SeqliftNote, stacklevel=3)
 
 
 def _report(names, what, hint):

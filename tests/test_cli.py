@@ -504,3 +504,10 @@ def test_no_low_complexity_warning_without_references(data, tmp_path):
     r = run(*score_args(data, tmp_path / "g.h5"), "--method", "gradient")
     assert r.exit_code == 0 and "low-complexity" not in r.output
     assert not read_all(tmp_path / "g.h5")[0]["meta/low_complexity"].any()
+
+
+def test_integrated_gradients_reports_its_completeness_not_a_violation(data, tmp_path):
+    r = run(*score_args(data, tmp_path / "ig.h5"), "--method", "integrated-gradients", "--steps", 4)
+    assert r.exit_code == 0, r.output
+    assert "integrated gradients is approximate" in r.output and "(median)" in r.output
+    assert "summation-to-delta error above tolerance" not in r.output
