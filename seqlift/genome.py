@@ -63,6 +63,17 @@ class Genome:
         self.path = str(path)
         if not os.path.isfile(self.path):
             raise GenomeError(f"FASTA file not found: {self.path}; check the path")
+        compression = _compression(self.path)
+        if compression == "gzip":
+            raise GenomeError(
+                f"{self.path} is compressed with plain gzip, which cannot be read at random positions; recompress it "
+                f"with bgzip (from htslib or samtools): gunzip -c {self.path} | bgzip > genome.fa.gz, or decompress it"
+            )
+        if compression == "bgzip" and not self.path.lower().endswith((".gz", ".bgz")):
+            raise GenomeError(
+                f"{self.path} is bgzip-compressed but its name does not end in .gz or .bgz, so it would be read as "
+                "plain text; rename it to end in .gz"
+            )
         fai = self.path + ".fai"
         mismatch = index_mismatch(self.path, fai) if os.path.isfile(fai) else None
         if mismatch:
@@ -92,8 +103,8 @@ class Genome:
             ) from None
         except ImportError:
             raise GenomeError(
-                f"reading the compressed FASTA {self.path} needs biopython; "
-                "install biopython or decompress the FASTA"
+                f"reading the bgzip-compressed FASTA {self.path} needs biopython >= 1.73 (a dependency of seqlift); "
+                "install it with pip install biopython, or decompress the FASTA"
             ) from None
         except OSError:
             if mismatch:
@@ -177,6 +188,19 @@ class Genome:
 
     def __repr__(self):
         return f"Genome({self.path!r})"
+
+
+def _compression(path):
+    """``plain``, ``bgzip`` or ``gzip`` (plain gzip), from the first bytes of ``path``.
+
+    A BGZF block is a gzip member with an extra field whose first subfield is
+    ``BC`` (the block size), which plain gzip never writes.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(18)
+    if head[:2] != b"\x1f\x8b":
+        return "plain"
+    return "bgzip" if len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC" else "gzip"
 
 
 def _plain_text(path):

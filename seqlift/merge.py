@@ -105,7 +105,7 @@ def merge_scores(inputs, output, *, force: bool = False, progress: bool = True, 
         When the shards come from different runs, hold other datasets, overlap
         (a ``meta/row`` twice) or are incomplete (a shard ``k`` missing).
     OutputError
-        When ``output`` exists and ``force`` is false.
+        When ``output`` exists and ``force`` is false, or its folder does not exist.
     """
     output = Path(output)
     paths = [Path(p) for p in inputs]
@@ -113,6 +113,8 @@ def merge_scores(inputs, output, *, force: bool = False, progress: bool = True, 
         raise SeqliftError("no shard given; pass the files written by seqlift score --shard k-of-n")
     if output.exists() and not force:
         raise OutputError(f"output {output} exists; use --force to overwrite it")
+    if not output.parent.is_dir():
+        raise OutputError(f"cannot write {output}: folder {output.parent} does not exist; create it first")
     files = []
     try:
         for path in paths:

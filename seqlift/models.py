@@ -142,10 +142,29 @@ def load_model(spec: str, weights: str | None = None, model_kwargs: dict | None 
         program = torch.export.load(spec)
     except Exception as exc:  # a corrupt or foreign archive fails in many ways
         raise ModelError(f"{spec} could not be read as a torch.export program: {_first_line(exc)}; {EXPORT_HINT}") from exc
+    _check_program(program, spec)
     from .attribution.graph import capture
 
     length = capture(program).input_length
     return LoadedModel(model=program, spec=spec, sha256=sha256_file(path), input_length=length)
+
+
+def _check_program(program, spec: str) -> None:
+    """The program takes one (N, 4, L) tensor and returns a tensor or a tuple of tensors (read from its graph)."""
+    inputs = [s for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    if len(inputs) == 1:
+        node = next((n for n in program.graph.nodes if n.op == "placeholder" and n.name == inputs[0].arg.name), None)
+        val = node.meta.get("val") if node is not None else None
+        shape = tuple(val.shape) if isinstance(val, torch.Tensor) else None
+        if shape is not None and (len(shape) != 3 or (isinstance(shape[1], int) and shape[1] != 4)):
+            what = f"{shape[1]} input channels" if len(shape) == 3 else f"inputs of {len(shape)} dimensions"
+            raise ModelError(
+                f"{spec} takes {what} (example input of shape {tuple(int(d) if isinstance(d, int) else 'N' for d in shape)}); "
+                "seqlift scores models of one-hot DNA, input (N, 4, L) with channels A, C, G, T"
+            )
+    out_spec = program.call_spec.out_spec
+    if out_spec is not None and out_spec.type is dict:
+        _refuse_output(spec, "a dict", list(out_spec.context))
 
 
 def _load_pickled(spec: str, path: Path) -> LoadedModel:
@@ -172,12 +191,18 @@ def _load_class(spec: str, weights: str | None, kwargs: dict) -> LoadedModel:
         module_spec = importlib.util.spec_from_file_location(module_name, file)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[module_name] = module
-        module_spec.loader.exec_module(module)
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException as exc:
+            sys.modules.pop(module_name, None)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise ModelError(_import_failure(where, spec, exc)) from None
     else:
         try:
             module = importlib.import_module(where)
-        except ImportError as exc:
-            raise ModelError(f"cannot import {where} (from --model {spec}): {exc}") from exc
+        except Exception as exc:  # the module's own code can raise anything
+            raise ModelError(_import_failure(where, spec, exc)) from None
     cls = getattr(module, name, None)
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
         raise ModelError(f"{where} has no nn.Module class named {name!r} (from --model {spec})")
@@ -188,6 +213,12 @@ def _load_class(spec: str, weights: str | None, kwargs: dict) -> LoadedModel:
     except TypeError as exc:
         raise ModelError(f"{name}(**{kwargs}) failed: {exc}; set constructor arguments under model_kwargs in --config") from exc
     state = load_state_dict(weights)
+    misfit = _state_misfit(model, state, name)
+    if misfit:
+        raise ModelError(
+            f"weights {weights} do not fit {name}: {misfit}; give the weights saved from this class, with the "
+            "constructor arguments they were trained with (model_kwargs)"
+        )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -198,6 +229,39 @@ def _load_class(spec: str, weights: str | None, kwargs: dict) -> LoadedModel:
         model=model, spec=spec, sha256=sha256_file(weights), input_length=int(length) if length else None,
         kwargs=kwargs, kind="module",
     )
+
+
+def _import_failure(where: str, spec: str, exc: BaseException) -> str:
+    """One line on a model source that cannot be imported: the file and line of a syntax error, else the error."""
+    if isinstance(exc, SyntaxError):
+        line = f" line {exc.lineno}" if exc.lineno else ""
+        return f"{exc.filename or where}{line}: syntax error ({exc.msg}) in the model source of --model {spec}; fix the file"
+    return (
+        f"importing {where} (from --model {spec}) failed: {type(exc).__name__}: {_first_line(exc)}; fix the model "
+        "source, or install what it imports"
+    )
+
+
+def _state_misfit(model: torch.nn.Module, state: dict, name: str, shown: int = 5) -> str:
+    """Missing and unexpected keys and mismatched shapes of ``state`` for ``model``; empty when it fits."""
+    own = model.state_dict()
+
+    def listed(keys):
+        keys = sorted(keys)
+        return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
+
+    parts = []
+    missing, unexpected = set(own) - set(state), set(state) - set(own)
+    if missing:
+        parts.append(f"missing: {listed(missing)}")
+    if unexpected:
+        parts.append(f"unexpected: {listed(unexpected)}")
+    shapes = [f"{k} is {tuple(state[k].shape)} in the file but {tuple(own[k].shape)} in {name}"
+              for k in sorted(set(own) & set(state))
+              if hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)]
+    if shapes:
+        parts.append("; ".join(shapes[:shown]) + (f" and {len(shapes) - shown} more" if len(shapes) > shown else ""))
+    return "; ".join(parts)
 
 
 def load_state_dict(path: str) -> dict:
@@ -225,17 +289,76 @@ def load_state_dict(path: str) -> dict:
 
 
 def resolve_length(loaded: LoadedModel, window: int | None) -> int:
-    """The input length to score with: the model's, checked against ``--window``."""
+    """The input length to score with: the model's, checked against ``--window``.
+
+    A class model, a pickled module or a TorchScript model is also run once on
+    a batch of two all-N windows, shape (2, 4, L), to check that it takes
+    one-hot DNA and returns a tensor or a tuple of tensors with the batch
+    first (a ``.pt2`` program is checked from its graph when it is loaded).
+
+    Raises
+    ------
+    ModelError
+        When the length is unknown or differs from ``window``, or the model
+        does not run on (2, 4, L) or returns something else.
+    """
     if loaded.input_length is not None:
         if window is not None and window != loaded.input_length:
             raise ModelError(
                 f"--window {window} does not fit the model {loaded.spec}, which takes inputs of length "
                 f"{loaded.input_length}; drop --window or use --window {loaded.input_length}"
             )
-        return loaded.input_length
-    if window is None:
+        length = loaded.input_length
+    elif window is None:
         raise ModelError(f"the input length of {loaded.spec} cannot be read from the model; give it with --window")
-    return window
+    else:
+        length = window
+    if loaded.kind != "program":
+        check_runs(loaded.model, loaded.spec, length)
+    return length
+
+
+def check_runs(model, spec: str, length: int) -> None:
+    """Run ``model`` once on zeros of shape (2, 4, ``length``) and check what it returns.
+
+    Raises
+    ------
+    ModelError
+        When the call fails (e.g. a model of 5 input channels), or the output
+        is not a tensor or a tuple/list of tensors whose first dimension is
+        the batch (2).
+    """
+    params = [p for p in model.parameters()] if isinstance(model, torch.nn.Module) else []
+    dtype = params[0].dtype if params and params[0].is_floating_point() else torch.float32
+    device = params[0].device if params else torch.device("cpu")
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, 4, length, dtype=dtype, device=device))
+    except Exception as exc:  # a model fails in as many ways as it has layers
+        raise ModelError(
+            f"{spec} does not run on one-hot DNA of shape (N, 4, {length}): {_first_line(exc)}; seqlift scores models "
+            "that take one tensor (N, 4, L) with channels A, C, G, T"
+        ) from None
+    if isinstance(out, dict):
+        _refuse_output(spec, "a dict", list(out))
+    parts = list(out) if isinstance(out, (tuple, list)) else [out]
+    for part in parts:
+        if not isinstance(part, torch.Tensor):
+            _refuse_output(spec, f"a {type(part).__name__}" + (" inside a tuple" if part is not out else ""), None)
+        if part.dim() == 0 or part.shape[0] != 2:
+            raise ModelError(
+                f"{spec} returns an output of shape {tuple(part.shape)} for a batch of 2 inputs; its first dimension "
+                "must be the batch (one row per input), e.g. (N,) or (N, T)"
+            )
+
+
+def _refuse_output(spec: str, what: str, keys) -> None:
+    named = f" (keys {', '.join(repr(k) for k in keys)})" if keys else ""
+    example = f"e.g. return out[{keys[0]!r}]" if keys else "e.g. return the logits"
+    raise ModelError(
+        f"{spec} returns {what}{named}; seqlift reads a tensor or a tuple of tensors: make forward return one, "
+        f"{example}, or wrap the model in a module that does"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -180,6 +180,12 @@ def read_regions(path):
     try:
         with _open_text(path) as handle:
             for line, text in enumerate(handle, start=1):
+                if line == 1 and text.startswith("\ufeff"):
+                    raise RegionError(
+                        f"{path} line 1: the file starts with a UTF-8 byte order mark (BOM), which would become "
+                        f"part of the first chromosome name; save the file without it, e.g. "
+                        f"sed -i '1s/^\\xEF\\xBB\\xBF//' {path}"
+                    )
                 words = text.split(maxsplit=1)
                 if not words or words[0].startswith("#") or words[0] in ("track", "browser"):
                     continue

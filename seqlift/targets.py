@@ -76,12 +76,16 @@ class Target:
     def _index(self, head, output, activation):
         if head.dim() == 1:
             if self.index != 0:
-                raise ModelError(f"--target {self.index} is out of range: the model output has shape {tuple(head.shape)}")
+                raise ModelError(
+                    f"--target {self.index} is out of range: the model gives one value per example (output shape "
+                    "(N,)); use --target 0"
+                )
             return lambda out: _pick(out, self._output_index(out))
         if head.dim() != 2:
             raise ModelError(
-                f"the model output has shape {tuple(head.shape)}; --target takes a column of an (N, T) output, "
-                "or 'counts' / 'profile' for profile models"
+                f"the model output has shape (N, {', '.join(str(d) for d in head.shape[1:])}), so "
+                f"{tuple(head.shape[1:])} per example; "
+                "--target takes a column of an (N, T) output, or 'counts' / 'profile' for profile models"
             )
         if not 0 <= self.index < head.shape[1]:
             raise ModelError(

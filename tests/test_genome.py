@@ -1,3 +1,4 @@
+import gzip
 import os
 import re
 import shutil
@@ -140,6 +141,42 @@ def test_missing_fasta(tmp_path):
     path = tmp_path / "missing.fa"
     with pytest.raises(GenomeError, match=rf"^FASTA file not found: {re.escape(str(path))}; check the path$"):
         Genome(path)
+
+
+def write_bgzip(path, seqs):
+    from Bio import bgzf
+
+    with bgzf.BgzfWriter(str(path), "wb") as fh:
+        for name, seq in seqs.items():
+            fh.write(f">{name}\n".encode())
+            for i in range(0, len(seq), 60):
+                fh.write((seq[i : i + 60] + "\n").encode())
+    return path
+
+
+def test_bgzip_fasta_is_read(tmp_path, seqs):
+    path = write_bgzip(tmp_path / "genome.fa.gz", seqs)
+    with Genome(path) as g:
+        assert g.chrom_sizes() == {"chr1": 500, "chr2": 300}
+        assert g.fetch("chr2", 250, 300, "-") == revcomp(seqs["chr2"][250:300])
+
+
+def test_bgzip_fasta_not_named_gz(tmp_path, seqs):
+    path = write_bgzip(tmp_path / "genome.fa", seqs)
+    with pytest.raises(GenomeError, match=rf"^{re.escape(str(path))} is bgzip-compressed but its name does not end "
+                                          r"in \.gz or \.bgz.*; rename it to end in \.gz$"):
+        Genome(path)
+
+
+@pytest.mark.parametrize("name", ["genome.fa.gz", "genome.fa"])
+def test_plain_gzip_fasta_says_to_bgzip_it(tmp_path, seqs, name):
+    path = tmp_path / name
+    with gzip.open(path, "wt") as fh:
+        fh.write(">chr1\n" + seqs["chr1"] + "\n")
+    with pytest.raises(GenomeError, match=rf"^{re.escape(str(path))} is compressed with plain gzip, which cannot be "
+                                          r"read at random positions; recompress it with bgzip"):
+        Genome(path)
+    assert not Path(str(path) + ".fai").exists()
 
 
 @pytest.mark.parametrize("content,detail", [

@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..cli import _Mapping, config_option
+from . import readable_scores
 from ..evaluate import MUTATIONS, evaluate_perturbation, evaluate_sites
 
 
@@ -52,8 +53,9 @@ def perturb(scores, model, output, plot, force, quiet, **options):
     the fractions of regions whose target changes sign (meaningful for binary
     classifiers only).
     """
-    evaluate_perturbation(scores, model, output, plot=plot, force=force, command=_command(),
-                          progress=not quiet, **options)
+    with readable_scores(scores):
+        evaluate_perturbation(scores, model, output, plot=plot, force=force, command=_command(),
+                              progress=not quiet, **options)
     if not quiet:
         click.echo(f"wrote {output}" + (f" and {plot}" if plot else ""), err=True)
 
@@ -70,7 +72,8 @@ def perturb(scores, model, output, plot, force, quiet, **options):
 @config_option
 def sites(scores, sites, motifs, output, force, quiet):
     """AUROC and AUPRC of per-base contributions for positions inside known sites, one row per SCORES file."""
-    evaluate_sites(list(scores), sites, output, motifs=list(motifs) or None, force=force, command=_command(),
-                   progress=not quiet)
+    with readable_scores(scores):
+        evaluate_sites(list(scores), sites, output, motifs=list(motifs) or None, force=force, command=_command(),
+                       progress=not quiet)
     if not quiet:
         click.echo(f"wrote {output}", err=True)

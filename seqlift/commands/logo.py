@@ -9,6 +9,7 @@ import click
 from tqdm import tqdm
 
 from ..cli import config_option
+from . import readable_scores
 from ..errors import OutputError
 from ..logos import WIDTH, figure, label, open_scores, parse_region, save, select_rows, top_rows
 
@@ -48,35 +49,45 @@ def logo(scores, region, index, name, top, hypothetical, output, width, dpi, for
     stem = first.with_name("+".join(Path(path).stem for path in scores))  # several files: a+b.LABEL.png
     stretch = parse_region(region) if region else None
 
-    with open_scores(first) as h5:
-        if top is not None:
-            picks = top_rows(h5, top)
-        else:
-            picks = select_rows(h5, index=index, name=name, region=stretch)
-        names = h5["meta/name"].asstr()[:]
+    with readable_scores(scores):
+        with open_scores(first) as h5:
+            if top is not None:
+                picks = top_rows(h5, top)
+            else:
+                picks = select_rows(h5, index=index, name=name, region=stretch)
+            names = h5["meta/name"].asstr()[:]
 
-    if top is None:
-        if len(picks) > 1 and name:
-            warnings.warn(f"{len(picks)} windows of {first} are named {name!r}; drawing the first (row "
-                          f"{picks[0][0]}); use --index to pick another")
-        row = picks[0][0]
-        out = Path(output) if output else Path(f"{stem}.{label(names[row], row, stretch)}.png")
-        _check_free(out, force)
-        save(figure(scores, row, stretch, hypothetical, width), out, dpi)
-    else:
-        out = Path(output) if output else Path(f"{stem}.top{top}")
-        if out.suffix.lower() in (".png", ".svg") or (out.is_file() and out.suffix.lower() != ".pdf"):
-            raise OutputError(f"--top writes one PDF or a folder of PNGs, not {out}; give --out top.pdf or a folder")
-        _check_free(out, force)
-        ranked = tqdm(picks, desc="logos", unit="logo", disable=quiet)
-        if out.suffix.lower() == ".pdf":
-            save((figure(scores, row, None, hypothetical, width) for row, _, _ in ranked), out, dpi)
+        if top is None:
+            if len(picks) > 1 and name:
+                warnings.warn(f"{len(picks)} windows of {first} are named {name!r}; drawing the first (row "
+                              f"{picks[0][0]}); use --index to pick another")
+            row = picks[0][0]
+            out = Path(output) if output else Path(f"{stem}.{label(names[row], row, stretch)}.png")
+            _check_free(out, force)
+            save(figure(scores, row, stretch, hypothetical, width), out, dpi)
         else:
-            out.mkdir(exist_ok=True)
-            digits = len(str(len(picks)))
-            for rank, (row, _, _) in enumerate(ranked, 1):
-                fig = figure(scores, row, None, hypothetical, width)
-                save(fig, out / f"{rank:0{digits}d}_{label(names[row], row)}.png", dpi)
+            out = Path(output) if output else Path(f"{stem}.top{top}")
+            if out.suffix.lower() in (".png", ".svg") or (out.is_file() and out.suffix.lower() != ".pdf"):
+                raise OutputError(f"--top writes one PDF or a folder of PNGs, not {out}; give --out top.pdf or a folder")
+            _check_free(out, force)
+            ranked = tqdm(picks, desc="logos", unit="logo", disable=quiet)
+            if out.suffix.lower() == ".pdf":
+                save((figure(scores, row, None, hypothetical, width) for row, _, _ in ranked), out, dpi)
+            else:
+                created = not out.exists()
+                out.mkdir(exist_ok=True)
+                digits = len(str(len(picks)))
+                written = []
+                try:
+                    for rank, (row, _, _) in enumerate(ranked, 1):
+                        fig = figure(scores, row, None, hypothetical, width)
+                        written.append(save(fig, out / f"{rank:0{digits}d}_{label(names[row], row)}.png", dpi))
+                except BaseException:  # no half-written folder: take back the logos of this run
+                    for path in written:
+                        path.unlink(missing_ok=True)
+                    if created and not any(out.iterdir()):
+                        out.rmdir()
+                    raise
     if not quiet:
         click.echo(f"wrote {out}", err=True)
 

@@ -3,6 +3,7 @@
 import click
 
 from ..cli import config_option
+from . import readable_scores
 
 
 @click.command()
@@ -27,6 +28,7 @@ def motifs(scores, output, quiet, **options):
     """
     from ..motifs import find_motifs
 
-    found = find_motifs(scores, output, progress=not quiet, **options)
+    with readable_scores(scores):
+        found = find_motifs(scores, output, progress=not quiet, **options)
     if not quiet:
         click.echo(f"wrote {len(found)} motifs to {output}", err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..cli import config_option
+from . import readable_scores
 
 
 @click.command()
@@ -31,8 +32,9 @@ def tracks(scores, output, fasta, hypothetical, overlap, force, quiet):
     """
     from ..tracks import write_tracks
 
-    paths = write_tracks(scores, output, fasta=fasta, hypothetical=hypothetical, overlap=overlap, force=force,
-                         progress=not quiet)
+    with readable_scores(scores):
+        paths = write_tracks(scores, output, fasta=fasta, hypothetical=hypothetical, overlap=overlap, force=force,
+                             progress=not quiet)
     if not quiet:
         for path in paths:
             click.echo(f"wrote {path}", err=True)
