@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -455,46 +457,88 @@ def _mean(parts) -> Attributions:
     return Attributions(**fields)
 
 
+class _Named:
+    """Regions named in a warning: a count, and the first few names (memory stays flat however many there are)."""
+
+    def __init__(self, keep: int = 5):
+        self.count, self.names, self.keep = 0, [], keep
+
+    def add(self, names) -> None:
+        names = list(names)
+        self.count += len(names)
+        self.names += names[: max(0, self.keep - len(self.names))]
+
+    def __bool__(self):
+        return self.count > 0
+
+
+#: Batches prepared ahead of the model, and batches waiting to be written, at most.
+_AHEAD = 2
+
+
 def _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tolerance, strict, allow_nonfinite,
                 progress):
-    """Score every batch that some writer lacks; returns the names of regions over tolerance, low-complexity
-    and non-finite."""
-    bad, low, nonfinite = [], [], []
+    """Score every batch that some writer lacks, in three overlapping stages.
+
+    A reader thread fetches sequences and makes references for the next
+    batches, the calling thread runs the model, and a writer thread compresses
+    and stores finished batches (each a durable fragment, see
+    :mod:`seqlift.writers`), each stage at most :data:`_AHEAD` batches ahead.
+    Returns the regions over tolerance, low-complexity and non-finite (:class:`_Named`).
+    """
+    bad, low, nonfinite = _Named(), _Named(), _Named()
     starts = [i for i in range(0, len(windows), batch_size) if not all(w.has(i) for w in writers)]
     done = len(windows) - sum(len(windows[i : i + batch_size]) for i in starts)
-    with tqdm(total=len(windows), initial=done, unit="region", disable=not progress, file=sys.stderr,
-              desc="scoring", dynamic_ncols=True) as bar:
-        for i in starts:
-            batch = windows[i : i + batch_size]
-            X = fetch_one_hot(genome, batch)
-            refs = make_refs(X, batch)
-            # no references (gradient, ISM): nothing to compare with the input
-            same = identical_to_input(X, refs) if refs.shape[1] else np.zeros(len(X), bool)
-            names = [f"{w.name} ({w.chrom}:{w.start}-{w.end})" for w in batch]
-            low += [names[j] for j in np.flatnonzero(same)]
-            for writer, a in zip(writers, attribute(X.astype(np.float32), refs)):
-                finite = _finite(a, refs)
-                if not finite.all():
-                    where = [names[j] for j in np.flatnonzero(~finite)]
-                    if not allow_nonfinite:
-                        raise NonFiniteError(
-                            f"the model's prediction or scores are not finite (NaN or infinite) for {len(where)} "
-                            f"region(s) of this batch: {', '.join(where[:5])}; check the model's weights and the "
-                            "references, or pass --allow-nonfinite to write them flagged in meta/finite"
+
+    def prepare(i):
+        batch = windows[i : i + batch_size]
+        X = fetch_one_hot(genome, batch)
+        return batch, X, make_refs(X, batch)
+
+    reader = ThreadPoolExecutor(1, thread_name_prefix="seqlift-read")
+    storer = ThreadPoolExecutor(1, thread_name_prefix="seqlift-write")
+    ahead = deque(reader.submit(prepare, i) for i in starts[:_AHEAD])
+    writes = deque()
+    try:
+        with tqdm(total=len(windows), initial=done, unit="region", disable=not progress, file=sys.stderr,
+                  desc="scoring", dynamic_ncols=True) as bar:
+            for n, i in enumerate(starts):
+                batch, X, refs = ahead.popleft().result()
+                if n + _AHEAD < len(starts):
+                    ahead.append(reader.submit(prepare, starts[n + _AHEAD]))
+                # no references (gradient, ISM): nothing to compare with the input
+                same = identical_to_input(X, refs) if refs.shape[1] else np.zeros(len(X), bool)
+                names = [f"{w.name} ({w.chrom}:{w.start}-{w.end})" for w in batch]
+                low.add(names[j] for j in np.flatnonzero(same))
+                for writer, a in zip(writers, attribute(X.astype(np.float32), refs)):
+                    finite = _finite(a, refs)
+                    if not finite.all():
+                        where = [names[j] for j in np.flatnonzero(~finite)]
+                        if not allow_nonfinite:
+                            raise NonFiniteError(
+                                f"the model's prediction or scores are not finite (NaN or infinite) for {len(where)} "
+                                f"region(s) of this batch: {', '.join(where[:5])}; check the model's weights and the "
+                                "references, or pass --allow-nonfinite to write them flagged in meta/finite"
+                            )
+                        nonfinite.add(where)
+                    over = finite & ~(a.relative_error <= tolerance)
+                    bad.add(names[j] for j in np.flatnonzero(over))
+                    if strict and over.any():
+                        j = int(np.flatnonzero(over)[0])
+                        raise ConvergenceError(
+                            f"summation-to-delta fails for {names[j]}: relative error {a.relative_error[j]:.3g} > "
+                            f"--tolerance {tolerance:g}; check the model's ops or raise --tolerance"
                         )
-                    nonfinite += where
-                over = finite & ~(a.relative_error <= tolerance)
-                bad += [names[j] for j in np.flatnonzero(over)]
-                if strict and over.any():
-                    j = int(np.flatnonzero(over)[0])
-                    raise ConvergenceError(
-                        f"summation-to-delta fails for {names[j]}: relative error {a.relative_error[j]:.3g} > "
-                        f"--tolerance {tolerance:g}; check the model's ops or raise --tolerance"
-                    )
-                if writer.has(i):  # resumed: this writer has these rows already
-                    continue
-                writer.write(i, score_rows(X, a, same, finite))
-            bar.update(len(batch))
+                    if not writer.has(i):  # resumed: this writer may have these rows already
+                        writes.append(storer.submit(writer.write, i, score_rows(X, a, same, finite)))
+                while len(writes) > _AHEAD * len(writers) or (writes and writes[0].done()):
+                    writes.popleft().result()  # raises a failed write here
+                bar.update(len(batch))
+            while writes:
+                writes.popleft().result()
+    finally:
+        reader.shutdown(wait=True, cancel_futures=True)
+        storer.shutdown(wait=True)  # batches already scored are stored, even when the run stops
     return bad, low, nonfinite
 
 
@@ -560,7 +604,8 @@ def _completeness_note(path, steps):
             "stored in meta/delta_rel_error; more --steps lowers it", SeqliftNote, stacklevel=3)
 
 
-def _report(names, what, hint):
-    if names:
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        warnings.warn(f"{len(names)} region(s): {what}: {shown}; {hint}", SeqliftWarning, stacklevel=3)
+def _report(named: _Named, what, hint):
+    if named:
+        more = named.count - len(named.names)
+        shown = ", ".join(named.names) + (f" and {more} more" if more > 0 else "")
+        warnings.warn(f"{named.count} region(s): {what}: {shown}; {hint}", SeqliftWarning, stacklevel=3)
