@@ -21,10 +21,11 @@ import torch
 
 from ..errors import ModelError, UnsupportedOpError
 from ..targets import Target
-from .graph import CapturedModel, active_nodes, capture, module_path, op_name, strip_output_activation, where
+from .graph import CapturedModel, active_nodes, batch_dims, capture, lower, module_path, op_name
 from .graph import normalize_input_weights as normalize_weights
+from .graph import strip_output_activation, where
 from .rules import PASSTHROUGH, OpRule, lookup
-from .split import Split, SplitRule, streamwise
+from .split import Split, SplitRule, batch_back, batch_first, product, streamwise
 
 aten = torch.ops.aten
 
@@ -102,7 +103,7 @@ class _PairedRescale(torch.autograd.Function):
             refs.copy_(_fused_relu_rescale_grad()(ax, ar, yx, yr, grad[ctx.n :].view(refs.shape), ctx.eps))
             return out, None, None, None, None, None
         dx = ax - ar
-        small = dx.abs() < ctx.eps
+        small = ~(dx.abs() >= ctx.eps)  # also where both are the same infinity (a -inf attention mask)
         m = torch.sub(yx, yr).div_(dx.masked_fill_(small, 1.0))
         if small.any():
             mid = (ax.expand_as(ar)[small] + ar[small]) * 0.5
@@ -148,32 +149,80 @@ class _PairedMax(torch.autograd.Function):
         return out, None, None, None
 
 
+class _PairedProduct(torch.autograd.Function):
+    """``f(a, b)`` for ``f`` linear in each operand, whose backward uses the midpoints.
+
+    For reference row ``(i, j)``, ``f(a_x, b_x) - f(a_r, b_r) = f(a̅, Δb) + f(Δa, b̅)``
+    with ``a̅ = (a_x + a_r) / 2`` (see :mod:`.rules`), so the gradient of ``a``
+    is taken at ``(a, b̅)`` and that of ``b`` at ``(a̅, b)``. ``midpoint(t, i)``
+    gives operand ``i``'s midpoints over the whole batch.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, f, midpoint):
+        ctx.f, ctx.midpoint = f, midpoint
+        ctx.save_for_backward(a, b)
+        return f(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        with torch.enable_grad():
+            am = ctx.midpoint(a, 0).requires_grad_(True)
+            bm = ctx.midpoint(b, 1).requires_grad_(True)
+            ga, gb = torch.autograd.grad(ctx.f(am, bm), (am, bm), grad)
+        return ga, gb, None, None
+
+
 class Rescale:
-    """The Rescale rule for a paired batch of ``n`` inputs followed by their references."""
+    """The Rescale rule for a paired batch of ``n`` inputs followed by their references.
 
-    def __init__(self, n: int, eps: float, fused: bool = False):
-        self.n, self.eps, self.fused = n, eps, fused
+    ``rows`` is the size of that batch (``n + n * k``); values whose batch is
+    not in dimension 0 alone (see :func:`~.graph.batch_dims`) are paired through
+    :func:`batch_first`.
+    """
 
-    def elementwise(self, fn, a, target=None):
+    def __init__(self, n: int, eps: float, fused: bool = False, rows: int | None = None):
+        self.n, self.eps, self.fused, self.rows = n, eps, fused, rows
+
+    def _paired(self, t, dim):
+        return dim == 0 and (self.rows is None or t.shape[0] == self.rows)
+
+    def elementwise(self, fn, a, target=None, dim=0):
         """``fn(a)`` elementwise, with the Rescale multiplier as its backward."""
-        return _PairedRescale.apply(a, fn, target, self.n, self.eps, self.fused)
+        if self._paired(a, dim):
+            return _PairedRescale.apply(a, fn, target, self.n, self.eps, self.fused)
+        out = _PairedRescale.apply(batch_first(a, dim, self.rows), fn, target, self.n, self.eps, False)
+        return batch_back(out, dim)
 
     def max(self, a, index):
         """Max of ``a`` (B, ..., S) at ``index`` (B, ..., O), exact under Rescale."""
         return _PairedMax.apply(a, index, self.n, self.eps)
 
-    def hold(self, t):
+    def hold(self, t, dim=0):
         """Reference rows take their input's value: no delta, no gradient."""
-        return hold_inputs(t, self.n)
+        return hold_inputs(t, self.n, dim, self.rows)
+
+    def product(self, f, a, b, dims=(0, 0)):
+        """``f(a, b)``, linear in each of ``a`` and ``b``, with the midpoint multipliers as its backward."""
+
+        def midpoint(t, i):
+            t, paired = t.detach(), self._paired(t, dims[i])
+            u = t if paired else batch_first(t, dims[i], self.rows)
+            x, r = _pairs(u, self.n)
+            mid = torch.cat([u[: self.n], ((x + r) * 0.5).flatten(0, 1)])
+            return mid if paired else batch_back(mid, dims[i])
+
+        return _PairedProduct.apply(a, b, f, midpoint)
 
 
-def hold_inputs(t: torch.Tensor, n: int) -> torch.Tensor:
+def hold_inputs(t: torch.Tensor, n: int, dim: int = 0, rows: int | None = None) -> torch.Tensor:
     """``t`` with every reference row replaced by its input row's value (detached)."""
     t = t.detach()
+    if dim or (rows is not None and t.shape[0] != rows):
+        return batch_back(hold_inputs(batch_first(t, dim, rows), n), dim)
     k = (t.shape[0] - n) // n
     return torch.cat([t[:n], t[:n].repeat_interleave(k, dim=0)])
-
-
 
 
 class Attributions(NamedTuple):
@@ -194,7 +243,9 @@ class Attributions(NamedTuple):
         Largest absolute summation-to-delta error over the references:
         ``max_j |sum(m_ij * (x_i - r_ij)) - (f(x_i) - f(r_ij))|``.
     relative_error : np.ndarray, shape=(N,)
-        ``delta_error`` divided by ``max_j |f(x_i) - f(r_ij)|`` (0 where that is 0).
+        ``delta_error`` divided by ``max(max_j |f(x_i) - f(r_ij)|, floor)``, with
+        ``floor = DELTA_FLOOR * max(1, |f(x_i)|)``: where the output barely moves,
+        float32 rounding is measured against the floor, not against a tiny delta.
     hypothetical_positive, hypothetical_negative : np.ndarray, shape=(N, C, L), or None
         With ``split_signs``: the hypothetical contributions to the positive and
         to the negative part of the target's delta (they add up to ``hypothetical``).
@@ -209,6 +260,9 @@ class Attributions(NamedTuple):
     hypothetical_positive: np.ndarray | None = None
     hypothetical_negative: np.ndarray | None = None
 
+
+#: Relative summation-to-delta errors are taken against ``max(|Δf|, DELTA_FLOOR * max(1, |f(x)|))``.
+DELTA_FLOOR = 1e-3
 
 #: Rule presets: layer kind (``conv``, ``dense``) or ``default`` -> rule for the nonlinearities after it.
 RULE_PRESETS = {
@@ -234,6 +288,7 @@ class Engine:
     dtype: torch.dtype | None  # of the parameters; None: keep the input's floating dtype
     layer_rules: dict | None = None  # node -> "rescale" | "revealcancel"; None: Rescale everywhere (paired engine)
     compile: bool = False  # fuse the ReLU Rescale backward with torch.compile
+    dims: dict | None = None  # node -> its batch dimension, where that is not 0 (graph.batch_dims)
 
     @property
     def input_length(self) -> int | None:
@@ -241,7 +296,7 @@ class Engine:
 
     def forward(self, x: torch.Tensor, rule=None):
         """Run the graph on ``x``; with a ``rule`` object, nonlinearities follow it."""
-        return _Interpreter(self.captured.module, self.plan, rule, self.captured.held).run(x)
+        return _Interpreter(self.captured.module, self.plan, rule, self.captured.held, self.dims or {}).run(x)
 
     def run(self, X, references, target=0, output_index: int | None = None, split_signs: bool = False):
         """DeepLIFT for one batch.
@@ -298,7 +353,7 @@ class Engine:
         batch = torch.cat([X, flat]).requires_grad_(True)
         passes = []
         with torch.enable_grad():
-            out = self.forward(batch, Rescale(n, self.eps, self.compile))
+            out = self.forward(batch, Rescale(n, self.eps, self.compile, rows=batch.shape[0]))
             ys = [read(out) for read in self._read_outs(_stream(out, "act"), n, targets)]
             for i, y in enumerate(ys):
                 (m,) = torch.autograd.grad(y[n:].sum(), batch, retain_graph=i < len(ys) - 1)
@@ -313,8 +368,8 @@ class Engine:
         by_node = {node: rules[name] for node, name in self.layer_rules.items()}
         passes = []
         with torch.enable_grad():
-            out = _SplitInterpreter(self.captured.module, self.plan, by_node, n, self.captured.held).run(
-                Split(act, pos, neg))
+            out = _SplitInterpreter(self.captured.module, self.plan, by_node, n, self.captured.held,
+                                    self.dims or {}).run(Split(act, pos, neg))
             reads = self._read_outs(_stream(out, "act"), n, targets)
             for i, read in enumerate(reads):
                 y, t_pos, t_neg = (read(_stream(out, s)) for s in ("act", "pos", "neg"))
@@ -376,8 +431,9 @@ def from_multipliers(X, R, m_pos, pred, ref_pred, m_neg=None, halves=()) -> Attr
         hyp = _hypothetical(m_pos, m_neg, R)
         delta = pred.unsqueeze(1) - ref_pred
         err = (contrib.sum(dim=tuple(range(2, contrib.dim()))) - delta).abs().amax(dim=1)
-        scale = delta.abs().amax(dim=1)
-        rel = torch.where(scale > 0, err / scale.masked_fill(scale == 0, 1), torch.zeros_like(err))
+        floor = DELTA_FLOOR * pred.abs().clamp(min=1)
+        scale = torch.maximum(delta.abs().amax(dim=1), floor)
+        rel = err / scale
         halves = [_hypothetical(mp.reshape(R.shape), mn.reshape(R.shape), R).mean(dim=1).cpu().numpy()
                   for mp, mn in halves]
     return Attributions(
@@ -423,9 +479,13 @@ def _acts(v):
 class _SplitInterpreter(torch.fx.Interpreter):
     """Runs the graph on :class:`Split` values: activations and the +/- parts of deltas."""
 
-    def __init__(self, module, plan, rules, n, held=frozenset()):
+    def __init__(self, module, plan, rules, n, held=frozenset(), dims=None):
         super().__init__(module, garbage_collect_values=True)
-        self.plan, self.rules, self.n, self.held = plan, rules, n, held
+        self.plan, self.rules, self.n, self.held, self.dims = plan, rules, n, held, dims or {}
+
+    def run(self, x):
+        self.rows = x.act.shape[0]
+        return super().run(x)
 
     def run_node(self, node):
         op_rule: OpRule | None = self.plan.get(node)
@@ -433,43 +493,69 @@ class _SplitInterpreter(torch.fx.Interpreter):
             return super().run_node(node)
         args, kwargs = self.fetch_args_kwargs_from_env(node)
         if node in self.held:
-            act = hold_inputs(node.target(*_acts(args), **_acts(kwargs)), self.n)
+            act = hold_inputs(node.target(*_acts(args), **_acts(kwargs)), self.n, self.dims.get(node, 0), self.rows)
             return Split(act, torch.zeros_like(act), torch.zeros_like(act))
         if op_rule is None:  # does not depend on the input, or only on its shape
             return getattr(self, node.op)(node.target, _acts(args), _acts(kwargs))
         op = node.target
+        if op_rule.kind == "product":
+            f, a, b = _bilinear(node, op_rule, args, kwargs)
+            return product(f, a, b)
         if op_rule.kind == "elementwise":
             rest = args[1:]
             return self.rules[node].elementwise(lambda t: op(t, *rest, **kwargs), args[0], op)
         if op_rule.kind == "max":
-            return op_rule.apply(self.rules[node], op, args, kwargs)
+            return op_rule.apply(self.rules[node], op, args, kwargs, self.dims.get(node.args[0], 0), self.rows)
         if op in PASSTHROUGH:
             return op(*args, **kwargs)
         act = op(*_acts(args), **_acts(kwargs))
         pos, neg = (op_rule.split or streamwise)(op, args, kwargs)
         if isinstance(act, (tuple, list)):
             return [a if p is None else Split(a, p, q) for a, p, q in zip(act, pos, neg)]
+        if pos.shape != act.shape:  # an input-dependent value broadcast against a constant
+            pos, neg = pos.expand_as(act), neg.expand_as(act)
         return Split(act, pos, neg)
 
 
+def _bilinear(node, op_rule: OpRule, args, kwargs):
+    """``(f, a, b)``: the node's op as a function ``f(a, b)`` of its two input-dependent operands."""
+    leaves, spec = torch.utils._pytree.tree_flatten((args, kwargs))
+    i, j = op_rule.operands
+
+    def f(a, b):
+        filled = list(leaves)
+        filled[i], filled[j] = a, b
+        fa, fk = torch.utils._pytree.tree_unflatten(filled, spec)
+        return node.target(*fa, **fk)
+
+    return f, leaves[i], leaves[j]
+
+
 class _Interpreter(torch.fx.Interpreter):
-    def __init__(self, module, plan, rule, held=frozenset()):
+    def __init__(self, module, plan, rule, held=frozenset(), dims=None):
         super().__init__(module, garbage_collect_values=True)
         self.plan = plan
         self.rule = rule
         self.held = held
+        self.dims = dims or {}
 
     def run_node(self, node):
         op_rule: OpRule | None = self.plan.get(node)
         if self.rule is not None and node in self.held:
-            return self.rule.hold(super().run_node(node))
+            return self.rule.hold(super().run_node(node), self.dims.get(node, 0))
         if self.rule is None or op_rule is None or op_rule.kind == "linear":
             return super().run_node(node)
         args, kwargs = self.fetch_args_kwargs_from_env(node)
         if op_rule.kind == "elementwise":
             rest = args[1:]
-            return self.rule.elementwise(lambda t: node.target(t, *rest, **kwargs), args[0], node.target)
-        return op_rule.apply(self.rule, node.target, args, kwargs)
+            return self.rule.elementwise(lambda t: node.target(t, *rest, **kwargs), args[0], node.target,
+                                         self.dims.get(node.args[0], 0))
+        if op_rule.kind == "product":
+            f, a, b = _bilinear(node, op_rule, args, kwargs)
+            leaves = torch.utils._pytree.tree_leaves((node.args, node.kwargs))
+            dims = tuple(self.dims.get(leaves[i], 0) for i in op_rule.operands)
+            return self.rule.product(f, a, b, dims)
+        return op_rule.apply(self.rule, node.target, args, kwargs, self.dims.get(node.args[0], 0), self.rule.rows)
 
 
 class _Callable(Target):
@@ -541,9 +627,11 @@ def prepare(
     captured = strip_output_activation(model if isinstance(model, CapturedModel) else capture(model, length))
     if normalize_input_weights:
         captured = normalize_weights(captured)
+    captured = lower(captured)
     device = torch.device(device)
     captured.module.to(device)
     active = active_nodes(captured)
+    dims = batch_dims(captured)
     plan, unsupported = {}, []
     for node in captured.module.graph.nodes:
         if node not in active or node.op == "placeholder":
@@ -555,10 +643,16 @@ def prepare(
             plan[node] = lookup(node, active)
         except UnsupportedOpError as exc:
             unsupported.append(str(exc))
+            continue
+        if plan[node].kind == "max" and dims.get(node.args[0], 0) and node.target != aten.amax.default:
+            del plan[node]
+            unsupported.append(f"{op_name(node.target)} in {where(node)} has no DeepLIFT rule: it takes the max "
+                               "of a tensor whose batch is not in its first dimension")
     if unsupported:
         if not allow_unsupported:
+            listed = "; ".join(unsupported)
             raise UnsupportedOpError(
-                f"{unsupported[0]}; the model has {len(unsupported)} op(s) without a rule; "
+                f"{len(unsupported)} op(s) without a DeepLIFT rule: {listed}; "
                 "use --allow-unsupported to treat them as linear (gradient) with a warning"
             )
         warnings.warn(
@@ -571,7 +665,7 @@ def prepare(
     if all(name == "rescale" for name in layer_rules.values()):
         layer_rules = None  # the paired engine: one multiplier, no split streams
     return Engine(captured=captured, plan=plan, rule=rule if isinstance(rule, str) else "custom", eps=eps,
-                  device=device, dtype=dtype, layer_rules=layer_rules, compile=compile)
+                  device=device, dtype=dtype, layer_rules=layer_rules, compile=compile, dims=dims)
 
 
 def _rule_spec(rule) -> dict:
@@ -596,6 +690,8 @@ _DENSE = {aten.linear, aten.addmm, aten.mm, aten.bmm, aten.matmul}
 def _rule_for(node, spec: dict) -> str:
     """The rule for a nonlinearity: by module path (longest matching key), else by the
     kind of weighted layer that feeds it (``conv`` or ``dense``), else ``default``."""
+    if "seqlift_rule" in node.meta:  # set by graph.lower
+        return node.meta["seqlift_rule"]
     path = module_path(node)
     matches = [k for k in spec if k not in ("conv", "dense", "default") and (path == k or path.startswith(k + "."))]
     if matches:

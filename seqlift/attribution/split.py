@@ -50,6 +50,9 @@ class Split:
     def movedim(self, *a):
         return self.map(lambda t: t.movedim(*a))
 
+    def unflatten(self, *a):
+        return self.map(lambda t: t.unflatten(*a))
+
     def reshape(self, *a):
         return self.map(lambda t: t.reshape(*a))
 
@@ -69,6 +72,22 @@ class Split:
     @property
     def device(self):
         return self.act.device
+
+
+def batch_first(t, dim: int, rows: int):
+    """``t`` (a tensor or :class:`Split`) with its batch dimension ``dim`` moved first and unfolded to
+    ``(rows, -1, ...)``.
+
+    ``rows`` is the batch size of the model's input; a dimension into which other
+    dimensions were folded (attention heads: ``rows * heads``, batch outermost)
+    is unfolded so that row ``i`` of the result is row ``i`` of the input batch.
+    """
+    return t.movedim(dim, 0).unflatten(0, (rows, -1))
+
+
+def batch_back(t, dim: int):
+    """Inverse of :func:`batch_first`."""
+    return t.flatten(0, 1).movedim(0, dim)
 
 
 def activations(x):
@@ -123,7 +142,7 @@ class _SplitNonlinear(torch.autograd.Function):
 
 #: Functions defined on part of the line: RevealCancel would evaluate them at ``r + dx-``
 #: alone, which can leave their domain, so they always take Rescale (``f(x)`` and ``f(r)`` only).
-RESCALE_ONLY = {aten.log, aten.log1p, aten.sqrt}
+RESCALE_ONLY = {aten.log, aten.log1p, aten.sqrt, aten.rsqrt, aten.reciprocal, aten.pow}
 
 
 class SplitRule:
@@ -163,6 +182,24 @@ class SplitRule:
         with torch.no_grad():
             act = x.act.gather(-1, ib)
         return Split(act, 0.5 * (a.pos + b.pos + v.pos), 0.5 * (a.neg + b.neg + v.neg))
+
+
+def product(f, a: Split, b: Split) -> Split:
+    """``f(a, b)`` for ``f`` linear in each operand: ``Δf = f(a̅, Δb) + f(Δa, b̅)``.
+
+    ``a̅ = r_a + Δa / 2`` is the midpoint of each row and its input (the row
+    itself on input rows). The midpoints are coefficients, split by sign like a
+    linear layer's weights, and held fixed in the backward pass, so the
+    multipliers are ``b̅`` for ``a`` and ``a̅`` for ``b`` (see :mod:`.rules`).
+    """
+    with torch.no_grad():
+        act = f(a.act, b.act)
+    am = (a.act + 0.5 * (a.pos + a.neg)).detach()
+    bm = (b.act + 0.5 * (b.pos + b.neg)).detach()
+    am_pos, am_neg, bm_pos, bm_neg = am.clamp(min=0), am.clamp(max=0), bm.clamp(min=0), bm.clamp(max=0)
+    pos = f(am_pos, b.pos) + f(am_neg, b.neg) + f(a.pos, bm_pos) + f(a.neg, bm_neg)
+    neg = f(am_neg, b.pos) + f(am_pos, b.neg) + f(a.pos, bm_neg) + f(a.neg, bm_pos)
+    return Split(act, pos, neg)
 
 
 # ---------------------------------------------------------------- linear ops with signed coefficients
@@ -252,12 +289,30 @@ def _pad(op, args, kwargs):
     return torch.nn.functional.pad(x.pos, pad), torch.nn.functional.pad(x.neg, pad)
 
 
+def _select(*values):
+    """Selections with a constant mask (``masked_fill``, ``where``): constants and fill values become 0 in deltas."""
+
+    def split(op, args, kwargs):
+        def stream(which):
+            a = list(args)
+            for i in values:
+                if i < len(a):
+                    a[i] = getattr(a[i], which) if isinstance(a[i], Split) else (
+                        torch.zeros_like(a[i]) if isinstance(a[i], torch.Tensor) else 0)
+            return op(*a, **kwargs)
+
+        return stream("pos"), stream("neg")
+
+    return split
+
+
 #: Linear ops whose coefficients can be negative, or that add constants: how deltas pass them.
 SPLITS = {
     aten.conv1d: _weighted, aten.conv2d: _weighted, aten.conv_transpose1d: _weighted, aten.linear: _weighted,
     aten.convolution: _weighted,
     aten.addmm: _matmul, aten.mm: _matmul, aten.bmm: _matmul, aten.matmul: _matmul,
-    aten.mul: _mul, aten.div: _div,
+    aten.mul: _mul, aten.multiply: _mul, aten.div: _div, aten.true_divide: _div, aten.divide: _div,
+    aten.masked_fill: _select(0, 2), aten.where: _select(1, 2), aten.subtract: _add(-1), aten.negative: _neg,
     aten.batch_norm: _batch_norm, aten._native_batch_norm_legit_no_training: _batch_norm,
     aten.add: _add(1), aten.sub: _add(-1), aten.rsub: _add(-1), aten.neg: _neg,
     aten.constant_pad_nd: _pad, aten.pad: _pad,

@@ -1,0 +1,255 @@
+"""A zoo of architectures, exported to .pt2 as the README says: exact DeepLIFT under every rule.
+
+Each model is exported with a dynamic batch dimension, saved and loaded again,
+then scored with Rescale, RevealCancel and genomics-default. Contributions must
+sum to f(x) - f(r) for every (input, reference) pair: within 1e-8 (relative) in
+float64 and 1e-4 in float32. Gradient methods and ISM must run on each of them.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.export import Dim
+
+from seqlift.attribution import deeplift, prepare
+from seqlift.attribution.gradients import integrated_gradients, saliency
+from seqlift.attribution.ism import ism
+
+L = 16
+
+
+class ConvHead(nn.Module):
+    """conv -> body (N, L, C) or (N, C, L) -> dense head with 2 outputs."""
+
+    def __init__(self, body, channels=6, out_features=None, transpose=False):
+        super().__init__()
+        self.conv = nn.Conv1d(4, channels, 3, padding=1)
+        self.body = body
+        self.transpose = transpose
+        self.head = nn.Linear(out_features or channels * L, 2)
+
+    def forward(self, x):
+        h = self.conv(x)
+        h = self.body(h.transpose(1, 2) if self.transpose else h)
+        return self.head(h.flatten(1))
+
+
+class InPlace(nn.Module):
+    """ReLU(inplace=True), clip_, add_ and a residual, as most published models write them."""
+
+    def __init__(self):
+        super().__init__()
+        self.act = nn.ReLU(inplace=True)
+        self.conv = nn.Conv1d(6, 6, 3, padding=1)
+
+    def forward(self, x):
+        h = self.act(x.clone())
+        y = self.conv(h)
+        y.clip_(-0.5, 0.8)
+        y.add_(h)
+        return F.relu_(y)
+
+
+class NoRuleNeeded(nn.Module):
+    """zeros_like, constant-index strand flip, clip, a dtype assertion."""
+
+    def forward(self, x):
+        z = torch.zeros_like(x)
+        flipped = x[:, torch.tensor([5, 4, 3, 2, 1, 0])].flip(-1)
+        return (x.clip(-1, 1) + z + 0.5 * flipped).to(x.dtype)
+
+
+class StrandMax(nn.Module):
+    """torch.max(a, b), torch.maximum and torch.minimum of two tensors (strand-max wrappers)."""
+
+    def forward(self, x):
+        fwd, rev = torch.tanh(x), torch.sigmoid(x.flip(1, 2))
+        return torch.cat([torch.max(fwd, rev), torch.minimum(fwd, rev) + torch.maximum(x, rev)], dim=1)[:, :6]
+
+
+class Gating(nn.Module):
+    """GLU, Enformer's GELU x * sigmoid(1.702 x), x * x and a division by an active value."""
+
+    def __init__(self):
+        super().__init__()
+        self.glu = nn.GLU(dim=1)
+        self.proj = nn.Conv1d(6, 12, 1)
+
+    def forward(self, x):
+        g = self.glu(self.proj(x))
+        return torch.cat([g, x * torch.sigmoid(1.702 * x), x * x / (1 + x.abs())], dim=1)[:, :6]
+
+
+class Attention(nn.Module):
+    """softmax(Q Kᵀ) V with einsum and matmul; layer norm inside the network. Input (N, L, C)."""
+
+    def __init__(self, d=6):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, h):
+        q, k, v = self.q(h), self.k(h), self.v(h)
+        w = torch.softmax(torch.einsum("bld,bmd->blm", q, k) / 2.0, dim=-1)
+        return self.norm(h + torch.matmul(w, v))
+
+
+class SDPA(nn.Module):
+    """F.scaled_dot_product_attention with two heads, causal, and RMS norm. Input (N, L, C)."""
+
+    def __init__(self, d=6):
+        super().__init__()
+        self.qkv = nn.Linear(d, 3 * d)
+        self.norm = nn.RMSNorm(d)
+
+    def forward(self, h):
+        n, length, d = h.shape
+        q, k, v = self.qkv(h).reshape(n, length, 3, 2, d // 2).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.norm(a.transpose(1, 2).reshape(n, length, d))
+
+
+class MHA(nn.Module):
+    """nn.MultiheadAttention, sequence-first (the default) and batch-first. Input (N, L, C)."""
+
+    def __init__(self, d=6):
+        super().__init__()
+        self.seq_first = nn.MultiheadAttention(d, 2)
+        self.batch_first = nn.MultiheadAttention(d, 3, batch_first=True)
+
+    def forward(self, h):
+        s = h.transpose(0, 1)
+        a, _ = self.seq_first(s, s, s)
+        b, _ = self.batch_first(h, h, h, need_weights=False)
+        return F.relu(a.transpose(0, 1)) + b
+
+
+class SeqFirst(nn.Module):
+    """A sequence-first module (input (L, N, C)) applied to (N, L, C)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, h):
+        return self.inner(h.transpose(0, 1)).transpose(0, 1)
+
+
+def _encoder(**kw):
+    return nn.TransformerEncoderLayer(6, 2, 12, dropout=0.1, **kw)
+
+
+class Recurrent(nn.Module):
+    """A recurrent layer over positions; input (N, L, C), output (N, L, H)."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, h):
+        if not self.rnn.batch_first:
+            return self.rnn(h.transpose(0, 1))[0].transpose(0, 1)
+        return self.rnn(h)[0]
+
+
+def _seq(body):
+    return lambda: ConvHead(body)
+
+
+def _tokens(body, out_features=6 * L):
+    return lambda: ConvHead(body, out_features=out_features, transpose=True)
+
+
+ZOO = {
+    "in-place": _seq(InPlace()),
+    "no-rule-needed": _seq(NoRuleNeeded()),
+    "strand-max": _seq(StrandMax()),
+    "gating": _seq(Gating()),
+    "attention-einsum-layernorm": _tokens(Attention()),
+    "sdpa-rmsnorm": _tokens(SDPA()),
+    "multihead-attention": _tokens(MHA()),
+    "transformer-encoder": _tokens(_encoder(batch_first=True)),
+    "transformer-encoder-norm-first-gelu": _tokens(nn.TransformerEncoder(
+        _encoder(batch_first=True, norm_first=True, activation="gelu"), 2, enable_nested_tensor=False)),
+    "transformer-encoder-seq-first": _tokens(SeqFirst(_encoder())),
+    "lstm": _tokens(Recurrent(nn.LSTM(6, 5, batch_first=True)), 5 * L),
+    "bilstm-2-layers-seq-first": _tokens(Recurrent(nn.LSTM(6, 4, num_layers=2, bidirectional=True)), 8 * L),
+    "gru": _tokens(Recurrent(nn.GRU(6, 5, batch_first=True)), 5 * L),
+    "bigru-2-layers": _tokens(Recurrent(nn.GRU(6, 3, num_layers=2, bidirectional=True, batch_first=True)), 6 * L),
+}
+
+
+def _randomised(name, dtype):
+    torch.manual_seed(sum(map(ord, name)))
+    model = ZOO[name]().to(dtype).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2.0)  # larger weights: gates and softmaxes away from their linear regime
+    return model
+
+
+def _exported(model, dtype, tmp_path):
+    """The README's export, saved to .pt2 and loaded back."""
+    program = torch.export.export(model.eval(), (torch.zeros(2, 4, L, dtype=dtype),),
+                                  dynamic_shapes=({0: Dim.AUTO},))
+    path = tmp_path / "model.pt2"
+    torch.export.save(program, path)
+    return torch.export.load(path)
+
+
+def _data(seed, n=3, k=4):
+    rng = np.random.default_rng(seed)
+    X = np.eye(4)[rng.integers(0, 4, (n, L))].transpose(0, 2, 1)
+    R = np.eye(4)[rng.integers(0, 4, (n, k, L))].transpose(0, 1, 3, 2)
+    return X, R
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_sums_to_delta_float64(name, tmp_path):
+    model = _randomised(name, torch.float64)
+    program = _exported(model, torch.float64, tmp_path)
+    X, R = _data(0)
+    with torch.no_grad():
+        fx = model(torch.as_tensor(X))
+        fr = model(torch.as_tensor(R.reshape(-1, 4, L))).reshape(3, 4, 2)
+    for rule in ("rescale", "revealcancel", "genomics-default"):
+        engine = prepare(program, rule=rule)
+        for target in (0, 1):
+            a = engine.run(X, R, target=target)
+            np.testing.assert_allclose(a.predictions, fx[:, target].numpy(), rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(a.reference_predictions, fr[..., target].numpy(), rtol=1e-10, atol=1e-10)
+            delta = np.abs(fx[:, target, None].numpy() - fr[..., target].numpy()).max(1)
+            assert (delta > 1e-3).all(), (name, "the model barely moves; the check would be weak")
+            assert (a.delta_error / delta).max() < 1e-8, (name, rule, target, a.delta_error / delta)
+            np.testing.assert_allclose((a.hypothetical * X).sum(1), a.contributions.sum(1), atol=1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_sums_to_delta_float32(name, tmp_path):
+    program = _exported(_randomised(name, torch.float32), torch.float32, tmp_path)
+    X, R = _data(1)
+    for rule in ("rescale", "genomics-default"):
+        a = deeplift(program, X.astype(np.float32), R.astype(np.float32), target=1, rule=rule)
+        # The split rules carry positive and negative parts that cancel; through two pre-norm transformer
+        # layers (layer norm's products of large parts) float32 keeps about 3e-4 of the delta.
+        bound = 5e-4 if rule != "rescale" and name == "transformer-encoder-norm-first-gelu" else 1e-4
+        assert a.relative_error.max() < bound, (name, rule, a.relative_error)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_gradient_methods_and_ism_run(name, tmp_path):
+    model = _randomised(name, torch.float32)
+    program = _exported(model, torch.float32, tmp_path)
+    X, R = _data(2, n=2, k=2)
+    with torch.no_grad():
+        fx = model(torch.as_tensor(X, dtype=torch.float32))[:, 0].numpy()
+    s = saliency(program, X, target=0)
+    assert np.isfinite(s.hypothetical).all()
+    np.testing.assert_allclose(s.predictions, fx, rtol=1e-5, atol=1e-5)
+    ig = integrated_gradients(program, X, R, target=0, steps=8)
+    assert np.isfinite(ig.hypothetical).all()
+    m = ism(program, X, target=0)
+    np.testing.assert_allclose(m.predictions, fx, rtol=1e-5, atol=1e-5)
+    assert np.isfinite(m.hypothetical).all()
