@@ -33,7 +33,7 @@ from .targets import parse_targets
 from .references import REFERENCES, identical_to_input, region_seed
 from .regions import read_regions, to_windows, write_skipped
 from .outputs import refuse_inputs
-from .writers import ScoreWriter, partial_path, write_npz
+from .writers import COMPRESSIONS, DEFAULT_COMPRESSION, ScoreWriter, partial_path, write_npz
 
 #: References that are the same for every draw: one is enough.
 _FIXED_REFERENCES = {"zeros", "uniform"}
@@ -91,6 +91,7 @@ def score(
     force: bool = False,
     resume: bool = False,
     npz_prefix=None,
+    compression: str = DEFAULT_COMPRESSION,
     shard: str | None = None,
     progress: bool = True,
     command: str | None = None,
@@ -183,6 +184,9 @@ def score(
         Overwrite an existing output; continue an interrupted run.
     npz_prefix : str, optional
         Also write ``<prefix>.ohe.npz`` and ``<prefix>.shap.npz`` for modisco-lite.
+    compression : str
+        Compression of the (N, 4, L) datasets: ``gzip-1`` (default) to
+        ``gzip-9``, ``lzf`` or ``none`` (see :mod:`seqlift.writers`).
     shard : str, optional
         ``"k-of-n"``: score only the k-th (1-based) of n contiguous blocks of
         the windows (see :mod:`seqlift.merge`), with the references of an
@@ -203,6 +207,8 @@ def score(
         )
     if n_refs < 1 or batch_size < 1:
         raise SeqliftError("--n-refs and --batch-size must be at least 1")
+    if compression not in COMPRESSIONS:
+        raise SeqliftError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
     if not tolerance >= 0:
         raise SeqliftError(f"--tolerance {tolerance} must be a number >= 0 (a relative error)")
     k_of_n = parse_shard(shard) if shard is not None else None
@@ -265,6 +271,7 @@ def score(
             "output_index": -1 if output_index is None else output_index,
             "rc_average": bool(rc_average),
             "batch_size": batch_size,
+            "compression": compression,
             "regions": str(regions),
             "regions_sha256": sha256_file(regions),
             "fasta": str(fasta),
@@ -311,7 +318,7 @@ def score(
     if method == "integrated-gradients":
         _completeness_note(paths[0], steps)
     else:
-        _report(bad, f"summation-to-delta error above tolerance {tolerance:g} (relative)",
+        _report(bad, f"summation-to-delta error above tolerance {tolerance:g} (relative to max(|Δf|, 1e-3 · max(1, |f(x)|)), so outputs that barely move are not flagged for rounding)",
                 "--strict makes this an error")
     _report(low, "references all equal the input (low-complexity window; scores are 0)", "consider --reference uniform for these")
     if npz_prefix:

@@ -91,11 +91,15 @@ RUN_KEYS = (
     "seqlift_version", "model", "model_sha256", "model_kwargs", "method", "rule", "reference", "reference_sha256",
     "n_refs", "shuffle_k", "seed", "target", "output_index", "batch_size", "regions_sha256", "fasta", "fasta_sha256",
     "n_regions", "input_length", "split_signs", "normalize_input_weights", "rc_average", "gc_tolerance", "exclude",
-    "exclude_sha256", "shard", "steps",
+    "exclude_sha256", "shard", "steps", "compression",
 )
 
-#: Compression of the 4 x L datasets (h5py's gzip level and byte shuffle).
-_GZIP_LEVEL = 4
+#: Compression of the 4 x L datasets: gzip-1 .. gzip-9 (zlib, after h5py's byte shuffle), lzf, or none.
+#: gzip-1 is the default: on score arrays its files are 3-4% larger than gzip-4's, and it encodes 1.5x as fast,
+#: about 600 BPNet-size (2114 bp) regions per second on one core; lzf is faster still but 18% larger
+#: (benchmarks/bench_compression.py).
+COMPRESSIONS = (*(f"gzip-{level}" for level in range(1, 10)), "lzf", "none")
+DEFAULT_COMPRESSION = "gzip-1"
 _MAX_CHUNK_ROWS = 64
 _FRAGMENT = re.compile(r"rows-([0-9]{10})-([0-9]{10})\.npz")
 
@@ -110,10 +114,24 @@ def chunk_rows(batch_size: int) -> int:
     return max(d for d in range(1, min(batch_size, _MAX_CHUNK_ROWS) + 1) if batch_size % d == 0)
 
 
-def encode_chunks(values: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """The HDF5 chunks of ``values`` (n, 4, L), ``rows`` per chunk, as h5py's shuffle + gzip filters store them.
+def dataset_filters(compression: str) -> dict:
+    """h5py ``create_dataset`` keywords of a compression in :data:`COMPRESSIONS`."""
+    if compression == "none":
+        return {}
+    if compression == "lzf":
+        return {"compression": "lzf", "shuffle": True}
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
+    return {"compression": "gzip", "compression_opts": int(compression.split("-")[1]), "shuffle": True}
 
-    The last chunk is padded with zeros (the datasets' fill value) to ``rows``.
+
+def encode_chunks(values: np.ndarray, rows: int,
+                  compression: str = DEFAULT_COMPRESSION) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The HDF5 chunks of ``values`` (n, 4, L), ``rows`` per chunk, as the filters of ``compression`` store them.
+
+    gzip is done here with zlib (which lets other threads run); lzf through an
+    in-memory HDF5 file. The last chunk is padded with zeros (the datasets'
+    fill value) to ``rows``.
 
     Returns
     -------
@@ -121,6 +139,9 @@ def encode_chunks(values: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray
         The compressed chunks, one after the other.
     ends : np.ndarray of int64
         End offset of each chunk in ``blob``.
+    masks : np.ndarray of uint32
+        HDF5's filter mask of each chunk (a set bit: that optional filter was skipped, as lzf does for a
+        chunk it cannot shrink).
     """
     values = np.ascontiguousarray(values)
     n = len(values)
@@ -128,14 +149,25 @@ def encode_chunks(values: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray
     if pad:
         values = np.concatenate([values, np.zeros((pad,) + values.shape[1:], values.dtype)])
     size = values.dtype.itemsize
-    parts = []
-    for i in range(0, len(values), rows):
+    parts, masks = [], []
+    if compression == "lzf":
+        with h5py.File(f"seqlift-lzf-{id(values)}", "w", driver="core", backing_store=False) as mem:
+            dset = mem.create_dataset("x", data=values, chunks=(rows, *values.shape[1:]), **dataset_filters("lzf"))
+            for i in range(0, len(values), rows):
+                mask, chunk = dset.id.read_direct_chunk((i, 0, 0))
+                masks.append(mask)
+                parts.append(chunk)
+    for i in range(0, len(values), rows) if compression != "lzf" else ():
         raw = values[i : i + rows].tobytes()
+        if compression == "none":
+            parts.append(raw)
+            continue
         if size > 1:  # the shuffle filter: byte k of every element together
             raw = np.frombuffer(raw, np.uint8).reshape(-1, size).T.tobytes()
-        parts.append(zlib.compress(raw, _GZIP_LEVEL))
+        parts.append(zlib.compress(raw, int(compression.split("-")[1])))
     ends = np.cumsum([len(p) for p in parts], dtype=np.int64)
-    return np.frombuffer(b"".join(parts), np.uint8), ends
+    masks = np.asarray(masks or [0] * len(parts), dtype=np.uint32)
+    return np.frombuffer(b"".join(parts), np.uint8), ends, masks
 
 
 class ScoreWriter:
@@ -175,6 +207,8 @@ class ScoreWriter:
         self.chunk = chunk_rows(max(1, min(self.batch_size, len(windows))))  # a chunk fits in the dataset
         self.attrs = {k: (str(v) if isinstance(v, str) else v) for k, v in attrs.items()}
         self.datasets = {**_DATASETS, **(SPLIT_DATASETS if attrs.get("split_signs") else {})}
+        self.compression = str(attrs.get("compression", DEFAULT_COMPRESSION))
+        dataset_filters(self.compression)  # checks the name
         self.lock = None
         self.created = False
         self.done: set[int] = set()
@@ -297,7 +331,9 @@ class ScoreWriter:
             if len(values) != end - start:
                 raise ValueError(f"{name}: {len(values)} rows for a batch of {end - start}")
             if shape == "4L":
-                arrays[_key(name)], arrays[_key(name) + ".ends"] = encode_chunks(values, self.chunk)
+                key = _key(name)
+                arrays[key], arrays[key + ".ends"], arrays[key + ".masks"] = encode_chunks(values, self.chunk,
+                                                                                           self.compression)
             else:
                 arrays[_key(name)] = values
         final = self.dir / f"rows-{start:010d}-{end:010d}.npz"
@@ -345,7 +381,7 @@ class ScoreWriter:
         for name, (shape, dtype) in self.datasets.items():
             if shape == "4L":
                 h5.create_dataset(name, shape=(n, 4, self.length), dtype=dtype, chunks=(self.chunk, 4, self.length),
-                                  compression="gzip", compression_opts=_GZIP_LEVEL, shuffle=True, fillvalue=0)
+                                  fillvalue=0, **dataset_filters(self.compression))
             else:
                 meta[name] = np.empty(n, dtype)
         for start in range(0, n, self.batch_size):
@@ -355,10 +391,11 @@ class ScoreWriter:
                     if shape == "4L":
                         if _key(name) not in frag:
                             continue  # never written: the fill value
-                        blob, ends = frag[_key(name)], frag[_key(name) + ".ends"]
+                        blob, ends, masks = (frag[_key(name) + suffix] for suffix in ("", ".ends", ".masks"))
                         dset, begin = h5[name].id, 0
-                        for j, stop in enumerate(ends):
-                            dset.write_direct_chunk((start + j * self.chunk, 0, 0), blob[begin:stop].tobytes())
+                        for j, (stop, mask) in enumerate(zip(ends, masks)):
+                            dset.write_direct_chunk((start + j * self.chunk, 0, 0), blob[begin:stop].tobytes(),
+                                                    filter_mask=int(mask))
                             begin = stop
                     else:
                         meta[name][start:end] = frag[_key(name)]

@@ -1,0 +1,66 @@
+"""The score file's writer: fragments, chunk encoding for every compression, assembly."""
+
+from collections import namedtuple
+
+import h5py
+import numpy as np
+import pytest
+
+from seqlift.writers import COMPRESSIONS, ScoreWriter, chunk_rows
+
+W = namedtuple("W", "chrom start end strand name row line")
+
+
+def windows(n, length):
+    return [W("chr1", 10 * i, 10 * i + length, "+-"[i % 2], f"r{i}", i, i + 1) for i in range(n)]
+
+
+@pytest.mark.parametrize("compression", ["gzip-1", "gzip-4", "gzip-9", "lzf", "none"])
+@pytest.mark.parametrize("n, batch", [(7, 3), (8, 4), (5, 32), (1, 1)])
+def test_fragments_assemble_to_the_rows_written(tmp_path, compression, n, batch):
+    rng = np.random.default_rng(n)
+    length = 13
+    X = np.eye(4, dtype=np.uint8)[rng.integers(0, 4, (n, length))].transpose(0, 2, 1).copy()
+    shap = rng.normal(size=(n, 4, length)).astype(np.float32)
+    pred = rng.normal(size=n).astype(np.float32)
+    out = tmp_path / "s.h5"
+    writer = ScoreWriter(out, windows(n, length), length, {"compression": compression}, batch)
+    for start in range(0, n, batch):
+        rows = slice(start, start + batch)
+        writer.write(start, {"raw/seq": X[rows], "shap/seq": shap[rows], "projected_shap/seq": shap[rows] * X[rows],
+                             "meta/prediction": pred[rows]})
+    writer.finish()
+    with h5py.File(out, "r") as h5:
+        np.testing.assert_array_equal(h5["raw/seq"][:], X)
+        np.testing.assert_array_equal(h5["shap/seq"][:], shap)
+        np.testing.assert_array_equal(h5["projected_shap/seq"][:], shap * X)
+        np.testing.assert_array_equal(h5["meta/prediction"][:], pred)
+        assert h5["meta/finite"][:].all() and h5.attrs["rows_done"] == n
+        assert h5["shap/seq"].chunks[0] == chunk_rows(min(batch, n))
+        expected = {"none": None, "lzf": "lzf"}.get(compression, "gzip")
+        assert h5["shap/seq"].compression == expected
+        assert h5.attrs["compression"] == compression
+    assert not (tmp_path / "s.h5.partial").exists()
+
+
+def test_unknown_compression_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown compression 'zstd'"):
+        ScoreWriter(tmp_path / "s.h5", windows(2, 5), 5, {"compression": "zstd"})
+    assert "gzip-1" in COMPRESSIONS
+
+
+def test_a_damaged_fragment_is_set_aside_and_rescored(tmp_path):
+    n, length = 6, 9
+    attrs = {"seed": 0}
+    writer = ScoreWriter(tmp_path / "s.h5", windows(n, length), length, attrs, 2)
+    for start in (0, 2, 4):
+        writer.write(start, {"meta/prediction": np.full(2, start, np.float32)})
+    writer.close()
+    frag = tmp_path / "s.h5.partial" / "rows-0000000002-0000000004.npz"
+    data = bytearray(frag.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    frag.write_bytes(bytes(data))
+    again = ScoreWriter(tmp_path / "s.h5", windows(n, length), length, attrs, 2, resume=True)
+    assert again.has(0) and not again.has(2) and again.has(4)
+    assert (tmp_path / "s.h5.partial" / "rows-0000000002-0000000004.npz.bad").exists()
+    again.close()
