@@ -318,7 +318,7 @@ def score(
     if method == "integrated-gradients":
         _completeness_note(paths[0], steps)
     else:
-        _report(bad, f"summation-to-delta error above tolerance {tolerance:g} (relative to max(|Δf|, 1e-3 · max(1, |f(x)|)), so outputs that barely move are not flagged for rounding)",
+        _report(bad, f"summation-to-delta error above tolerance {tolerance:g} (relative to max(|Δf|, 1e-3·max(1, |f(x)|)))",
                 "--strict makes this an error")
     _report(low, "references all equal the input (low-complexity window; scores are 0)", "consider --reference uniform for these")
     if npz_prefix:
