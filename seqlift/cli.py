@@ -176,13 +176,14 @@ class _Rule(_Mapping):
         return super().convert(value, param, ctx)
 
 
-#: Subcommands in :mod:`seqlift.commands`, imported when first used (they import helpers from here).
+#: Subcommands in :mod:`seqlift.commands`, imported when first used (they import helpers from here),
+#: with the one-line help that ``seqlift --help`` shows without importing them (and torch).
 _LAZY_COMMANDS = {
-    "logo": "seqlift.commands.logo:logo",
-    "motifs": "seqlift.commands.motifs:motifs",
-    "tracks": "seqlift.commands.tracks:tracks",
-    "merge": "seqlift.commands.merge:merge",
-    "evaluate": "seqlift.commands.evaluate:evaluate",
+    "logo": ("seqlift.commands.logo:logo", "Draw contribution logos of scored windows."),
+    "motifs": ("seqlift.commands.motifs:motifs", "Find motifs with modisco-lite; MEME, seqlets, report."),
+    "tracks": ("seqlift.commands.tracks:tracks", "bigWig tracks of the contributions in genome coordinates."),
+    "merge": ("seqlift.commands.merge:merge", "Join the shards of a scoring run, in input order."),
+    "evaluate": ("seqlift.commands.evaluate:evaluate", "Check scores by perturbation or against known sites."),
 }
 
 
@@ -195,9 +196,19 @@ class _Group(click.Group):
 
     def get_command(self, ctx, name):
         if name in _LAZY_COMMANDS and name not in self.commands:
-            module, attr = _LAZY_COMMANDS[name].split(":")
+            module, attr = _LAZY_COMMANDS[name][0].split(":")
             self.add_command(getattr(importlib.import_module(module), attr), name)
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in _LAZY_COMMANDS:
+                rows.append((name, _LAZY_COMMANDS[name][1]))
+            else:
+                rows.append((name, self.get_command(ctx, name).get_short_help_str(formatter.width)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def parse_args(self, ctx, args):
         ctx.meta["seqlift.argv"] = list(args)
@@ -205,7 +216,8 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         def show(message, category, filename, lineno, file=None, line=None):
-            click.echo(f"seqlift: warning: {message}", err=True)
+            kind = "note" if category.__name__ == "SeqliftNote" else "warning"
+            click.echo(f"seqlift: {kind}: {message}", err=True)
 
         warnings.showwarning = show
         # library deprecation notices are for developers, not for the person running seqlift
