@@ -62,3 +62,21 @@ def test_modisco_reads_the_output(demo_scores):
     with h5py.File(out, "r") as h5:
         patterns = list(h5.get("pos_patterns", {}).keys())
     assert patterns, "modisco found no positive pattern in the demo's scores"
+
+
+def test_readme_export_example_runs(tmp_path, monkeypatch):
+    """The README's export snippet, run as written (from a checkout's root), gives a model seqlift loads."""
+    import re
+    from pathlib import Path
+
+    from seqlift.models import load_model
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    section = text[text.index("**1. Give seqlift the model.**"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "seqlift").symlink_to(root / "seqlift")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    loaded = load_model(str(tmp_path / "model.pt2"))
+    assert loaded.kind == "program" and loaded.input_length == 200
