@@ -51,7 +51,8 @@ MUTATIONS = ("shuffle", "reference")
 
 #: Columns of the perturbation table, one row per k.
 PERTURB_COLUMNS = (
-    "k", "mean_delta_top", "mean_delta_random", "ratio", "flip_frac_top", "flip_frac_random", "mean_n_mutated",
+    "k", "mean_delta_top", "mean_delta_random", "difference", "top_wins", "flip_frac_top", "flip_frac_random",
+    "mean_n_mutated",
     "n_regions",
 )
 
@@ -200,7 +201,10 @@ def perturbation(
     -------
     list of dict
         One row per k with the keys of :data:`PERTURB_COLUMNS`: the mean change
-        of the target for the top and the random positions, their ratio, the
+        of the target for the top and the random positions, their difference
+        (top - random), the fraction of regions where mutating the top
+        positions lowers the target more than mutating random ones (ties count
+        half: 0.5 is no better than chance, 1 always better), the
         fractions of regions whose target changes sign (see :data:`FLIP_NOTE`),
         the mean number of positions mutated and the number of regions.
     """
@@ -255,10 +259,11 @@ def perturbation(
     flip_frac = flip.mean(axis=0) if target.kind == "index" else np.full(flip.shape[1], np.nan)
     table = []
     for j, k in enumerate(ks):
-        top, rand = delta[:, 2 * j].mean(), delta[:, 2 * j + 1].mean()
+        top, rand = delta[:, 2 * j], delta[:, 2 * j + 1]
+        wins = np.mean((top < rand) + 0.5 * (top == rand))
         table.append({
-            "k": k, "mean_delta_top": float(top), "mean_delta_random": float(rand),
-            "ratio": float(top / rand) if rand else float("nan"),
+            "k": k, "mean_delta_top": float(top.mean()), "mean_delta_random": float(rand.mean()),
+            "difference": float(top.mean() - rand.mean()), "top_wins": float(wins),
             "flip_frac_top": float(flip_frac[2 * j]), "flip_frac_random": float(flip_frac[2 * j + 1]),
             "mean_n_mutated": float(count[:, j].mean()), "n_regions": int(n),
         })
@@ -562,7 +567,9 @@ def evaluate_perturbation(scores, model, output, *, plot=None, force: bool = Fal
         f"scores {scores} (method {attrs.get('method', '?')}, target {attrs.get('target', '?')} in "
         f"{attrs.get('target_space', '?')} space); model {model}; mutation {mutation}; seed {options.get('seed', 0)}",
         "mean_delta_*: mean over regions of target(mutated) - target(original); top = the k positions with the "
-        "largest positive contributions, random = as many random non-N positions; ratio = top / random",
+        "largest positive contributions, random = as many random non-N positions; difference = top - random "
+        "(negative when the top positions matter more); top_wins: fraction of regions where the top positions "
+        "lower the target more than random ones (0.5 = chance)",
         FLIP_NOTE,
     ]
     write_table(table, PERTURB_COLUMNS, output, notes, force)

@@ -67,7 +67,8 @@ def test_top_k_lowers_the_target_far_more_than_random_k(demo_scores):
         assert row["n_regions"] == N_REGIONS and row["mean_n_mutated"] == row["k"]
         assert row["mean_delta_top"] < -1.0
         assert row["mean_delta_top"] < row["mean_delta_random"] - 1.0
-        assert row["ratio"] > 3
+        assert row["difference"] == pytest.approx(row["mean_delta_top"] - row["mean_delta_random"])
+        assert row["difference"] < -1.0 and 0.8 < row["top_wins"] <= 1.0
         assert row["flip_frac_top"] > row["flip_frac_random"]
     deltas = [row["mean_delta_top"] for row in table]
     assert deltas == sorted(deltas, reverse=True)  # more positions mutated, larger drop
@@ -250,3 +251,11 @@ def test_metrics_by_hand():
         auroc([1, 1], [0.1, 0.2])
     with pytest.raises(ValueError, match=r"labels of shape \(2,\) and scores of shape \(3,\) differ"):
         auprc([1, 0], [0.1, 0.2, 0.3])
+
+
+def test_perturbation_columns_stay_bounded_when_random_changes_nothing(demo_scores, tmp_path):
+    """The old ratio top/random flipped sign and exploded when the random change was near 0."""
+    table = perturbation(demo_scores, DEMO["model_pt2"], ks=[1, 2, 5, 10, 20], progress=False)
+    assert "ratio" not in table[0]
+    for row in table:
+        assert np.isfinite(row["difference"]) and 0.0 <= row["top_wins"] <= 1.0

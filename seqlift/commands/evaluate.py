@@ -49,7 +49,8 @@ def perturb(scores, model, output, plot, force, quiet, **options):
 
     SCORES is a file of seqlift score; the target and output index are read
     from it. The table has one row per k: mean change (mutated - original) for
-    the top-k positive positions and for k random positions, their ratio, and
+    the top-k positive positions and for k random positions, their difference,
+    the fraction of regions where the top positions move the target more, and
     the fractions of regions whose target changes sign (meaningful for binary
     classifiers only).
     """
