@@ -38,6 +38,8 @@ from .writers import open_scores as _open_scores
 
 #: Default figure width, inches per 100 bp.
 WIDTH = 6.0
+#: Default stretch drawn when no region is given, bp: a readable figure around the strongest contributions.
+SPAN = 100
 #: Output formats, by file suffix.
 FORMATS = (".png", ".pdf", ".svg")
 
@@ -265,7 +267,21 @@ def matrix(h5, row: int, dataset: str = "projected_shap/seq", region=None) -> np
     return values[:, lo - win["start"] : hi - win["start"]]
 
 
-def figure(files, row: int, region=None, hypothetical: bool = False, width: float = WIDTH) -> Figure:
+def strongest_stretch(h5, row: int, span: int) -> tuple[str, int, int]:
+    """The ``span`` bp of a window with the largest total absolute contribution, ``(chrom, start, end)`` 0-based
+    half-open; the whole window when ``span`` is 0 or at least its length."""
+    win = window(h5, row)
+    length = win["end"] - win["start"]
+    if not span or span >= length:
+        return win["chrom"], win["start"], win["end"]
+    per_base = np.abs(matrix(h5, row)).sum(axis=0).astype(np.float64)
+    sums = np.convolve(per_base, np.ones(span), mode="valid")
+    lo = win["start"] + int(np.argmax(sums))
+    return win["chrom"], lo, lo + span
+
+
+def figure(files, row: int, region=None, hypothetical: bool = False, width: float = WIDTH,
+           span: int = 0) -> Figure:
     """The logo figure of one window, one panel per score file.
 
     Parameters
@@ -277,12 +293,15 @@ def figure(files, row: int, region=None, hypothetical: bool = False, width: floa
         Row of the window in ``files[0]`` (0-based).
     region : tuple of (str, int, int), optional
         ``(chrom, start, end)``, 0-based half-open, inside the window: draw
-        only it. Default: the whole window.
+        only it. Default: ``span`` bp around the strongest contributions.
     hypothetical : bool
         Add the hypothetical contributions of every base (``shap/seq``) in a
         panel under each file's logo.
     width : float
         Figure width in inches per 100 bp.
+    span : int
+        Without ``region``: draw the ``span`` bp of the window with the largest
+        total absolute contribution in the first file (0: the whole window).
 
     Returns
     -------
@@ -293,7 +312,7 @@ def figure(files, row: int, region=None, hypothetical: bool = False, width: floa
     files = [Path(f) for f in files]
     with open_scores(files[0]) as h5:
         win = window(h5, row)
-    region = region or (win["chrom"], win["start"], win["end"])
+        region = region or strongest_stretch(h5, row, span)
     chrom, lo, hi = region
     panels = []  # (title, ylabel, matrix (4, hi - lo))
     for path in files:

@@ -180,7 +180,7 @@ def test_cli_index_writes_png_with_default_name(scores):
     out = scores.with_name("scores.region_0001_gata.png")
     assert f"wrote {out}" in result.output
     image = read_png(out)
-    assert image.shape[:2] == (110, 600)  # 200 bp at 6 in / 100 bp, 2.2 in tall, 50 dpi
+    assert image.shape[:2] == (110, 300)  # the default 100 bp at 6 in / 100 bp, 2.2 in tall, 50 dpi
 
 
 def test_cli_region_width_dpi_and_hypothetical(scores, tmp_path):
@@ -278,3 +278,26 @@ def test_cli_warns_when_a_name_is_repeated(tmp_path):
     assert re.search(r"seqlift: warning: 2 windows of .*dup\.h5 are named 'a'; drawing the first \(row 0\); "
                      r"use --index to pick another", result.output), result.output
     assert (tmp_path / "dup.a.png").exists()
+
+
+def test_default_logo_is_a_readable_span_around_the_strongest_contributions(tmp_path):
+    """A 1 kb window used to give a 60-inch figure; now 100 bp around the peak of |contribution| by default."""
+    from PIL import Image
+
+    from seqlift.logos import strongest_stretch
+
+    length = 1000
+    scores = write_scores(tmp_path / "wide.h5", [("chr1", 0, length, "+", "wide")], length=length)
+    with h5py.File(scores, "r+") as h5:
+        shap = h5["shap/seq"][:] * 0.01
+        shap[0, :, 600:612] += 2.0  # the motif
+        h5["shap/seq"][...] = shap
+        h5["projected_shap/seq"][...] = shap * h5["raw/seq"][:]
+    with h5py.File(scores, "r") as h5:
+        chrom, lo, hi = strongest_stretch(h5, 0, 100)
+        assert hi - lo == 100 and lo <= 600 and 612 <= hi
+        assert strongest_stretch(h5, 0, 0) == ("chr1", 0, length)
+    assert figure([scores], 0, span=100).get_figwidth() <= 8
+    assert run(scores, "--index", 0, "--out", tmp_path / "a.png").exit_code == 0
+    assert run(scores, "--index", 0, "--span", 0, "--out", tmp_path / "b.png").exit_code == 0
+    assert Image.open(tmp_path / "a.png").size[0] < Image.open(tmp_path / "b.png").size[0] / 5

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from ..cli import config_option
 from . import readable_scores
 from ..errors import OutputError
-from ..logos import WIDTH, figure, label, open_scores, parse_region, save, select_rows, top_rows
+from ..logos import SPAN, WIDTH, figure, label, open_scores, parse_region, save, select_rows, top_rows
 
 
 @click.command()
@@ -28,11 +28,13 @@ from ..logos import WIDTH, figure, label, open_scores, parse_region, save, selec
                    "STEM the score files' stems joined by '+' (a folder STEM.topN with --top).")
 @click.option("--width", type=click.FloatRange(min=0, min_open=True), default=WIDTH, show_default=True,
               help="Figure width in inches per 100 bp.")
+@click.option("--span", type=click.IntRange(min=0), default=SPAN, show_default=True,
+              help="Without --region, draw this many bp around the strongest contributions; 0 for the whole window.")
 @click.option("--dpi", type=click.IntRange(min=10), default=150, show_default=True, help="Resolution of PNGs.")
 @click.option("--force", is_flag=True, help="Overwrite existing output.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @config_option
-def logo(scores, region, index, name, top, hypothetical, output, width, dpi, force, quiet):
+def logo(scores, region, index, name, top, hypothetical, output, width, span, dpi, force, quiet):
     """Draw the contribution logo of one window (or part of it) of SCORES.
 
     Pick the window with --index, --name or --region (the first window that
@@ -64,7 +66,7 @@ def logo(scores, region, index, name, top, hypothetical, output, width, dpi, for
             row = picks[0][0]
             out = Path(output) if output else Path(f"{stem}.{label(names[row], row, stretch)}.png")
             _check_free(out, force)
-            save(figure(scores, row, stretch, hypothetical, width), out, dpi)
+            save(figure(scores, row, stretch, hypothetical, width, span), out, dpi)
         else:
             out = Path(output) if output else Path(f"{stem}.top{top}")
             if out.suffix.lower() in (".png", ".svg") or (out.is_file() and out.suffix.lower() != ".pdf"):
@@ -72,7 +74,7 @@ def logo(scores, region, index, name, top, hypothetical, output, width, dpi, for
             _check_free(out, force)
             ranked = tqdm(picks, desc="logos", unit="logo", disable=quiet)
             if out.suffix.lower() == ".pdf":
-                save((figure(scores, row, None, hypothetical, width) for row, _, _ in ranked), out, dpi)
+                save((figure(scores, row, None, hypothetical, width, span) for row, _, _ in ranked), out, dpi)
             else:
                 created = not out.exists()
                 out.mkdir(exist_ok=True)
@@ -80,7 +82,7 @@ def logo(scores, region, index, name, top, hypothetical, output, width, dpi, for
                 written = []
                 try:
                     for rank, (row, _, _) in enumerate(ranked, 1):
-                        fig = figure(scores, row, None, hypothetical, width)
+                        fig = figure(scores, row, None, hypothetical, width, span)
                         written.append(save(fig, out / f"{rank:0{digits}d}_{label(names[row], row)}.png", dpi))
                 except BaseException:  # no half-written folder: take back the logos of this run
                     for path in written:
