@@ -98,12 +98,14 @@ class Target:
 
     def _output_index(self, output):
         if self.kind in ("counts", "profile") and self.output_index is None and isinstance(output, (tuple, list)):
-            shapes = [o.dim() for o in output]
-            want = 3 if self.kind == "profile" else 2
-            candidates = [i for i, d in enumerate(shapes) if d == want or (want == 2 and d == 1)]
-            if len(candidates) != 1:
+            # BPNet (bpnet-lite, chrombpnet): profile (N, T, L) or (N, L) logits, and counts (N, T) or (N, 1):
+            # the counts head is the output with the fewest values per example, the profile the one with most
+            sizes = [o[0].numel() if o.dim() > 0 and len(o) else 0 for o in output]
+            pick = min(sizes) if self.kind == "counts" else max(sizes)
+            candidates = [i for i, size in enumerate(sizes) if size == pick]
+            if len(candidates) != 1 or len(set(sizes)) == 1:
                 raise ModelError(
-                    f"cannot tell which output is the {self.kind} head (outputs of {len(output)} tensors); "
+                    f"cannot tell which output is the {self.kind} head: the model returns {_shapes(output)}; "
                     "name it with --output-index"
                 )
             return candidates[0]
@@ -113,13 +115,21 @@ class Target:
 def _pick(output, output_index):
     if isinstance(output, (tuple, list)):
         if output_index is None:
-            raise ModelError(f"the model returns {len(output)} outputs; choose one with --output-index")
+            raise ModelError(
+                f"the model returns {len(output)} outputs ({_shapes(output)}); choose one with --output-index, or "
+                "for a BPNet/ChromBPNet-style model explain --target counts or --target profile"
+            )
         if not 0 <= output_index < len(output):
             raise ModelError(f"--output-index {output_index} is out of range: the model returns {len(output)} outputs")
         return output[output_index]
     if output_index not in (None, 0):
         raise ModelError(f"--output-index {output_index} given but the model returns a single tensor")
     return output
+
+
+def _shapes(output) -> str:
+    """``(N, 1000), (N, 1)``: the shapes of a tuple output, batch dimension as N."""
+    return ", ".join("(" + ", ".join(["N", *map(str, o.shape[1:])]) + ")" for o in output)
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
