@@ -1,0 +1,183 @@
+"""End-to-end ``seqlift score`` against the engine alone, and memory as the region count grows.
+
+Part 1, the pipeline's overhead: the same regions of a synthetic genome are scored twice, with the same
+K = 20 dinucleotide shuffles: once by ``seqlift.score`` from BED to finished HDF5 (sequences read from
+the FASTA, references made, scores compressed and written), and once by the engine alone on batches
+already in memory (``engine.run``, the model's work). The ratio of their throughputs says how much of
+the model's speed reaches the user; 1.0 means the rest is fully hidden behind the model.
+
+Part 2, genome scale: a tiny model scores 1k, 10k and 100k regions end to end, each run in its own
+process. The table gives the time per region (almost all of it outside the model, which is tiny) and
+the peak resident memory of the process, whose growth from 1k to 100k regions should stay small.
+
+    python benchmarks/bench_pipeline.py            # both parts, about 10 minutes on 2 CPU cores
+    python benchmarks/bench_pipeline.py --quick    # a smoke run
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def write_genome(folder, n_chroms=4, length=2_000_000, seed=0):
+    """A random genome (40% GC) of ``n_chroms`` chromosomes, returned with its chromosome sizes."""
+    rng = np.random.default_rng(seed)
+    path = Path(folder) / "genome.fa"
+    sizes = {}
+    with open(path, "w") as fh:
+        for c in range(n_chroms):
+            seq = np.frombuffer(b"ACGT", np.uint8)[rng.choice(4, length, p=[0.3, 0.2, 0.2, 0.3])].tobytes().decode()
+            fh.write(f">chr{c + 1}\n")
+            fh.writelines(seq[i : i + 80] + "\n" for i in range(0, length, 80))
+            sizes[f"chr{c + 1}"] = length
+    return path, sizes
+
+
+def write_regions(folder, sizes, n, width, seed=1):
+    """``n`` regions of ``width`` bp at random places, as a BED file."""
+    rng = np.random.default_rng(seed)
+    chroms = list(sizes)
+    path = Path(folder) / f"regions{n}.bed"
+    with open(path, "w") as fh:
+        for i in range(n):
+            c = chroms[i % len(chroms)]
+            start = int(rng.integers(0, sizes[c] - width))
+            fh.write(f"{c}\t{start}\t{start + width}\tr{i}\n")
+    return path
+
+
+class Tiny(torch.nn.Module):
+    """A model whose cost is negligible next to reading, shuffling and writing: conv, ReLU, global max, dense."""
+
+    input_length = 200
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv1d(4, 8, 9)
+        self.head = torch.nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).amax(dim=2))
+
+
+def export(model, length, path):
+    program = torch.export.export(model.eval(), (torch.zeros(2, 4, length),),
+                                  dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    torch.export.save(program, str(path))
+    return path
+
+
+def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20):
+    """Throughput of seqlift.score from BED to HDF5 against engine.run on the same in-memory batches."""
+    import seqlift
+    from seqlift.attribution import prepare
+    from seqlift.genome import Genome, fetch_one_hot
+    from seqlift.models import load_model
+    from seqlift.references import dinucleotide_shuffle, region_seed
+    from seqlift.regions import read_regions, to_windows
+
+    pt2 = export(model, length, Path(folder) / f"{name}.pt2")
+    bed = write_regions(folder, sizes, n, length)
+    with Genome(fasta) as genome:
+        windows, _ = to_windows(read_regions(str(bed)), length, genome.chrom_sizes())
+        batches = []
+        for i in range(0, n, batch):
+            X = fetch_one_hot(genome, windows[i : i + batch])
+            seeds = np.array([region_seed(0, w.chrom, w.start, w.end, w.strand) for w in windows[i : i + batch]],
+                             dtype=np.uint64)
+            batches.append((X.astype(np.float32), dinucleotide_shuffle(X, refs, seeds)))
+    engine = prepare(load_model(str(pt2)).model, length)
+    engine.run(*batches[0], [0])  # warm-up
+    t0 = time.perf_counter()
+    for X, R in batches:
+        engine.run(X, R, [0])
+    engine_s = time.perf_counter() - t0
+    out = Path(folder) / f"{name}.h5"
+    seqlift.score(str(bed), str(fasta), str(pt2), out, n_refs=refs, batch_size=batch, progress=False, force=True)
+    t0 = time.perf_counter()
+    seqlift.score(str(bed), str(fasta), str(pt2), out, n_refs=refs, batch_size=batch, progress=False, force=True)
+    end_to_end_s = time.perf_counter() - t0
+    return {"model": name, "length": length, "regions": n, "batch": batch, "refs": refs,
+            "engine regions/s": n / engine_s, "end-to-end regions/s": n / end_to_end_s,
+            "ratio": engine_s / end_to_end_s}
+
+
+def scale_worker(spec):
+    import seqlift
+
+    t0 = time.perf_counter()
+    seqlift.score(spec["bed"], spec["fasta"], spec["model"], spec["out"], n_refs=spec["refs"],
+                  batch_size=spec["batch"], progress=False, force=True)
+    seconds = time.perf_counter() - t0
+    return {"regions": spec["n"], "seconds": seconds, "ms/region": 1000 * seconds / spec["n"],
+            "peak RSS MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def scale(folder, fasta, sizes, counts, refs=20, batch=256):
+    pt2 = export(Tiny(), 200, Path(folder) / "tiny.pt2")
+    rows = []
+    for n in counts:
+        spec = {"bed": str(write_regions(folder, sizes, n, 200, seed=n)), "fasta": str(fasta), "model": str(pt2),
+                "out": str(Path(folder) / f"tiny{n}.h5"), "refs": refs, "batch": batch, "n": n}
+        done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
+                              text=True, check=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(rows[-1], file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows):
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.worker:
+        print(json.dumps(scale_worker(json.loads(args.worker))))
+        return
+    from bench_deeplift import build_model
+    from seqlift.demo.model import DemoCNN
+
+    with tempfile.TemporaryDirectory() as folder:
+        fasta, sizes = write_genome(folder)
+        torch.manual_seed(0)
+        quick = args.quick
+        part1 = [
+            overhead("DemoCNN", DemoCNN().eval(), 200, folder, fasta, sizes, 64 if quick else 512, 32),
+            overhead("BPNet-like", build_model("bpnet", "cpu"), 2114, folder, fasta, sizes, 8 if quick else 64, 8),
+        ]
+        print(table(part1), flush=True)
+        part2 = scale(folder, fasta, sizes, [1000, 2000] if quick else [1000, 10_000, 100_000])
+    load = os.getloadavg()[0]
+    text = (f"## End-to-end against the engine alone ({args.threads} threads, load {load:.2f} at the end)\n\n"
+            + table(part1) + "\n## Genome scale: a tiny model, end to end\n\n" + table(part2))
+    print(text)
+    if not quick:
+        (HERE / "results").mkdir(exist_ok=True)
+        (HERE / "results" / "pipeline.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
