@@ -214,7 +214,7 @@ def score(
     k_of_n = parse_shard(shard) if shard is not None else None
     output = Path(output)
     specs = [model] if isinstance(model, (str, Path)) else list(model)
-    _check_outputs(output, target, npz_prefix, regions, fasta, specs, weights, reference, exclude)
+    _check_outputs(output, npz_prefix, regions, fasta, specs, weights, reference, exclude)
     dev = resolve_device(device)
     if not specs:
         raise SeqliftError("no model given; use --model")
@@ -233,7 +233,7 @@ def score(
     forward, space = scorers[0][1], scorers[0][2]
     targets = parse_targets(target, output_index, _n_outputs(forward, length, dev, output_index) if "all" in str(target) else None)
     paths = target_paths(output, targets)
-    _check_outputs(output, target, npz_prefix, regions, fasta, specs, weights, reference, exclude, paths)
+    _check_outputs(output, npz_prefix, regions, fasta, specs, weights, reference, exclude, paths)
     with Genome(fasta) as genome:
         all_regions = read_regions(regions)
         windows, skipped = to_windows(all_regions, length, genome.chrom_sizes(), skip_invalid=skip_invalid)
@@ -580,7 +580,7 @@ def score_rows(X, a: Attributions, same, finite) -> dict:
     return rows
 
 
-def _check_outputs(output, target, npz_prefix, regions, fasta, specs, weights, reference, exclude, paths=None):
+def _check_outputs(output, npz_prefix, regions, fasta, specs, weights, reference, exclude, paths=None):
     """Refuse outputs that would overwrite an input, and an ``npz_prefix`` in a missing folder, before any work."""
     paths = list(paths) if paths else [Path(output)]
     outs = [*paths, *(partial_path(p) for p in paths), Path(str(output) + ".skipped.bed")]
