@@ -25,7 +25,7 @@ from .graph import CapturedModel, active_nodes, batch_dims, capture, lower, modu
 from .graph import normalize_input_weights as normalize_weights
 from .graph import strip_output_activation, where
 from .rules import PASSTHROUGH, OpRule, lookup
-from .split import Split, SplitRule, batch_back, batch_first, product, streamwise
+from .split import Split, SplitRule, batch_back, batch_first, product, rescale_multiplier, streamwise
 
 aten = torch.ops.aten
 
@@ -46,6 +46,11 @@ def _paired_grad(a: torch.Tensor, n: int):
 _DERIVATIVES = {
     torch.ops.aten.relu.default: lambda t: (t > 0).to(t.dtype),
     torch.ops.aten.abs.default: torch.sign,
+    torch.ops.aten.exp.default: torch.exp,
+    torch.ops.aten.sigmoid.default: lambda t: torch.sigmoid(t) * torch.sigmoid(-t),
+    torch.ops.aten.tanh.default: lambda t: 1 - torch.tanh(t) ** 2,
+    torch.ops.aten.reciprocal.default: lambda t: -torch.reciprocal(t * t),
+    torch.ops.aten.rsqrt.default: lambda t: -0.5 * torch.rsqrt(t) / t,
 }
 
 
@@ -102,12 +107,7 @@ class _PairedRescale(torch.autograd.Function):
             out, refs = _paired_grad(a, ctx.n)
             refs.copy_(_fused_relu_rescale_grad()(ax, ar, yx, yr, grad[ctx.n :].view(refs.shape), ctx.eps))
             return out, None, None, None, None, None
-        dx = ax - ar
-        small = ~(dx.abs() >= ctx.eps)  # also where both are the same infinity (a -inf attention mask)
-        m = torch.sub(yx, yr).div_(dx.masked_fill_(small, 1.0))
-        if small.any():
-            mid = (ax.expand_as(ar)[small] + ar[small]) * 0.5
-            m[small] = _derivative(ctx.fn, ctx.target, mid)
+        m = rescale_multiplier(ax, ar, yx, yr, ctx.eps, lambda t: _derivative(ctx.fn, ctx.target, t))
         out, refs = _paired_grad(a, ctx.n)
         torch.mul(grad[ctx.n :].view(m.shape), m, out=refs)
         return out, None, None, None, None, None
@@ -167,11 +167,30 @@ class _PairedProduct(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
+        am, bm = ctx.midpoint(a, 0), ctx.midpoint(b, 1)
+        vjp = _PRODUCT_VJPS.get(getattr(ctx.f, "op", None))
+        grads = None if vjp is None else vjp(grad, am, bm)
+        if grads is not None:
+            return (*grads, None, None)
         with torch.enable_grad():
-            am = ctx.midpoint(a, 0).requires_grad_(True)
-            bm = ctx.midpoint(b, 1).requires_grad_(True)
+            am, bm = am.requires_grad_(True), bm.requires_grad_(True)
             ga, gb = torch.autograd.grad(ctx.f(am, bm), (am, bm), grad)
         return ga, gb, None, None
+
+
+def _mul_vjp(grad, a, b):
+    return (grad * b).sum_to_size(a.shape), (grad * a).sum_to_size(b.shape)
+
+
+def _matmul_vjp(grad, a, b):
+    if a.dim() < 2 or b.dim() < 2:  # vector operands: let autograd handle the squeezed dims
+        return None
+    return (torch.matmul(grad, b.transpose(-1, -2)).sum_to_size(a.shape),
+            torch.matmul(a.transpose(-1, -2), grad).sum_to_size(b.shape))
+
+
+#: Backward of the commonest products written out, so the product is not run again to differentiate it.
+_PRODUCT_VJPS = {aten.mul.Tensor: _mul_vjp, aten.bmm.default: _matmul_vjp, aten.matmul.default: _matmul_vjp}
 
 
 class Rescale:
@@ -210,7 +229,7 @@ class Rescale:
             t, paired = t.detach(), self._paired(t, dims[i])
             u = t if paired else batch_first(t, dims[i], self.rows)
             x, r = _pairs(u, self.n)
-            mid = torch.cat([u[: self.n], ((x + r) * 0.5).flatten(0, 1)])
+            mid = torch.cat([u[: self.n], torch.lerp(r, x.expand_as(r), 0.5).flatten(0, 1)])
             return mid if paired else batch_back(mid, dims[i])
 
         return _PairedProduct.apply(a, b, f, midpoint)
@@ -528,6 +547,8 @@ def _bilinear(node, op_rule: OpRule, args, kwargs):
         fa, fk = torch.utils._pytree.tree_unflatten(filled, spec)
         return node.target(*fa, **fk)
 
+    if (i, j) == (0, 1) and len(leaves) == 2:
+        f.op = node.target  # f(a, b) is the op itself: its backward may be written out (_PRODUCT_VJPS)
     return f, leaves[i], leaves[j]
 
 
@@ -624,7 +645,11 @@ def prepare(
     Engine
     """
     spec = _rule_spec(rule)
-    captured = strip_output_activation(model if isinstance(model, CapturedModel) else capture(model, length))
+    # Under Rescale everywhere, LSTM and GRU layers stay whole (their fused rule); split rules unroll them.
+    rescale_only = all(name == "rescale" for name in spec.values())
+    if not isinstance(model, CapturedModel):
+        model = capture(model, length, unroll_recurrent=not rescale_only)
+    captured = strip_output_activation(model)
     if normalize_input_weights:
         captured = normalize_weights(captured)
     captured = lower(captured)
@@ -664,6 +689,9 @@ def prepare(
     layer_rules = {node: _rule_for(node, spec) for node, r in plan.items() if r.kind in ("elementwise", "max")}
     if all(name == "rescale" for name in layer_rules.values()):
         layer_rules = None  # the paired engine: one multiplier, no split streams
+    elif any(r.kind == "recurrent" for r in plan.values()):
+        raise ModelError("the split rules need recurrent layers unrolled: capture the model with "
+                         "capture(model, length, unroll_recurrent=True)")
     return Engine(captured=captured, plan=plan, rule=rule if isinstance(rule, str) else "custom", eps=eps,
                   device=device, dtype=dtype, layer_rules=layer_rules, compile=compile, dims=dims)
 

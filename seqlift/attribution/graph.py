@@ -49,7 +49,7 @@ class CapturedModel:
         return next(n for n in self.module.graph.nodes if n.op == "placeholder")
 
 
-def capture(model, length: int | None = None, channels: int = 4) -> CapturedModel:
+def capture(model, length: int | None = None, channels: int = 4, unroll_recurrent: bool = True) -> CapturedModel:
     """Capture ``model`` as an ATen graph with a dynamic batch dimension.
 
     Parameters
@@ -61,6 +61,9 @@ def capture(model, length: int | None = None, channels: int = 4) -> CapturedMode
         Input length for exporting an eager module. Required for modules.
     channels : int
         Number of input channels (4 for one-hot DNA).
+    unroll_recurrent : bool
+        Unroll LSTM and GRU layers into one cell per position (see :func:`functional`);
+        False keeps them as one op each, for the fused Rescale rule (:mod:`.recurrent`).
 
     Returns
     -------
@@ -100,7 +103,7 @@ def capture(model, length: int | None = None, channels: int = 4) -> CapturedMode
                 "torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},))"
             )
         input_length = val.shape[2] if isinstance(val.shape[2], int) else None
-    module = functional(program).module()
+    module = functional(program, unroll_recurrent).module()
     _drop_guards(module)
     return CapturedModel(module=module, input_length=input_length)
 
@@ -131,7 +134,7 @@ def _sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, sca
     return torch.matmul(weights, value)
 
 
-def functional(program: ExportedProgram) -> ExportedProgram:
+def functional(program: ExportedProgram, unroll_recurrent: bool = True) -> ExportedProgram:
     """The program with in-place and alias ops made functional and recurrent layers unrolled.
 
     ``run_decompositions`` with a small table replaces ``relu_``, ``clip_``,
@@ -140,13 +143,17 @@ def functional(program: ExportedProgram) -> ExportedProgram:
     one step per position, made of dense layers, sigmoid, tanh, sums and
     products), ``baddbmm``, and ``scaled_dot_product_attention`` (:func:`_sdpa`).
     Every other op stays as exported, so the graph keeps its module paths; a
-    program with none of these ops is returned as it is.
+    program with none of these ops is returned as it is. With
+    ``unroll_recurrent=False``, LSTM and GRU layers on padded (not packed)
+    sequences stay as they are.
     """
     from torch._decomp import decomposition_table
 
     aten = torch.ops.aten
     unrolled = [aten.lstm.input, aten.lstm.data, aten.gru.input, aten.gru.data, aten.rnn_tanh.input,
                 aten.rnn_relu.input, aten.baddbmm.default]
+    if not unroll_recurrent:
+        unrolled = [op for op in unrolled if op not in (aten.lstm.input, aten.gru.input)]
     table = {op: decomposition_table[op] for op in unrolled}
     table[aten.scaled_dot_product_attention.default] = _sdpa
     ops = [n.target for n in program.graph.nodes if isinstance(n.target, torch._ops.OpOverload)]

@@ -2,7 +2,7 @@
 
 This module is the one place where operations get their attribution rule, so a
 rule cannot be present in one code path and missing in another. Every op that
-depends on the input falls in one of three kinds:
+depends on the input falls in one of these kinds:
 
 ``linear``
     Affine in the input (convolution, dense, eval-mode batch norm, residual
@@ -29,6 +29,9 @@ depends on the input falls in one of three kinds:
     the contributions equal the exact Shapley values of the inputs (tested by
     enumeration). Under the split rules the coefficients ``a̅`` and ``b̅`` are
     split by sign like a linear layer's weights.
+``recurrent``
+    An LSTM or GRU layer kept whole: under Rescale it has the multipliers of
+    its unrolled cells (:mod:`.recurrent`); the split rules see it unrolled.
 ``max``
     Max pooling and max reductions. Within a window, let ``a`` be the element
     where the input peaks and ``b`` the one where the reference peaks; then
@@ -52,6 +55,7 @@ from typing import Callable
 import torch
 
 from ..errors import UnsupportedOpError
+from .recurrent import gru_rule, lstm_rule
 from .split import SPLITS, activations, batch_back, batch_first
 
 aten = torch.ops.aten
@@ -158,6 +162,13 @@ def _keeps_batch(dims_index):
         return None
 
     return check
+
+
+def _padded_sequences(node, active):
+    """A fused recurrent layer (kept whole only under Rescale) over a padded, not a packed, sequence."""
+    if node.target._overloadname != "input":
+        return "it runs over a packed sequence"
+    return None
 
 
 # ---------------------------------------------------------------- max pooling and max reductions
@@ -285,6 +296,8 @@ RULES.update({
     aten.max_pool1d_with_indices: OpRule("max", apply=_max_pool(1)),
     aten.max_pool2d_with_indices: OpRule("max", apply=_max_pool(2)),
     aten.amax: OpRule("max", check=_keeps_batch(1), apply=_max_reduce),
+    aten.lstm: OpRule("recurrent", check=_padded_sequences, apply=lstm_rule),
+    aten.gru: OpRule("recurrent", check=_padded_sequences, apply=gru_rule),
     aten.max: OpRule("max", check=_keeps_batch(1), apply=_max_reduce),
 })
 

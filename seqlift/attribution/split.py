@@ -105,6 +105,22 @@ def _derivative(fn, t):
     return d
 
 
+def rescale_multiplier(ax, ar, yx, yr, eps: float, derivative):
+    """Rescale multipliers ``(y_x - y_r) / (x - r)`` of inputs ``ax`` and references ``ar`` (broadcast).
+
+    Where ``|x - r| < eps`` (also where both are the same infinity, e.g. a -inf
+    attention mask), ``derivative`` at the midpoint. The fallback is taken over
+    the whole tensor and selected with ``where``: cheaper than gathering the
+    few places that need it.
+    """
+    dx = ax - ar
+    small = ~(dx.abs() >= eps)
+    m = torch.sub(yx, yr).div_(dx.masked_fill_(small, 1.0))
+    if small.any():
+        m = torch.where(small, derivative((ax + ar) * 0.5), m)
+    return m
+
+
 def _safe_ratio(num, den, fallback, eps):
     """``num / den``, with ``fallback()`` (a tensor) where ``|den| < eps``."""
     small = den.abs() < eps

@@ -1,0 +1,290 @@
+"""LSTM and GRU layers under Rescale, as one op each instead of one op per position.
+
+Unrolled, a recurrent layer is a chain of dense layers, sigmoids, tanhs and
+products (:mod:`.rules`): exact, but thousands of small ops for a long
+sequence. Here each layer keeps PyTorch's own forward (``aten.lstm`` /
+``aten.gru``, one call per layer), and its backward is the DeepLIFT backward of
+the unrolled cell, written out: the gate pre-activations of every position are
+recomputed at once from the layer's outputs, the Rescale multipliers of every
+sigmoid and tanh and the midpoints of every product are taken for all positions
+at once, and only the recurrence itself (a few tensor ops per position, both
+directions stacked) runs step by step. The multipliers are the same as those of
+the unrolled graph, so the scores are too (tested to float64 rounding).
+
+LSTM cell, as PyTorch writes it (gates ``i, f, g, o``)::
+
+    i, f, o = sigmoid(z_i), sigmoid(z_f), sigmoid(z_o);  g = tanh(z_g)
+    c' = f * c + i * g;  h' = o * tanh(c')  [then W_hr h' with a projection]
+
+GRU cell (gates ``r, z, n``; ``a`` = input part, ``b`` = hidden part)::
+
+    r = sigmoid(a_r + b_r);  z = sigmoid(a_z + b_z);  n = tanh(a_n + b_n * r)
+    h' = (h - n) * z + n
+
+Under Rescale, a sigmoid or tanh passes ``Δy / Δz`` back; a product ``u * v``
+passes ``v̅`` to ``u`` and ``u̅`` to ``v`` (midpoints of input and reference).
+The split rules (RevealCancel, genomics-default) carry the positive and negative
+parts of every delta through the cell; for those the layer is unrolled instead
+(:func:`.graph.functional`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ModelError
+from .split import rescale_multiplier
+
+aten = torch.ops.aten
+
+
+def _layer_weights(params, has_biases: bool, num_layers: int, layer: int, directions: int):
+    """Per direction of ``layer``: ``(w_ih, w_hh, b_ih, b_hh, w_hr)``, absent ones None, and the flat list."""
+    stride = len(params) // (num_layers * directions)
+    flat = list(params[layer * directions * stride:(layer + 1) * directions * stride])
+    out = []
+    for d in range(directions):
+        chunk = flat[d * stride:(d + 1) * stride]
+        b_ih, b_hh = (chunk[2], chunk[3]) if has_biases else (None, None)
+        w_hr = chunk[-1] if stride in (3, 5) else None
+        out.append((chunk[0], chunk[1], b_ih, b_hh, w_hr))
+    return out, flat
+
+
+def _pairs(t: torch.Tensor, n: int):
+    """Input rows (..., n, 1, C) and reference rows (..., n, k, C) of a tensor with rows in dim -2."""
+    x = t[..., :n, :].unsqueeze(-2)
+    r = t[..., n:, :].unflatten(-2, (n, -1))
+    return x, r
+
+
+def _mid(t: torch.Tensor, n: int) -> torch.Tensor:
+    """Midpoints of input and reference for the reference rows, shape (..., n * k, C)."""
+    x, r = _pairs(t, n)
+    return ((x + r) * 0.5).flatten(-3, -2)
+
+
+def _rescale(z: torch.Tensor, y: torch.Tensor, n: int, eps: float, derivative) -> torch.Tensor:
+    """Rescale multipliers ``Δy / Δz`` of the reference rows, shape (..., n * k, C)."""
+    return rescale_multiplier(*_pairs(z, n), *_pairs(y, n), eps, derivative).flatten(-3, -2)
+
+
+def _dsigmoid(t):
+    s = torch.sigmoid(t)
+    return s * (1 - s)
+
+
+def _dtanh(t):
+    return 1 - torch.tanh(t) ** 2
+
+
+def _lstm_gate_derivative(hidden):
+    def derivative(t):
+        d = _dsigmoid(t)
+        d[..., 2 * hidden:3 * hidden] = _dtanh(t[..., 2 * hidden:3 * hidden])
+        return d
+
+    return derivative
+
+
+def _steps(out: torch.Tensor, directions: int, hidden: int) -> torch.Tensor:
+    """Layer output (T, B, D * H) as (T, D, B, H), each direction in the order it runs (reverse flipped)."""
+    parts = [out[..., d * hidden:(d + 1) * hidden] for d in range(directions)]
+    if directions == 2:
+        parts[1] = parts[1].flip(0)
+    return torch.stack(parts, dim=1)
+
+
+def _unsteps(h: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_steps`: (T, D, B, H) -> (T, B, D * H)."""
+    parts = [h[:, 0]] + ([h[:, 1].flip(0)] if h.shape[1] == 2 else [])
+    return torch.cat(parts, dim=-1)
+
+
+def _stack(ws, i):
+    return None if ws[0][i] is None else torch.stack([w[i] for w in ws])
+
+
+def _hidden_part(h_prev, w_hh, b_hh):
+    """``W_hh h + b_hh`` for every step at once: h_prev (T, D, B, H) -> (T, D, B, G)."""
+    out = torch.matmul(h_prev, w_hh.transpose(1, 2))
+    return out if b_hh is None else out + b_hh[:, None]
+
+
+def _previous(h0, hs):
+    """The state each step starts from: h0 (D, B, H), then every step's output but the last."""
+    return torch.cat([h0.unsqueeze(0), hs[:-1]])
+
+
+class _LSTMLayer(torch.autograd.Function):
+    """One LSTM layer (every direction) on a paired batch; backward: DeepLIFT under Rescale.
+
+    ``pre`` (T, D, B, 4H): ``W_ih x + b_ih`` per direction in running order;
+    ``x`` (T, B, F) the layer's input, for PyTorch's forward; returns the hidden
+    states (T, D, B, Hout) in running order and the last cell state (D, B, H).
+    """
+
+    @staticmethod
+    def forward(ctx, pre, h0, c0, x, ws, flat, has_biases, n, eps):
+        directions, hidden = len(ws), c0.shape[-1]
+        w_hh, b_hh, w_hr = _stack(ws, 1), _stack(ws, 3), _stack(ws, 4)
+        out, _, _ = aten.lstm.input(x, [h0, c0], flat, has_biases, 1, 0.0, False, directions == 2, False)
+        hs = _steps(out, directions, h0.shape[-1])
+        z = pre + _hidden_part(_previous(h0, hs), w_hh, b_hh)
+        gates = torch.sigmoid(z)
+        cell = slice(2 * hidden, 3 * hidden)
+        gates[..., cell] = torch.tanh(z[..., cell])
+        i, f, g, _ = gates.split(hidden, dim=-1)
+        ig = i * g
+        cells = torch.empty_like(ig)
+        c = c0
+        for ig_s, f_s, out_s in zip(ig.unbind(0), f.unbind(0), cells.unbind(0)):
+            c = torch.addcmul(ig_s, f_s, c, out=out_s)
+        ctx.save_for_backward(z, gates, cells, c0, w_hh, w_hr)
+        ctx.n, ctx.eps = n, eps
+        return hs, cells[-1].clone()
+
+    @staticmethod
+    def backward(ctx, g_hs, g_c):
+        z, gates, cells, c0, w_hh, w_hr = ctx.saved_tensors
+        n, eps = ctx.n, ctx.eps
+        steps, directions, rows, _ = z.shape
+        hidden = cells.shape[-1]
+        tanh_c = torch.tanh(cells)
+        m_i, m_f, m_g, m_o = _rescale(z, gates, n, eps, _lstm_gate_derivative(hidden)).split(hidden, dim=-1)
+        m_c = _rescale(cells, tanh_c, n, eps, _dtanh)
+        i, f, g, o = _mid(gates, n).split(hidden, dim=-1)
+        c_prev = _mid(_previous(c0, cells), n)
+        # Per step (T, D, R, .), R reference rows: what dh and dc pass to the cell state and the gates.
+        into_cell = (o * m_c).unbind(0)
+        out_gate = (_mid(tanh_c, n) * m_o).unbind(0)
+        cell_gates = torch.stack([g * m_i, c_prev * m_f, i * m_g], dim=-2).unbind(0)
+        forget = f.unbind(0)
+        grad_h = g_hs[:, :, n:].unbind(0)
+        grad_z = z.new_empty((steps, directions, rows - n, 4 * hidden))
+        out_grads = grad_z[..., 3 * hidden:].unbind(0)
+        cell_grads = grad_z[..., :3 * hidden].unflatten(-1, (3, hidden)).unbind(0)
+        grad_z_steps = grad_z.unbind(0)
+        dh = grad_h[-1]
+        dc = g_c[:, n:] if g_c is not None else torch.zeros_like(forget[0])
+        for s in range(steps - 1, -1, -1):
+            if w_hr is not None:
+                dh = torch.bmm(dh, w_hr)
+            dc = torch.addcmul(dc, dh, into_cell[s])
+            torch.mul(dh, out_gate[s], out=out_grads[s])
+            torch.mul(dc.unsqueeze(-2), cell_gates[s], out=cell_grads[s])
+            dc = dc * forget[s]
+            dh = torch.baddbmm(grad_h[s - 1], grad_z_steps[s], w_hh) if s else torch.bmm(grad_z_steps[s], w_hh)
+        return (_expand_rows(grad_z, z.shape, n, -2), _expand_rows(dh, (directions, rows, dh.shape[-1]), n, -2),
+                _expand_rows(dc, c0.shape, n, -2), None, None, None, None, None, None)
+
+
+def _expand_rows(grad, shape, n, dim):
+    """``grad`` of the reference rows into a zero gradient of the whole batch (rows in ``dim``)."""
+    out = grad.new_zeros(shape)
+    out.narrow(dim, n, grad.shape[dim]).copy_(grad)
+    return out
+
+
+class _GRULayer(torch.autograd.Function):
+    """One GRU layer (every direction) on a paired batch; backward: DeepLIFT under Rescale.
+
+    ``pre`` (T, D, B, 3H): ``W_ih x + b_ih`` per direction in running order;
+    returns the hidden states (T, D, B, H) in running order.
+    """
+
+    @staticmethod
+    def forward(ctx, pre, h0, x, ws, flat, has_biases, n, eps):
+        directions = len(ws)
+        out, _ = aten.gru.input(x, h0, flat, has_biases, 1, 0.0, False, directions == 2, False)
+        hs = _steps(out, directions, h0.shape[-1])
+        h_prev = _previous(h0, hs)
+        w_hh = _stack(ws, 1)
+        ctx.save_for_backward(pre, _hidden_part(h_prev, w_hh, _stack(ws, 3)), h_prev, w_hh)
+        ctx.n, ctx.eps = n, eps
+        return hs
+
+    @staticmethod
+    def backward(ctx, g_hs):
+        pre, b, h_prev, w_hh = ctx.saved_tensors
+        n, eps = ctx.n, ctx.eps
+        steps, directions, rows, hidden = h_prev.shape
+        a_r, a_z, a_n = pre.split(hidden, dim=-1)
+        b_r, b_z, b_n = b.split(hidden, dim=-1)
+        z_r, z_z = a_r + b_r, a_z + b_z
+        r, z = torch.sigmoid(z_r), torch.sigmoid(z_z)
+        z_n = a_n + b_n * r
+        new = torch.tanh(z_n)
+        m_r = _rescale(z_r, r, n, eps, _dsigmoid)
+        m_z = _rescale(z_z, z, n, eps, _dsigmoid)
+        m_n = _rescale(z_n, new, n, eps, _dtanh)
+        z_mid = _mid(z, n)
+        into_new = (1 - z_mid) * m_n  # d h' / d z_n
+        into_z = (_mid(h_prev, n) - _mid(new, n)) * m_z  # d h' / d z_z
+        into_r = into_new * _mid(b_n, n) * m_r  # d h' / d z_r
+        # Per step (T, D, R, .), R reference rows.
+        to_input = torch.stack([into_r, into_z, into_new], dim=-2).unbind(0)
+        to_hidden = torch.stack([into_r, into_z, into_new * _mid(r, n)], dim=-2).unbind(0)
+        keep = z_mid.unbind(0)
+        grad_h = g_hs[:, :, n:].unbind(0)
+        grad_a = pre.new_empty((steps, directions, rows - n, 3 * hidden))
+        input_grads = grad_a.unflatten(-1, (3, hidden)).unbind(0)
+        dh = grad_h[-1]
+        for s in range(steps - 1, -1, -1):
+            d = dh.unsqueeze(-2)
+            torch.mul(d, to_input[s], out=input_grads[s])
+            grad_b = (d * to_hidden[s]).flatten(-2)
+            carried = torch.addcmul(grad_h[s - 1], dh, keep[s]) if s else dh * keep[s]
+            dh = torch.baddbmm(carried, grad_b, w_hh)
+        return (_expand_rows(grad_a, pre.shape, n, -2), _expand_rows(dh, (directions, rows, hidden), n, -2),
+                None, None, None, None, None, None)
+
+
+def _input_gates(x, ws):
+    """``W_ih x + b_ih`` per direction, (T, D, B, G), the reverse direction flipped in time."""
+    pre = []
+    for d, (w_ih, _, b_ih, _, _) in enumerate(ws):
+        p = torch.nn.functional.linear(x, w_ih, b_ih)
+        pre.append(p.flip(0) if d == 1 else p)
+    return torch.stack(pre, dim=1)
+
+
+def _recurrent(kind):
+    def apply(rule, op, args, kwargs, dim, rows):
+        """``aten.lstm.input`` / ``aten.gru.input`` on the paired batch, with the Rescale backward."""
+        names = ("input", "hx", "params", "has_biases", "num_layers", "dropout", "train", "bidirectional",
+                 "batch_first")
+        values = dict(zip(names, args), **kwargs)
+        x, hx, params = values["input"], values["hx"], values["params"]
+        has_biases, num_layers = values["has_biases"], values["num_layers"]
+        directions, batch_first = 2 if values["bidirectional"] else 1, values["batch_first"]
+        if values["train"] and values["dropout"]:
+            raise ModelError(f"{kind.upper()} dropout is active (the model is in training mode); export it in eval mode")
+        if dim != (0 if batch_first else 1):
+            raise ModelError(f"the {kind.upper()} runs over the batch dimension; seqlift needs the batch kept apart")
+        x = x.transpose(0, 1) if batch_first else x
+        h0s = hx[0] if kind == "lstm" else hx
+        finals_h, finals_c = [], []
+        for layer in range(num_layers):
+            ws, flat = _layer_weights(params, has_biases, num_layers, layer, directions)
+            layer_states = slice(layer * directions, (layer + 1) * directions)
+            pre = _input_gates(x, ws)
+            inputs = x.detach()
+            if kind == "lstm":
+                hs, c_last = _LSTMLayer.apply(pre, h0s[layer_states], hx[1][layer_states], inputs, ws, flat,
+                                              has_biases, rule.n, rule.eps)
+                finals_c.append(c_last)
+            else:
+                hs = _GRULayer.apply(pre, h0s[layer_states], inputs, ws, flat, has_biases, rule.n, rule.eps)
+            finals_h.append(hs[-1])
+            x = _unsteps(hs)
+        out = x.transpose(0, 1) if batch_first else x
+        if kind == "lstm":
+            return out, torch.cat(finals_h), torch.cat(finals_c)
+        return out, torch.cat(finals_h)
+
+    return apply
+
+
+lstm_rule = _recurrent("lstm")
+gru_rule = _recurrent("gru")
