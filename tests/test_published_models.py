@@ -145,7 +145,7 @@ def test_sums_to_delta_float32(name, exported):
     X, R = _data(length, 1)
     # Under the split rules, Enformer's positive and negative parts of the target's change are each about 1e6
     # times the change itself (they grow through its attention pooling, layer norm and softmax) and cancel to
-    # 6 digits: float32 rounding keeps up to ~0.4 of the delta there, while float64 sums to within ~1e-9 (test
+    # 6 digits: float32 rounding keeps about 0.3 of the delta there, while float64 sums to within ~1e-9 (test
     # above). The gReLU ConvGRUModel's parts are ~400 times its change and pass in float32.
     rules = ("rescale",) if name.startswith("enformer") else RULES
     for rule in rules:
