@@ -22,6 +22,10 @@ install-test: install
 	# bpnet-lite's BPNet/ChromBPNet classes serve as test models; its own dependencies
 	# (macs3, bam2bw, ...) are for training pipelines and are not needed for that.
 	$(PIP) install -q --no-deps "bpnet-lite==1.1.0"
+	# gReLU's ConvGRUModel is a published conv-RNN test model (tests/test_published_models.py). gReLU's own
+	# dependencies (wandb, genomepy, captum 0.5, ...) serve its training and analysis tools and would downgrade
+	# captum; its models need only torch, einops, pandas and enformer-pytorch (test extras).
+	$(PIP) install -q --no-deps "grelu==1.1.0"
 
 demo: install
 	@mkdir -p results

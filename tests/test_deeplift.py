@@ -548,3 +548,42 @@ def test_compiled_relu_rescale_matches_eager():
     fused = prepare(model, L, compile=True).run(X, R)
     np.testing.assert_allclose(fused.hypothetical, eager.hypothetical, atol=1e-12)
     assert fused.delta_error.max() < 1e-10
+
+
+class _ConstantEinsum(nn.Module):
+    """A dense layer over channels written as an einsum with constant operands (as Enformer's relative
+    positions are), or as a matmul (``equation=None``), between a tanh and a ReLU."""
+
+    def __init__(self, equation):
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv = nn.Conv1d(4, 6, 5, padding=2)
+        self.w1, self.w2 = nn.Parameter(torch.randn(6, 6)), nn.Parameter(torch.randn(6, 6))
+        self.equation = equation
+
+    def forward(self, x):
+        h = torch.tanh(self.conv(x))
+        if self.equation is None:
+            y = torch.matmul(self.w2 @ self.w1, h)
+        elif self.equation.count(",") == 2:
+            y = torch.einsum(self.equation, h, self.w1, self.w2)
+        elif self.equation.startswith("dc"):
+            y = torch.einsum(self.equation, self.w2 @ self.w1, h)
+        else:
+            y = torch.einsum(self.equation, h, self.w2 @ self.w1)
+        return F.relu(y - 0.3).sum(-1)[:, :2]
+
+
+def test_einsum_with_constant_operands_splits_them_by_sign():
+    """Under the split rules the constant operands of an einsum are coefficients, split by sign like a matmul's
+    (they used to be zeroed, which lost the einsum's whole delta)."""
+    rng = np.random.default_rng(4)
+    X, R = one_hot(rng, 2), one_hot(rng, 2, 3)
+    expected = deeplift(_ConstantEinsum(None).double(), X, R, target=1, rule="revealcancel")
+    for equation in ("bcl,dc->bdl", "dc,bcl->bdl", "bcl,dc,ed->bel", "bcl,dc,ed"):
+        model = _ConstantEinsum(equation).double()
+        a = deeplift(model, X, R, target=1, rule="revealcancel")
+        assert a.relative_error.max() < 1e-10, (equation, a.relative_error)
+        np.testing.assert_allclose(a.hypothetical, expected.hypothetical, atol=1e-12, err_msg=equation)
+        # genomics-default takes an einsum for a convolution (Rescale after it), a matmul for a dense layer
+        assert deeplift(model, X, R, target=1, rule="genomics-default").relative_error.max() < 1e-10

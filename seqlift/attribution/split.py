@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ModelError
+
 aten = torch.ops.aten
 
 
@@ -246,6 +248,31 @@ def _matmul(op, args, kwargs):
     return _signed(lambda t, w: op(w, t), b, a)
 
 
+def _einsum(op, args, kwargs):
+    """einsum with one input-dependent operand: the others, folded into one tensor, are its signed coefficients.
+
+    (With two input-dependent operands the node has the product rule and does not come here.)
+    """
+    equation, operands = args[0], list(args[1])
+    i = next(j for j, t in enumerate(operands) if isinstance(t, Split))
+    x, consts = operands[i], operands[:i] + operands[i + 1:]
+    if len(consts) == 1:
+        swap = i == 1
+        return _signed(lambda t, w: op(equation, [w, t] if swap else [t, w]), x, consts[0])
+    lhs, arrow, rhs = equation.replace(" ", "").partition("->")
+    subs = lhs.split(",")
+    if "." in lhs:
+        raise ModelError(f"einsum {equation!r}: an ellipsis with more than one constant operand is not supported "
+                         "under the split rules; write the constants' product as one tensor")
+    if not arrow:  # implicit output: the subscripts that appear once, in alphabetical order
+        rhs = "".join(sorted(c for c in set(lhs) - {","} if lhs.count(c) == 1))
+    const_subs = subs[:i] + subs[i + 1:]
+    keep = "".join(dict.fromkeys(c for c in "".join(const_subs) if c in subs[i] or c in rhs))
+    coef = torch.einsum(",".join(const_subs) + "->" + keep, *consts)
+    folded = f"{subs[i]},{keep}->{rhs}"
+    return _signed(lambda t, w: op(folded, [t, w]), x, coef)
+
+
 def _mul(op, args, kwargs):
     a, b = args[0], args[1]
     x, c = (a, b) if isinstance(a, Split) else (b, a)
@@ -326,7 +353,7 @@ def _select(*values):
 SPLITS = {
     aten.conv1d: _weighted, aten.conv2d: _weighted, aten.conv_transpose1d: _weighted, aten.linear: _weighted,
     aten.convolution: _weighted,
-    aten.addmm: _matmul, aten.mm: _matmul, aten.bmm: _matmul, aten.matmul: _matmul,
+    aten.addmm: _matmul, aten.mm: _matmul, aten.bmm: _matmul, aten.matmul: _matmul, aten.einsum: _einsum,
     aten.mul: _mul, aten.multiply: _mul, aten.div: _div, aten.true_divide: _div, aten.divide: _div,
     aten.masked_fill: _select(0, 2), aten.where: _select(1, 2), aten.subtract: _add(-1), aten.negative: _neg,
     aten.batch_norm: _batch_norm, aten._native_batch_norm_legit_no_training: _batch_norm,
