@@ -84,8 +84,8 @@ def test_fused_layer_equals_unrolled_cells(name):
     program = _program(_model(name))
     fused = prepare(program, rule="rescale")
     unrolled = prepare(capture(program, unroll_recurrent=True), rule="rescale")
-    assert any(r.kind == "recurrent" for r in fused.plan.values())
-    assert not any(r.kind == "recurrent" for r in unrolled.plan.values())
+    assert any(r.kind == "fused" for r in fused.plan.values())
+    assert not any(r.kind == "fused" for r in unrolled.plan.values())
     X, R = _data()
     for target in (0, 1):
         a, b = fused.run(X, R, target=target), unrolled.run(X, R, target=target)
@@ -109,7 +109,7 @@ def test_fused_layer_float32_sums_to_delta(name):
 def test_split_rules_unroll_the_layer():
     program = _program(_model("bilstm-final-states"))
     engine = prepare(program, rule="genomics-default")
-    assert not any(r.kind == "recurrent" for r in engine.plan.values())
+    assert not any(r.kind == "fused" for r in engine.plan.values())
     X, R = _data()
     assert engine.run(X, R, target=0).relative_error.max() < 1e-8
 

@@ -616,6 +616,7 @@ def prepare(
     device: str | torch.device = "cpu",
     normalize_input_weights: bool = False,
     compile: bool = False,
+    fuse: bool = True,
 ) -> Engine:
     """Capture ``model`` and give every op that depends on the input its rule.
 
@@ -639,6 +640,10 @@ def prepare(
         Fuse the Rescale multiplier of ReLUs into one kernel with ``torch.compile``
         (paired engine): faster on large models and on GPUs, after a one-time
         compilation (cached on disk by PyTorch). Needs a C++ compiler on CPU.
+    fuse : bool
+        Under Rescale everywhere, keep LSTM and GRU layers and softmaxes whole,
+        with the multipliers of the ops they are made of (the same scores, much
+        faster). False runs those ops one by one, as the split rules do.
 
     Returns
     -------
@@ -646,13 +651,13 @@ def prepare(
     """
     spec = _rule_spec(rule)
     # Under Rescale everywhere, LSTM and GRU layers stay whole (their fused rule); split rules unroll them.
-    rescale_only = all(name == "rescale" for name in spec.values())
+    rescale_only = fuse and all(name == "rescale" for name in spec.values())
     if not isinstance(model, CapturedModel):
         model = capture(model, length, unroll_recurrent=not rescale_only)
     captured = strip_output_activation(model)
     if normalize_input_weights:
         captured = normalize_weights(captured)
-    captured = lower(captured)
+    captured = lower(captured, fuse=rescale_only)
     device = torch.device(device)
     captured.module.to(device)
     active = active_nodes(captured)
@@ -689,7 +694,7 @@ def prepare(
     layer_rules = {node: _rule_for(node, spec) for node, r in plan.items() if r.kind in ("elementwise", "max")}
     if all(name == "rescale" for name in layer_rules.values()):
         layer_rules = None  # the paired engine: one multiplier, no split streams
-    elif any(r.kind == "recurrent" for r in plan.values()):
+    elif any(r.kind == "fused" for r in plan.values()):
         raise ModelError("the split rules need recurrent layers unrolled: capture the model with "
                          "capture(model, length, unroll_recurrent=True)")
     return Engine(captured=captured, plan=plan, rule=rule if isinstance(rule, str) else "custom", eps=eps,

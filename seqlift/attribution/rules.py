@@ -29,9 +29,10 @@ depends on the input falls in one of these kinds:
     the contributions equal the exact Shapley values of the inputs (tested by
     enumeration). Under the split rules the coefficients ``a̅`` and ``b̅`` are
     split by sign like a linear layer's weights.
-``recurrent``
-    An LSTM or GRU layer kept whole: under Rescale it has the multipliers of
-    its unrolled cells (:mod:`.recurrent`); the split rules see it unrolled.
+``fused``
+    An LSTM or GRU layer, or a softmax after its max is taken out, kept whole
+    under Rescale with the multipliers of the ops it is made of (:mod:`.recurrent`,
+    :mod:`.fused`): the same scores, fewer passes. The split rules see those ops.
 ``max``
     Max pooling and max reductions. Within a window, let ``a`` be the element
     where the input peaks and ``b`` the one where the reference peaks; then
@@ -55,6 +56,7 @@ from typing import Callable
 import torch
 
 from ..errors import UnsupportedOpError
+from .fused import softmax_rule
 from .recurrent import gru_rule, lstm_rule
 from .split import SPLITS, activations, batch_back, batch_first
 
@@ -296,13 +298,15 @@ RULES.update({
     aten.max_pool1d_with_indices: OpRule("max", apply=_max_pool(1)),
     aten.max_pool2d_with_indices: OpRule("max", apply=_max_pool(2)),
     aten.amax: OpRule("max", check=_keeps_batch(1), apply=_max_reduce),
-    aten.lstm: OpRule("recurrent", check=_padded_sequences, apply=lstm_rule),
-    aten.gru: OpRule("recurrent", check=_padded_sequences, apply=gru_rule),
+    aten.lstm: OpRule("fused", check=_padded_sequences, apply=lstm_rule),
+    aten.gru: OpRule("fused", check=_padded_sequences, apply=gru_rule),
     aten.max: OpRule("max", check=_keeps_batch(1), apply=_max_reduce),
 })
 
 for _op, _split in SPLITS.items():
     RULES[_op] = replace(RULES[_op], split=_split)
+
+_FUSED_SOFTMAX = OpRule("fused", apply=softmax_rule)
 
 #: Python-level callables that appear in exported graphs (tuple access, shape arithmetic).
 PASSTHROUGH = {operator.getitem}
@@ -336,6 +340,8 @@ def lookup(node: torch.fx.Node, active: set) -> OpRule:
     target = node.target
     if target in PASSTHROUGH:
         return OpRule("linear")
+    if node.meta.get("seqlift_fused"):
+        return _FUSED_SOFTMAX
     packet = target.overloadpacket if isinstance(target, torch._ops.OpOverload) else None
     rule = RULES.get(packet)
     if rule is None:
