@@ -191,10 +191,8 @@ def test_missing_fasta_and_bed(data, tmp_path):
     assert r.exit_code == 1 and "none.fa" in r.output
 
 
-def test_resume_after_interruption_is_identical(data, monkeypatch):
-    full = data["dir"] / "full.h5"
-    assert run(*score_args(data, full)).exit_code == 0
-    out = data["dir"] / "resumed.h5"
+def _interrupt_second_batch(monkeypatch):
+    """Make ``ScoreWriter.write`` raise KeyboardInterrupt on its second call; returns the original."""
     original = ScoreWriter.write
     calls = []
 
@@ -205,6 +203,14 @@ def test_resume_after_interruption_is_identical(data, monkeypatch):
         return original(self, start, rows)
 
     monkeypatch.setattr(ScoreWriter, "write", dies_on_second_batch)
+    return original
+
+
+def test_resume_after_interruption_is_identical(data, monkeypatch):
+    full = data["dir"] / "full.h5"
+    assert run(*score_args(data, full)).exit_code == 0
+    out = data["dir"] / "resumed.h5"
+    original = _interrupt_second_batch(monkeypatch)
     r = run(*score_args(data, out))
     assert r.exit_code == 1 and "rerun the same command with --resume" in r.output
     assert not out.exists()
@@ -532,15 +538,7 @@ def test_max_rule_option(data, tmp_path, monkeypatch):
     r = run(*score_args(data, tmp_path / "half.h5"), "--max-rule", "half")
     assert r.exit_code == 2 and "'half' is not one of 'pair', 'sign', 'shapley'" in r.output
     # a run interrupted under one max rule is not resumed under another
-    original, calls = ScoreWriter.write, []
-
-    def dies_on_second_batch(self, start, rows):
-        calls.append(start)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(self, start, rows)
-
-    monkeypatch.setattr(ScoreWriter, "write", dies_on_second_batch)
+    original = _interrupt_second_batch(monkeypatch)
     out = tmp_path / "resumed.h5"
     assert run(*score_args(data, out), "--max-rule", "shapley").exit_code == 1
     monkeypatch.setattr(ScoreWriter, "write", original)
