@@ -71,7 +71,7 @@ def score(
     method: str = "deeplift",
     steps: int = 50,
     rule="rescale",
-    max_rule: str = "pair",
+    max_rule: str = "sign",
     split_signs: bool = False,
     normalize_input_weights: bool = False,
     compile: bool = False,
@@ -141,8 +141,9 @@ def score(
     max_rule : str
         How max pooling and max reductions split each window's delta between the
         element where the input peaks and the one where the reference peaks:
-        ``pair`` (default), ``sign`` (captum's and tangermeme's rule) or
-        ``shapley`` (the two-player Shapley value of ``max(a, b)``); see the README.
+        ``sign`` (default: a rise to the input's peak, a fall to the reference's,
+        tangermeme's rule), ``pair`` or ``shapley`` (the two-player Shapley value
+        of ``max(a, b)``); see the README.
     split_signs : bool
         Also write the contributions to the positive and the negative part of
         the target's delta (needs a rule other than plain ``rescale``).
@@ -233,7 +234,7 @@ def score(
         scorers = [_deeplift_scorer(m, length, rule, allow_unsupported, dev, normalize_input_weights, compile, split_signs,
                                     max_rule) for m in models]
     else:
-        if rule != "rescale" or max_rule != "pair" or split_signs or normalize_input_weights:
+        if rule != "rescale" or max_rule != "sign" or split_signs or normalize_input_weights:
             raise SeqliftError("--rule, --max-rule, --split-signs and --normalize-input-weights go with --method deeplift")
         scorers = [_method_scorer(method, m, length, dev, steps, batch_size) for m in models]
     forward, space = scorers[0][1], scorers[0][2]
@@ -348,7 +349,7 @@ METHODS_WITH_REFERENCES = ("deeplift", "integrated-gradients")
 
 
 def _deeplift_scorer(loaded, length, rule, allow_unsupported, device, normalize_input_weights, compile, split_signs,
-                     max_rule="pair"):
+                     max_rule="sign"):
     """``(score_batch(X, refs, targets) -> [Attributions], forward(x), target_space(t))`` for DeepLIFT."""
     if loaded.kind == "torchscript":
         raise ModelError(

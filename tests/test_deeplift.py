@@ -144,10 +144,10 @@ def test_maxpool_where_argmax_moves_sums_exactly():
     model = nn.Sequential(nn.ReLU(), nn.MaxPool1d(2), nn.Flatten()).double().eval()
     x = torch.tensor([[[3.0, 0.0]]], dtype=torch.float64)
     r = torch.tensor([[[[0.0, 2.0]]]], dtype=torch.float64)
-    engine = prepare(model, 2)
+    engine = prepare(model, 2, max_rule="pair")
     a = engine.run(x, r)
     np.testing.assert_allclose(a.contributions.sum(), 3.0 - 2.0)
-    # |a - b| goes from 2 to 3 while a - b goes from -2 to 3: multiplier 1/5, so
+    # The pair rule: |a - b| goes from 2 to 3 while a - b goes from -2 to 3: multiplier 1/5, so
     # a gets 3 * (1/2 + 1/10) and b gets -2 * (1/2 - 1/10). Routing the gradient
     # to the input's argmax instead would give (3, 0), summing to 3, not 1.
     np.testing.assert_allclose(a.contributions[0, 0], [1.8, -0.8])
@@ -556,7 +556,7 @@ MAX_MODELS = ["conv-relu-maxpool", "overlapping-maxpool", "maxpool-ceil", "maxpo
 
 
 @pytest.mark.parametrize("rule", ["rescale", "revealcancel", "genomics-default"])
-@pytest.mark.parametrize("max_rule", ["pair", "sign", "shapley"])
+@pytest.mark.parametrize("max_rule", ["sign", "pair", "shapley"])
 @pytest.mark.parametrize("name", MAX_MODELS)
 def test_max_rules_sum_to_delta(name, max_rule, rule):
     """Every max rule is exact under every rule, on plain, overlapping, ceil-mode, dilated, 2-d and global max."""
@@ -674,6 +674,8 @@ def test_sign_max_rule_matches_tangermeme():
     assert np.abs(ours["pair"] - theirs).max() > 0.1 * scale  # the pair rule is another split
 
 
-def test_unknown_max_rule_is_refused():
-    with pytest.raises(ModelError, match="unknown max rule 'half'; choose one of pair, sign, shapley"):
-        prepare(_randomise(MODELS["conv-relu-maxpool"](), 0), L, max_rule="half")
+def test_default_and_unknown_max_rule():
+    model = _randomise(MODELS["conv-relu-maxpool"](), 0)
+    assert prepare(model, L).max_rule == "sign"
+    with pytest.raises(ModelError, match="unknown max rule 'half'; choose one of sign, pair, shapley"):
+        prepare(model, L, max_rule="half")

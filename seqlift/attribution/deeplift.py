@@ -25,7 +25,7 @@ from .graph import CapturedModel, active_nodes, batch_dims, capture, lower, modu
 from .graph import normalize_input_weights as normalize_weights
 from .graph import strip_output_activation, where
 from .rules import PASSTHROUGH, OpRule, lookup
-from .split import MAX_RULES, Split, SplitRule, batch_back, batch_first, max_multipliers, product, streamwise
+from .split import DEFAULT_MAX_RULE, MAX_RULES, Split, SplitRule, batch_back, batch_first, max_multipliers, product, streamwise
 
 aten = torch.ops.aten
 
@@ -179,7 +179,8 @@ class Rescale:
     :func:`batch_first`.
     """
 
-    def __init__(self, n: int, eps: float, fused: bool = False, rows: int | None = None, max_rule: str = "pair"):
+    def __init__(self, n: int, eps: float, fused: bool = False, rows: int | None = None,
+                 max_rule: str = DEFAULT_MAX_RULE):
         self.n, self.eps, self.fused, self.rows, self.max_rule = n, eps, fused, rows, max_rule
 
     def _paired(self, t, dim):
@@ -286,7 +287,7 @@ class Engine:
     layer_rules: dict | None = None  # node -> "rescale" | "revealcancel"; None: Rescale everywhere (paired engine)
     compile: bool = False  # fuse the ReLU Rescale backward with torch.compile
     dims: dict | None = None  # node -> its batch dimension, where that is not 0 (graph.batch_dims)
-    max_rule: str = "pair"  # how max pooling and max reductions split their delta (split.MAX_RULES)
+    max_rule: str = DEFAULT_MAX_RULE  # how max pooling and max reductions split their delta (split.MAX_RULES)
 
     @property
     def input_length(self) -> int | None:
@@ -593,7 +594,7 @@ def prepare(
     device: str | torch.device = "cpu",
     normalize_input_weights: bool = False,
     compile: bool = False,
-    max_rule: str = "pair",
+    max_rule: str = DEFAULT_MAX_RULE,
 ) -> Engine:
     """Capture ``model`` and give every op that depends on the input its rule.
 
@@ -620,8 +621,8 @@ def prepare(
     max_rule : str
         How max pooling and max reductions split each window's delta between the
         element where the input peaks and the one where the reference peaks:
-        ``pair`` (default), ``sign`` (captum's and tangermeme's) or ``shapley``;
-        see :data:`~seqlift.attribution.split.MAX_RULES`. All are exact.
+        ``sign`` (default; tangermeme's rule), ``pair`` or ``shapley``; see
+        :data:`~seqlift.attribution.split.MAX_RULES`. All are exact.
 
     Returns
     -------

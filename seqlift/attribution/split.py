@@ -143,18 +143,21 @@ class _SplitNonlinear(torch.autograd.Function):
 #: How a max splits its delta between ``a``, the element where the input peaks, and ``b``, the element
 #: where the reference peaks (``max = max(a, b)`` for both; ``Δmax = a_x - b_r``, and ``Δb <= Δmax <= Δa``):
 #:
+#: ``sign`` (the default)
+#:     ``a`` gets ``max(Δmax, 0)`` and ``b`` gets ``min(Δmax, 0)``: a rise goes to the input's peak, a fall
+#:     to the reference's (tangermeme's ``deep_lift_shap`` max-pool rule).
 #: ``pair``
 #:     ``max(a, b) = (a + b)/2 + |a - b|/2``, with the Rescale (or RevealCancel) multiplier on ``|a - b|``.
-#: ``sign``
-#:     captum's and tangermeme's max-pool rule: ``a`` gets ``max(Δmax, 0)`` and ``b`` gets ``min(Δmax, 0)``,
-#:     a rise to the input's peak, a fall to the reference's.
 #: ``shapley``
 #:     the two-player Shapley value of ``max(a, b)``:
 #:     ``φ_a = ½[max(a_x, b_r) - max(a_r, b_r)] + ½[max(a_x, b_x) - max(a_r, b_x)]``, ``φ_b = Δmax - φ_a``.
 #:
 #: Each gives ``a`` and ``b`` multipliers in [0, 1] that sum the two deltas to ``Δmax`` exactly; where input
 #: and reference peak at the same element, each is gradient routing.
-MAX_RULES = ("pair", "sign", "shapley")
+MAX_RULES = ("sign", "pair", "shapley")
+
+#: The default max rule: it found the demo's planted motif sites best (benchmarks/maxpool_rules.py).
+DEFAULT_MAX_RULE = "sign"
 
 
 def max_multipliers(rule: str, ax, ar, bx, br, eps: float):
@@ -205,7 +208,7 @@ class SplitRule:
         How max pooling and max reductions split their delta: one of :data:`MAX_RULES`.
     """
 
-    def __init__(self, n: int, reveal: bool, eps: float, max_rule: str = "pair"):
+    def __init__(self, n: int, reveal: bool, eps: float, max_rule: str = DEFAULT_MAX_RULE):
         self.n, self.reveal, self.eps, self.max_rule = n, reveal, eps, max_rule
 
     def elementwise(self, fn, x: Split, target=None) -> Split:
