@@ -24,6 +24,7 @@ from .attribution import Attributions
 from .attribution.gradients import as_captured, integrated_gradients, gradient_x_input, saliency
 from .attribution.graph import CapturedModel, strip_output_activation
 from .attribution.ism import ism
+from .attribution.split import DEFAULT_MAX_RULE
 from .backgrounds import GCIndex, gc_matched
 from .errors import ConvergenceError, ModelError, NonFiniteError, OutputError, ReferencesError, RegionError, SeqliftError
 from .genome import Genome, fetch_one_hot, reverse_complement
@@ -71,7 +72,7 @@ def score(
     method: str = "deeplift",
     steps: int = 50,
     rule="rescale",
-    max_rule: str = "sign",
+    max_rule: str = DEFAULT_MAX_RULE,
     split_signs: bool = False,
     normalize_input_weights: bool = False,
     compile: bool = False,
@@ -234,7 +235,7 @@ def score(
         scorers = [_deeplift_scorer(m, length, rule, allow_unsupported, dev, normalize_input_weights, compile, split_signs,
                                     max_rule) for m in models]
     else:
-        if rule != "rescale" or max_rule != "sign" or split_signs or normalize_input_weights:
+        if rule != "rescale" or max_rule != DEFAULT_MAX_RULE or split_signs or normalize_input_weights:
             raise SeqliftError("--rule, --max-rule, --split-signs and --normalize-input-weights go with --method deeplift")
         scorers = [_method_scorer(method, m, length, dev, steps, batch_size) for m in models]
     forward, space = scorers[0][1], scorers[0][2]
@@ -349,7 +350,7 @@ METHODS_WITH_REFERENCES = ("deeplift", "integrated-gradients")
 
 
 def _deeplift_scorer(loaded, length, rule, allow_unsupported, device, normalize_input_weights, compile, split_signs,
-                     max_rule="sign"):
+                     max_rule=DEFAULT_MAX_RULE):
     """``(score_batch(X, refs, targets) -> [Attributions], forward(x), target_space(t))`` for DeepLIFT."""
     if loaded.kind == "torchscript":
         raise ModelError(

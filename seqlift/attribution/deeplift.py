@@ -25,7 +25,8 @@ from .graph import CapturedModel, active_nodes, batch_dims, capture, lower, modu
 from .graph import normalize_input_weights as normalize_weights
 from .graph import strip_output_activation, where
 from .rules import PASSTHROUGH, OpRule, lookup
-from .split import DEFAULT_MAX_RULE, MAX_RULES, Split, SplitRule, batch_back, batch_first, max_multipliers, product, streamwise
+from .split import DEFAULT_MAX_RULE, MAX_RULES, Split, SplitRule, batch_back, batch_first, max_multipliers
+from .split import product, streamwise
 
 aten = torch.ops.aten
 
