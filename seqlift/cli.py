@@ -265,6 +265,10 @@ def main():
 @click.option("--rule", type=_Rule(), default="rescale", show_default=True,
               help="DeepLIFT rule: rescale, revealcancel, genomics-default (RevealCancel after dense layers, "
                    "Rescale after convolutions), or a mapping '{conv: rescale, dense: revealcancel, fc1: rescale}'.")
+@click.option("--max-rule", type=click.Choice(["sign", "pair", "shapley"]), default="sign", show_default=True,
+              help="How max pooling splits each window's delta between where the input and the reference peak: "
+                   "sign (a rise to the input's peak, a fall to the reference's; tangermeme's rule), pair "
+                   "((a+b)/2 + |a-b|/2) or shapley (two-player Shapley value of max(a, b)). All are exact.")
 @click.option("--split-signs", is_flag=True,
               help="Also write contributions to the positive and negative parts of the target's delta.")
 @click.option("--normalize-input-weights", is_flag=True,

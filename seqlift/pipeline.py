@@ -24,6 +24,7 @@ from .attribution import Attributions
 from .attribution.gradients import as_captured, integrated_gradients, gradient_x_input, saliency
 from .attribution.graph import CapturedModel, strip_output_activation
 from .attribution.ism import ism
+from .attribution.split import DEFAULT_MAX_RULE
 from .backgrounds import GCIndex, gc_matched
 from .errors import ConvergenceError, ModelError, NonFiniteError, OutputError, ReferencesError, RegionError, SeqliftError
 from .genome import Genome, fetch_one_hot, reverse_complement
@@ -71,6 +72,7 @@ def score(
     method: str = "deeplift",
     steps: int = 50,
     rule="rescale",
+    max_rule: str = DEFAULT_MAX_RULE,
     split_signs: bool = False,
     normalize_input_weights: bool = False,
     compile: bool = False,
@@ -137,6 +139,12 @@ def score(
         dense layers, Rescale after convolutions), or a mapping of layer kind
         (``conv``, ``dense``, ``default``) or module path to ``rescale`` /
         ``revealcancel``.
+    max_rule : str
+        How max pooling and max reductions split each window's delta between the
+        element where the input peaks and the one where the reference peaks:
+        ``sign`` (default: a rise to the input's peak, a fall to the reference's,
+        tangermeme's rule), ``pair`` or ``shapley`` (the two-player Shapley value
+        of ``max(a, b)``); see the README.
     split_signs : bool
         Also write the contributions to the positive and the negative part of
         the target's delta (needs a rule other than plain ``rescale``).
@@ -224,11 +232,11 @@ def score(
         raise SeqliftError(f"the models take different input lengths ({sorted(lengths)}); average models of one length")
     length = lengths.pop()
     if method == "deeplift":
-        scorers = [_deeplift_scorer(m, length, rule, allow_unsupported, dev, normalize_input_weights, compile, split_signs)
-                   for m in models]
+        scorers = [_deeplift_scorer(m, length, rule, allow_unsupported, dev, normalize_input_weights, compile, split_signs,
+                                    max_rule) for m in models]
     else:
-        if rule != "rescale" or split_signs or normalize_input_weights:
-            raise SeqliftError("--rule, --split-signs and --normalize-input-weights go with --method deeplift")
+        if rule != "rescale" or max_rule != DEFAULT_MAX_RULE or split_signs or normalize_input_weights:
+            raise SeqliftError("--rule, --max-rule, --split-signs and --normalize-input-weights go with --method deeplift")
         scorers = [_method_scorer(method, m, length, dev, steps, batch_size) for m in models]
     forward, space = scorers[0][1], scorers[0][2]
     targets = parse_targets(target, output_index, _n_outputs(forward, length, dev, output_index) if "all" in str(target) else None)
@@ -258,6 +266,7 @@ def score(
             "steps": steps if method == "integrated-gradients" else 0,
             "rule": (rule if isinstance(rule, str) else yaml.safe_dump(rule, default_flow_style=True).strip())
             if method == "deeplift" else "",
+            "max_rule": max_rule if method == "deeplift" else "",
             "split_signs": bool(split_signs),
             "normalize_input_weights": bool(normalize_input_weights),
             "reference": reference if n else "none",
@@ -340,7 +349,8 @@ METHODS = ("deeplift", "gradient", "gradient-x-input", "integrated-gradients", "
 METHODS_WITH_REFERENCES = ("deeplift", "integrated-gradients")
 
 
-def _deeplift_scorer(loaded, length, rule, allow_unsupported, device, normalize_input_weights, compile, split_signs):
+def _deeplift_scorer(loaded, length, rule, allow_unsupported, device, normalize_input_weights, compile, split_signs,
+                     max_rule=DEFAULT_MAX_RULE):
     """``(score_batch(X, refs, targets) -> [Attributions], forward(x), target_space(t))`` for DeepLIFT."""
     if loaded.kind == "torchscript":
         raise ModelError(
@@ -348,7 +358,7 @@ def _deeplift_scorer(loaded, length, rule, allow_unsupported, device, normalize_
             f"gradient, gradient-x-input, integrated-gradients or ism, or {EXPORT_HINT}"
         )
     engine = prepare(loaded.model, length, rule=rule, allow_unsupported=allow_unsupported, device=device,
-                     normalize_input_weights=normalize_input_weights, compile=compile)
+                     normalize_input_weights=normalize_input_weights, compile=compile, max_rule=max_rule)
     if split_signs and engine.layer_rules is None:
         raise SeqliftError("--split-signs needs a rule that keeps signs apart: --rule revealcancel or genomics-default")
     return (lambda X, refs, targets: engine.run(X, refs, targets, split_signs=split_signs)), engine.forward, engine.target_space

@@ -88,8 +88,8 @@ SPLIT_DATASETS = {"positive_shap/seq": ("4L", np.float32), "negative_shap/seq": 
 
 #: Attributes that must match for ``--resume`` to continue a partial run.
 RUN_KEYS = (
-    "seqlift_version", "model", "model_sha256", "model_kwargs", "method", "rule", "reference", "reference_sha256",
-    "n_refs", "shuffle_k", "seed", "target", "output_index", "batch_size", "regions_sha256", "fasta", "fasta_sha256",
+    "seqlift_version", "model", "model_sha256", "model_kwargs", "method", "rule", "max_rule", "reference",
+    "reference_sha256", "n_refs", "shuffle_k", "seed", "target", "output_index", "batch_size", "regions_sha256", "fasta", "fasta_sha256",
     "n_regions", "input_length", "split_signs", "normalize_input_weights", "rc_average", "gc_tolerance", "exclude",
     "exclude_sha256", "shard", "steps", "compression",
 )

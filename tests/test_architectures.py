@@ -210,14 +210,25 @@ def _data(seed, n=3, k=4):
 
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_zoo_sums_to_delta_float64(name, tmp_path):
+    _check_float64(name, tmp_path)
+
+
+@pytest.mark.parametrize("max_rule", ["sign", "shapley"])
+@pytest.mark.parametrize("name", ["attention-einsum-layernorm", "transformer-encoder-seq-first"])
+def test_zoo_max_rules_sum_to_delta_float64(name, max_rule, tmp_path):
+    """The other max rules on softmax's row max, with the batch first and (sequence-first) in dimension 1."""
+    _check_float64(name, tmp_path, max_rule=max_rule, rules=("rescale", "revealcancel"))
+
+
+def _check_float64(name, tmp_path, max_rule="pair", rules=("rescale", "revealcancel", "genomics-default")):
     model = _randomised(name, torch.float64)
     program = _exported(model, torch.float64, tmp_path)
     X, R = _data(0)
     with torch.no_grad():
         fx = model(torch.as_tensor(X))
         fr = model(torch.as_tensor(R.reshape(-1, 4, L))).reshape(3, 4, 2)
-    for rule in ("rescale", "revealcancel", "genomics-default"):
-        engine = prepare(program, rule=rule)
+    for rule in rules:
+        engine = prepare(program, rule=rule, max_rule=max_rule)
         for target in (0, 1):
             a = engine.run(X, R, target=target)
             np.testing.assert_allclose(a.predictions, fx[:, target].numpy(), rtol=1e-10, atol=1e-10)

@@ -191,10 +191,8 @@ def test_missing_fasta_and_bed(data, tmp_path):
     assert r.exit_code == 1 and "none.fa" in r.output
 
 
-def test_resume_after_interruption_is_identical(data, monkeypatch):
-    full = data["dir"] / "full.h5"
-    assert run(*score_args(data, full)).exit_code == 0
-    out = data["dir"] / "resumed.h5"
+def _interrupt_second_batch(monkeypatch):
+    """Make ``ScoreWriter.write`` raise KeyboardInterrupt on its second call; returns the original."""
     original = ScoreWriter.write
     calls = []
 
@@ -205,6 +203,14 @@ def test_resume_after_interruption_is_identical(data, monkeypatch):
         return original(self, start, rows)
 
     monkeypatch.setattr(ScoreWriter, "write", dies_on_second_batch)
+    return original
+
+
+def test_resume_after_interruption_is_identical(data, monkeypatch):
+    full = data["dir"] / "full.h5"
+    assert run(*score_args(data, full)).exit_code == 0
+    out = data["dir"] / "resumed.h5"
+    original = _interrupt_second_batch(monkeypatch)
     r = run(*score_args(data, out))
     assert r.exit_code == 1 and "rerun the same command with --resume" in r.output
     assert not out.exists()
@@ -512,3 +518,32 @@ def test_integrated_gradients_reports_its_completeness_not_a_violation(data, tmp
     assert r.exit_code == 0, r.output
     assert "integrated gradients is approximate" in r.output and "(median)" in r.output
     assert "summation-to-delta error above tolerance" not in r.output
+
+
+def test_max_rule_option(data, tmp_path, monkeypatch):
+    """--max-rule picks how max pooling splits its delta; it is recorded, exact, and must match on --resume."""
+    scores = {}
+    for max_rule in (None, "pair", "shapley"):
+        out = tmp_path / f"{max_rule}.h5"
+        r = run(*score_args(data, out), *(["--max-rule", max_rule] if max_rule else []))
+        assert r.exit_code == 0, r.output
+        with h5py.File(out, "r") as h5:
+            assert h5.attrs["max_rule"] == (max_rule or "sign")
+            assert h5["meta/delta_rel_error"][:].max() < 1e-4
+            scores[max_rule or "sign"] = h5["shap/seq"][:]
+    assert np.abs(scores["pair"] - scores["sign"]).max() > 1e-4
+    assert np.abs(scores["sign"] - scores["shapley"]).max() > 1e-4
+    r = run(*score_args(data, tmp_path / "ism.h5"), "--method", "ism", "--max-rule", "pair")
+    assert r.exit_code == 1 and "--max-rule" in r.output and "go with --method deeplift" in r.output
+    r = run(*score_args(data, tmp_path / "half.h5"), "--max-rule", "half")
+    assert r.exit_code == 2 and "'half' is not one of 'sign', 'pair', 'shapley'" in r.output
+    # a run interrupted under one max rule is not resumed under another
+    original = _interrupt_second_batch(monkeypatch)
+    out = tmp_path / "resumed.h5"
+    assert run(*score_args(data, out), "--max-rule", "shapley").exit_code == 1
+    monkeypatch.setattr(ScoreWriter, "write", original)
+    r = run(*score_args(data, out), "--resume")
+    assert r.exit_code == 1 and "started with max_rule='shapley', this run has max_rule='sign'" in r.output
+    assert run(*score_args(data, out), "--max-rule", "shapley", "--resume").exit_code == 0
+    with h5py.File(out, "r") as h5:
+        np.testing.assert_array_equal(h5["shap/seq"][:], scores["shapley"])

@@ -144,10 +144,10 @@ def test_maxpool_where_argmax_moves_sums_exactly():
     model = nn.Sequential(nn.ReLU(), nn.MaxPool1d(2), nn.Flatten()).double().eval()
     x = torch.tensor([[[3.0, 0.0]]], dtype=torch.float64)
     r = torch.tensor([[[[0.0, 2.0]]]], dtype=torch.float64)
-    engine = prepare(model, 2)
+    engine = prepare(model, 2, max_rule="pair")
     a = engine.run(x, r)
     np.testing.assert_allclose(a.contributions.sum(), 3.0 - 2.0)
-    # |a - b| goes from 2 to 3 while a - b goes from -2 to 3: multiplier 1/5, so
+    # The pair rule: |a - b| goes from 2 to 3 while a - b goes from -2 to 3: multiplier 1/5, so
     # a gets 3 * (1/2 + 1/10) and b gets -2 * (1/2 - 1/10). Routing the gradient
     # to the input's argmax instead would give (3, 0), summing to 3, not 1.
     np.testing.assert_allclose(a.contributions[0, 0], [1.8, -0.8])
@@ -587,3 +587,134 @@ def test_einsum_with_constant_operands_splits_them_by_sign():
         np.testing.assert_allclose(a.hypothetical, expected.hypothetical, atol=1e-12, err_msg=equation)
         # genomics-default takes an einsum for a convolution (Rescale after it), a matmul for a dense layer
         assert deeplift(model, X, R, target=1, rule="genomics-default").relative_error.max() < 1e-10
+
+
+# ---------------------------------------------------------------- max rules: pair, sign, shapley
+
+MAX_MODELS = ["conv-relu-maxpool", "overlapping-maxpool", "maxpool-ceil", "maxpool-dilated", "maxpool-2d", "global-max"]
+
+
+@pytest.mark.parametrize("rule", ["rescale", "revealcancel", "genomics-default"])
+@pytest.mark.parametrize("max_rule", ["sign", "pair", "shapley"])
+@pytest.mark.parametrize("name", MAX_MODELS)
+def test_max_rules_sum_to_delta(name, max_rule, rule):
+    """Every max rule is exact under every rule, on plain, overlapping, ceil-mode, dilated, 2-d and global max."""
+    model = _randomise(MODELS[name](), 6)
+    rng = np.random.default_rng(7)
+    X, R = one_hot(rng, 4), one_hot(rng, 4, 6)
+    engine = prepare(model, L, rule=rule, max_rule=max_rule)
+    assert engine.max_rule == max_rule
+    for target in (0, 1):
+        a = engine.run(X, R, target=target)
+        assert a.relative_error.max() < 1e-8, (name, max_rule, rule)
+        np.testing.assert_allclose((a.hypothetical * X).sum(1), a.contributions.sum(1), atol=1e-10)
+
+
+@pytest.mark.parametrize("rule", ["rescale", "revealcancel"])
+@pytest.mark.parametrize("max_rule, expected", [("pair", [1.8, -0.8]), ("sign", [1.0, 0.0]), ("shapley", [2.0, -1.0])])
+def test_max_rules_worked_example(max_rule, expected, rule):
+    """One window, input (3, 0), reference (0, 2): the max rises from 2 to 3.
+
+    sign: the rise of 1 goes to the input's peak. shapley: a = 3 adds 1 when b is at its reference (2)
+    and 3 when b is at its input (0), so φ_a = 2 and φ_b = 1 - 2 = -1.
+    """
+    model = nn.Sequential(nn.ReLU(), nn.MaxPool1d(2), nn.Flatten()).double().eval()
+    x = torch.tensor([[[3.0, 0.0]]], dtype=torch.float64)
+    r = torch.tensor([[[[0.0, 2.0]]]], dtype=torch.float64)
+    a = prepare(model, 2, rule=rule, max_rule=max_rule).run(x, r)
+    np.testing.assert_allclose(a.contributions[0, 0], expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("max_rule", ["pair", "sign", "shapley"])
+def test_max_rules_equal_gradient_routing_when_argmax_agrees(max_rule):
+    model = nn.Sequential(nn.MaxPool1d(4), nn.Flatten()).double().eval()
+    x = torch.tensor([[[1.0, 5.0, 2.0, 3.0]]], dtype=torch.float64)
+    r = torch.tensor([[[[0.5, 4.0, 3.5, 1.0]]]], dtype=torch.float64)
+    a = prepare(model, 4, max_rule=max_rule).run(x, r)
+    np.testing.assert_allclose(a.contributions[0, 0], [0.0, 1.0, 0.0, 0.0], atol=1e-12)
+
+
+class _PairMaxes(nn.Module):
+    """A weighted sum of maxes of two elements: overlapping windows of width 2 along the sequence, or the max
+    over a dim of 2 (channels A/C and G/T)."""
+
+    def __init__(self, kind, length):
+        super().__init__()
+        self.kind = kind
+        self.head = nn.Linear(4 * (length - 1) if kind == "overlapping" else 2 * length, 2)
+
+    def forward(self, x):
+        if self.kind == "overlapping":
+            h = F.max_pool1d(x, 2, stride=1)
+        else:
+            h = x.unflatten(1, (2, 2)).amax(dim=2)
+        return self.head(h.flatten(1))
+
+
+def _brute_force_shapley(f, x, r):
+    """Exact Shapley values of the elements of ``x`` for ``f`` (players take their value in ``x`` or ``r``),
+    by enumerating all coalitions: ``f`` maps a batch shaped (B, *x.shape) to (B,)."""
+    from math import factorial
+
+    n = x.numel()
+    masks = torch.tensor(np.array(np.unravel_index(np.arange(2 ** n), (2,) * n)).T, dtype=torch.bool)
+    values = f(torch.where(masks, x.flatten(), r.flatten()).reshape((-1,) + tuple(x.shape))).detach().numpy()
+    size = masks.sum(1).numpy()
+    phi = np.zeros(n)
+    for i in range(n):
+        has = masks[:, i].numpy()
+        s = size[has]
+        weight = np.array([factorial(k - 1) * factorial(n - k) / factorial(n) for k in s])
+        phi[i] = (weight * (values[has] - values[np.flatnonzero(has) - 2 ** (n - 1 - i)])).sum()
+    return phi.reshape(tuple(x.shape))
+
+
+@pytest.mark.parametrize("rule", ["rescale", "revealcancel"])
+@pytest.mark.parametrize("kind", ["overlapping", "dim"])
+def test_shapley_max_rule_matches_brute_force(kind, rule):
+    """A sum of maxes of two inputs each is a sum of two-player games, so the inputs' exact Shapley values
+    are the sums of the per-window two-player values: what ``max_rule="shapley"`` gives.
+
+    The split is between the element where the input peaks and the one where the reference peaks, so the
+    inputs rise along the sequence and from C to A, T to G, and the references fall: in every window the
+    two peak at different elements (where they peak at the same one, that element takes the whole delta).
+    """
+    length = 3
+    torch.manual_seed(8)
+    model = _PairMaxes(kind, length).double().eval()
+    rng = np.random.default_rng(9)
+    trend = 2.0 * np.arange(length) + 5.0 * (np.arange(4) % 2 == 0)[:, None]
+    X = rng.uniform(0, 0.5, size=(3, 4, length)) + trend
+    R = rng.uniform(0, 0.5, size=(3, 2, 4, length)) - trend
+    engine = prepare(model, length, rule=rule, max_rule="shapley")
+    for target in (0, 1):
+        a = engine.run(X, R, target=target)
+        for i in range(3):
+            expected = np.mean([_brute_force_shapley(lambda t: model(t)[:, target], torch.tensor(X[i]),
+                                                     torch.tensor(R[i, j])) for j in range(2)], axis=0)
+            np.testing.assert_allclose(a.contributions[i], expected, atol=1e-12)
+
+
+def test_sign_max_rule_matches_tangermeme():
+    """``max_rule="sign"`` is tangermeme's (and captum's) max-pool rule: same scores on a CNN with max pools."""
+    dls = pytest.importorskip("tangermeme.deep_lift_shap")
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv1d(4, 8, 7, padding=3), nn.ReLU(), nn.MaxPool1d(4), nn.Conv1d(8, 8, 5, padding=2), nn.ReLU(),
+        nn.MaxPool1d(3), nn.Flatten(), nn.Linear(8 * 5, 16), nn.ReLU(), nn.Linear(16, 3),
+    ).eval()
+    rng = np.random.default_rng(6)
+    X, R = one_hot(rng, 5).astype(np.float32), one_hot(rng, 5, 8).astype(np.float32)
+    theirs = dls.deep_lift_shap(model, torch.tensor(X), target=0, references=torch.tensor(R), hypothetical=True,
+                                device="cpu", batch_size=8).numpy()
+    scale = np.abs(theirs).max()
+    ours = {m: deeplift(prepare(model, L, max_rule=m), X, R, target=0).hypothetical for m in ("sign", "pair")}
+    np.testing.assert_allclose(ours["sign"], theirs, atol=1e-5 * scale)
+    assert np.abs(ours["pair"] - theirs).max() > 0.1 * scale  # the pair rule is another split
+
+
+def test_default_and_unknown_max_rule():
+    model = _randomise(MODELS["conv-relu-maxpool"](), 0)
+    assert prepare(model, L).max_rule == "sign"
+    with pytest.raises(ModelError, match="unknown max rule 'half'; choose one of sign, pair, shapley"):
+        prepare(model, L, max_rule="half")

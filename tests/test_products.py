@@ -122,8 +122,10 @@ def test_gating_sums_to_delta_on_dna(rule):
     assert a.relative_error.max() < 1e-12
 
 
-def test_maximum_of_two_tensors_is_the_max_rule():
-    """torch.max(a, b) elementwise: (a + b)/2 + |a - b|/2, exact, with the golden values of max pooling."""
+@pytest.mark.parametrize("max_rule", ["sign", "pair", "shapley"])
+def test_maximum_of_two_tensors_is_the_pair_rule(max_rule):
+    """torch.max(a, b) elementwise is lowered to (a + b)/2 + |a - b|/2 whatever the max rule (which applies to
+    max pooling and max reductions), exact, with the golden values of max pooling's pair rule."""
     model = Players(lambda p: torch.max(F.relu(p[:, 0]), F.relu(p[:, 1])))
-    a = prepare(model.double(), 2).run(np.array([[[3.0, 0.0]]]), np.array([[[[0.0, 2.0]]]]))
+    a = prepare(model.double(), 2, max_rule=max_rule).run(np.array([[[3.0, 0.0]]]), np.array([[[[0.0, 2.0]]]]))
     np.testing.assert_allclose(a.contributions[0, 0], [1.8, -0.8], atol=1e-12)

@@ -25,7 +25,8 @@ from .graph import CapturedModel, active_nodes, batch_dims, capture, lower, modu
 from .graph import normalize_input_weights as normalize_weights
 from .graph import strip_output_activation, where
 from .rules import PASSTHROUGH, OpRule, lookup
-from .split import Split, SplitRule, batch_back, batch_first, product, rescale_multiplier, streamwise
+from .split import DEFAULT_MAX_RULE, MAX_RULES, Split, SplitRule, batch_back, batch_first, max_multipliers
+from .split import product, rescale_multiplier, streamwise
 
 aten = torch.ops.aten
 
@@ -119,13 +120,13 @@ class _PairedMax(torch.autograd.Function):
     ``a`` has shape (B, ..., S) and ``index`` (B, ..., O): for every output, the
     position in the last dim where that row peaks. For reference row ``(i, j)``,
     with ``p`` where input ``i`` peaks and ``q`` where the reference peaks,
-    ``max = max(v[p], v[q])`` for both rows, and ``max(u, v) = (u + v)/2 + |u - v|/2``
-    with the Rescale multiplier on ``|.|`` gives multipliers for ``p`` and ``q``.
+    ``max = max(v[p], v[q])`` for both rows, and the max rule (see
+    :func:`~.split.max_multipliers`) gives ``p`` and ``q`` their multipliers.
     """
 
     @staticmethod
-    def forward(ctx, a, index, n, eps):
-        ctx.n, ctx.eps = n, eps
+    def forward(ctx, a, index, n, eps, max_rule):
+        ctx.n, ctx.eps, ctx.max_rule = n, eps, max_rule
         ctx.save_for_backward(a, index)
         return a.gather(-1, index)
 
@@ -136,17 +137,14 @@ class _PairedMax(torch.autograd.Function):
         ix, ir = _pairs(index, ctx.n)
         ix = ix.expand_as(ir)
         ax = ax.expand((-1, ir.shape[1]) + tuple(ax.shape[2:]))
-        dx = ax.gather(-1, ix) - ax.gather(-1, ir)  # >= 0: input's peak minus its value at the reference's peak
-        dr = ar.gather(-1, ix) - ar.gather(-1, ir)  # <= 0
-        den = dx - dr
-        small = den.abs() < ctx.eps
-        m_abs = torch.where(small, torch.sign(dx + dr), (dx.abs() - dr.abs()) / den.masked_fill(small, 1.0))
-        g = grad[ctx.n :].reshape(ir.shape) * 0.5
+        m_p, m_q = max_multipliers(ctx.max_rule, ax.gather(-1, ix), ar.gather(-1, ix), ax.gather(-1, ir),
+                                   ar.gather(-1, ir), ctx.eps)
+        g = grad[ctx.n :].reshape(ir.shape)
         out, refs = _paired_grad(a, ctx.n)
         refs.zero_()
-        refs.scatter_add_(-1, ix, g * (1 + m_abs))
-        refs.scatter_add_(-1, ir, g * (1 - m_abs))
-        return out, None, None, None
+        refs.scatter_add_(-1, ix, g * m_p)
+        refs.scatter_add_(-1, ir, g * m_q)
+        return out, None, None, None, None
 
 
 class _PairedProduct(torch.autograd.Function):
@@ -201,8 +199,9 @@ class Rescale:
     :func:`batch_first`.
     """
 
-    def __init__(self, n: int, eps: float, fused: bool = False, rows: int | None = None):
-        self.n, self.eps, self.fused, self.rows = n, eps, fused, rows
+    def __init__(self, n: int, eps: float, fused: bool = False, rows: int | None = None,
+                 max_rule: str = DEFAULT_MAX_RULE):
+        self.n, self.eps, self.fused, self.rows, self.max_rule = n, eps, fused, rows, max_rule
 
     def _paired(self, t, dim):
         return dim == 0 and (self.rows is None or t.shape[0] == self.rows)
@@ -215,8 +214,8 @@ class Rescale:
         return batch_back(out, dim)
 
     def max(self, a, index):
-        """Max of ``a`` (B, ..., S) at ``index`` (B, ..., O), exact under Rescale."""
-        return _PairedMax.apply(a, index, self.n, self.eps)
+        """Max of ``a`` (B, ..., S) at ``index`` (B, ..., O), split exactly by the max rule."""
+        return _PairedMax.apply(a, index, self.n, self.eps, self.max_rule)
 
     def hold(self, t, dim=0):
         """Reference rows take their input's value: no delta, no gradient."""
@@ -308,6 +307,7 @@ class Engine:
     layer_rules: dict | None = None  # node -> "rescale" | "revealcancel"; None: Rescale everywhere (paired engine)
     compile: bool = False  # fuse the ReLU Rescale backward with torch.compile
     dims: dict | None = None  # node -> its batch dimension, where that is not 0 (graph.batch_dims)
+    max_rule: str = DEFAULT_MAX_RULE  # how max pooling and max reductions split their delta (split.MAX_RULES)
 
     @property
     def input_length(self) -> int | None:
@@ -372,7 +372,7 @@ class Engine:
         batch = torch.cat([X, flat]).requires_grad_(True)
         passes = []
         with torch.enable_grad():
-            out = self.forward(batch, Rescale(n, self.eps, self.compile, rows=batch.shape[0]))
+            out = self.forward(batch, Rescale(n, self.eps, self.compile, rows=batch.shape[0], max_rule=self.max_rule))
             ys = [read(out) for read in self._read_outs(_stream(out, "act"), n, targets)]
             for i, y in enumerate(ys):
                 (m,) = torch.autograd.grad(y[n:].sum(), batch, retain_graph=i < len(ys) - 1)
@@ -383,7 +383,7 @@ class Engine:
         act = torch.cat([X, flat])
         diff = torch.cat([torch.zeros_like(X), X.repeat_interleave(k, dim=0) - flat])
         pos, neg = diff.clamp(min=0).requires_grad_(True), diff.clamp(max=0).requires_grad_(True)
-        rules = {name: SplitRule(n, name == "revealcancel", self.eps) for name in _LAYER_RULES}
+        rules = {name: SplitRule(n, name == "revealcancel", self.eps, self.max_rule) for name in _LAYER_RULES}
         by_node = {node: rules[name] for node, name in self.layer_rules.items()}
         passes = []
         with torch.enable_grad():
@@ -616,6 +616,7 @@ def prepare(
     device: str | torch.device = "cpu",
     normalize_input_weights: bool = False,
     compile: bool = False,
+    max_rule: str = DEFAULT_MAX_RULE,
     fuse: bool = True,
 ) -> Engine:
     """Capture ``model`` and give every op that depends on the input its rule.
@@ -640,6 +641,11 @@ def prepare(
         Fuse the Rescale multiplier of ReLUs into one kernel with ``torch.compile``
         (paired engine): faster on large models and on GPUs, after a one-time
         compilation (cached on disk by PyTorch). Needs a C++ compiler on CPU.
+    max_rule : str
+        How max pooling and max reductions split each window's delta between the
+        element where the input peaks and the one where the reference peaks:
+        ``sign`` (default; tangermeme's rule), ``pair`` or ``shapley``; see
+        :data:`~seqlift.attribution.split.MAX_RULES`. All are exact.
     fuse : bool
         Under Rescale everywhere, keep LSTM and GRU layers and softmaxes whole,
         with the multipliers of the ops they are made of (the same scores, much
@@ -650,6 +656,8 @@ def prepare(
     Engine
     """
     spec = _rule_spec(rule)
+    if max_rule not in MAX_RULES:
+        raise ModelError(f"unknown max rule {max_rule!r}; choose one of {', '.join(MAX_RULES)}")
     # Under Rescale everywhere, LSTM and GRU layers stay whole (their fused rule); split rules unroll them.
     rescale_only = fuse and all(name == "rescale" for name in spec.values())
     if not isinstance(model, CapturedModel):
@@ -698,7 +706,7 @@ def prepare(
         raise ModelError("the split rules need recurrent layers unrolled: capture the model with "
                          "capture(model, length, unroll_recurrent=True)")
     return Engine(captured=captured, plan=plan, rule=rule if isinstance(rule, str) else "custom", eps=eps,
-                  device=device, dtype=dtype, layer_rules=layer_rules, compile=compile, dims=dims)
+                  device=device, dtype=dtype, layer_rules=layer_rules, compile=compile, dims=dims, max_rule=max_rule)
 
 
 def _rule_spec(rule) -> dict:

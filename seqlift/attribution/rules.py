@@ -36,12 +36,12 @@ depends on the input falls in one of these kinds:
 ``max``
     Max pooling and max reductions. Within a window, let ``a`` be the element
     where the input peaks and ``b`` the one where the reference peaks; then
-    ``max(window) = max(a, b)`` holds for both, and the active rule splits
-    ``max(a, b) = (a + b)/2 + |a - b|/2`` between ``a`` and ``b``.
-    Summation-to-delta holds exactly for any reference, also when the two
-    argmaxes differ (where routing the gradient to the input's argmax, as
-    captum and shap do, does not); where they agree, the result is gradient
-    routing. The forward pass is PyTorch's own max pooling.
+    ``max(window) = max(a, b)`` holds for both, and the max rule
+    (:data:`~.split.MAX_RULES`: ``sign``, ``pair`` or ``shapley``) splits the
+    window's delta between ``a`` and ``b``. Summation-to-delta holds exactly
+    for any reference, also when the two argmaxes differ (where routing the
+    gradient to the input's argmax, as captum and shap do, does not); where they agree,
+    the result is gradient routing. The forward pass is PyTorch's own max pooling.
 
 Ops outside the table have no rule and stop the run by name (or, with
 ``allow_unsupported``, are treated as linear with a warning).

@@ -17,8 +17,8 @@ RevealCancel::
 
 with multipliers ``dy+/dx+`` and ``dy-/dx-``; under Rescale, both parts get
 ``m = dy/dx``. ``dy+ + dy- = f(x) - f(r)`` either way, so summation-to-delta
-holds. Max pooling uses the same exact pair decomposition as the paired
-engine, with the rule applied to ``|a - b|``.
+holds. Max pooling splits its delta with the same max rule as the paired
+engine (:data:`MAX_RULES`); under ``pair`` the layer's rule is applied to ``|a - b|``.
 """
 
 from __future__ import annotations
@@ -158,6 +158,54 @@ class _SplitNonlinear(torch.autograd.Function):
         return None, g_pos * m_pos, g_neg * m_neg, None, None, None
 
 
+#: How a max splits its delta between ``a``, the element where the input peaks, and ``b``, the element
+#: where the reference peaks (``max = max(a, b)`` for both; ``Δmax = a_x - b_r``, and ``Δb <= Δmax <= Δa``):
+#:
+#: ``sign`` (the default)
+#:     ``a`` gets ``max(Δmax, 0)`` and ``b`` gets ``min(Δmax, 0)``: a rise goes to the input's peak, a fall
+#:     to the reference's (tangermeme's ``deep_lift_shap`` max-pool rule).
+#: ``pair``
+#:     ``max(a, b) = (a + b)/2 + |a - b|/2``, with the Rescale (or RevealCancel) multiplier on ``|a - b|``.
+#: ``shapley``
+#:     the two-player Shapley value of ``max(a, b)``:
+#:     ``φ_a = ½[max(a_x, b_r) - max(a_r, b_r)] + ½[max(a_x, b_x) - max(a_r, b_x)]``, ``φ_b = Δmax - φ_a``.
+#:
+#: Each gives ``a`` and ``b`` multipliers in [0, 1] that sum the two deltas to ``Δmax`` exactly; where input
+#: and reference peak at the same element, each is gradient routing.
+MAX_RULES = ("sign", "pair", "shapley")
+
+#: The default max rule: it found the demo's planted motif sites best (benchmarks/maxpool_rules.py).
+DEFAULT_MAX_RULE = "sign"
+
+
+def max_multipliers(rule: str, ax, ar, bx, br, eps: float):
+    """Multipliers ``(m_a, m_b)`` with ``m_a (a_x - a_r) + m_b (b_x - b_r) = max(a_x, b_x) - max(a_r, b_r)``.
+
+    ``a`` is the element where the input peaks (``a_x >= b_x``) and ``b`` the one where the
+    reference peaks (``b_r >= a_r``); the tensors hold one window per element. Where ``|Δa| < eps``,
+    ``a`` takes the limit of its multiplier (1 for ``sign``, ½ for ``shapley``: gradient routing when
+    ``a`` and ``b`` are one element) and ``b`` the rest of the delta, so the split stays exact unless
+    ``|Δb| < eps`` too (then ``|Δmax| < eps``).
+    """
+    if rule == "pair":
+        dx, dr = ax - bx, ar - br  # dx >= 0 >= dr
+        den = dx - dr
+        small = den.abs() < eps
+        m_abs = torch.where(small, torch.sign(dx + dr), (dx.abs() - dr.abs()) / den.masked_fill(small, 1.0))
+        return 0.5 * (1 + m_abs), 0.5 * (1 - m_abs)
+    if rule not in MAX_RULES:
+        raise ValueError(f"unknown max rule {rule!r}; choose one of {', '.join(MAX_RULES)}")
+    delta = ax - br
+    da, db = ax - ar, bx - br
+    if rule == "sign":
+        phi_a, limit = delta.clamp(min=0), 1.0
+    else:
+        phi_a, limit = 0.5 * ((torch.maximum(ax, br) - br) + (ax - torch.maximum(ar, bx))), 0.5
+    m_a = _safe_ratio(phi_a, da, lambda: torch.full_like(da, limit), eps)
+    m_b = _safe_ratio(delta - m_a * da, db, lambda: torch.full_like(db, 1.0 - limit), eps)
+    return m_a, m_b
+
+
 #: Functions defined on part of the line: RevealCancel would evaluate them at ``r + dx-``
 #: alone, which can leave their domain, so they always take Rescale (``f(x)`` and ``f(r)`` only).
 RESCALE_ONLY = {aten.log, aten.log1p, aten.sqrt, aten.rsqrt, aten.reciprocal, aten.pow}
@@ -174,10 +222,12 @@ class SplitRule:
     reveal : bool
     eps : float
         ``|dx|`` below which multipliers fall back to their limits (derivatives).
+    max_rule : str
+        How max pooling and max reductions split their delta: one of :data:`MAX_RULES`.
     """
 
-    def __init__(self, n: int, reveal: bool, eps: float):
-        self.n, self.reveal, self.eps = n, reveal, eps
+    def __init__(self, n: int, reveal: bool, eps: float, max_rule: str = DEFAULT_MAX_RULE):
+        self.n, self.reveal, self.eps, self.max_rule = n, reveal, eps, max_rule
 
     def elementwise(self, fn, x: Split, target=None) -> Split:
         with torch.no_grad():
@@ -187,19 +237,29 @@ class SplitRule:
         return Split(act, pos, neg)
 
     def max(self, x: Split, index: torch.Tensor) -> Split:
-        """Max of ``x`` (B, ..., S) at ``index`` (B, ..., O): ``max(a, b) = (a + b)/2 + |a - b|/2``
-        with ``a`` where the input row peaks and ``b`` where the row itself peaks."""
+        """Max of ``x`` (B, ..., S) at ``index`` (B, ..., O), split between ``a``, where the input row
+        peaks, and ``b``, where the row itself peaks, by the max rule (see :data:`MAX_RULES`).
+
+        ``pair`` writes ``max(a, b) = (a + b)/2 + |a - b|/2`` and gives ``|a - b|`` this
+        rule (Rescale or RevealCancel); ``sign`` and ``shapley`` scale both parts of each
+        delta by the multipliers of :func:`max_multipliers` (non-negative, so a part keeps its sign).
+        """
         n = self.n
         k = (index.shape[0] - n) // n
         ia = torch.cat([index[:n], index[:n].repeat_interleave(k, dim=0)])
         ib = index
         a = x.map(lambda t: t.gather(-1, ia))
         b = x.map(lambda t: t.gather(-1, ib))
-        u = Split(a.act - b.act, a.pos - b.neg, a.neg - b.pos)
-        v = self.elementwise(torch.abs, u)
         with torch.no_grad():
             act = x.act.gather(-1, ib)
-        return Split(act, 0.5 * (a.pos + b.pos + v.pos), 0.5 * (a.neg + b.neg + v.neg))
+        if self.max_rule == "pair":
+            u = Split(a.act - b.act, a.pos - b.neg, a.neg - b.pos)
+            v = self.elementwise(torch.abs, u)
+            return Split(act, 0.5 * (a.pos + b.pos + v.pos), 0.5 * (a.neg + b.neg + v.neg))
+        with torch.no_grad():
+            m_a, m_b = max_multipliers(self.max_rule, a.act + a.pos + a.neg, a.act, b.act + b.pos + b.neg, b.act,
+                                       self.eps)
+        return Split(act, m_a * a.pos + m_b * b.pos, m_a * a.neg + m_b * b.neg)
 
 
 def product(f, a: Split, b: Split) -> Split:
