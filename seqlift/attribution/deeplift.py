@@ -647,9 +647,9 @@ def prepare(
         ``sign`` (default; tangermeme's rule), ``pair`` or ``shapley``; see
         :data:`~seqlift.attribution.split.MAX_RULES`. All are exact.
     fuse : bool
-        Under Rescale everywhere, keep LSTM and GRU layers and softmaxes whole,
-        with the multipliers of the ops they are made of (the same scores, much
-        faster). False runs those ops one by one, as the split rules do.
+        Under Rescale everywhere, keep LSTM and GRU layers whole, with the
+        multipliers of their unrolled cells (the same scores, much faster).
+        False unrolls them, as the split rules do.
 
     Returns
     -------
@@ -665,7 +665,7 @@ def prepare(
     captured = strip_output_activation(model)
     if normalize_input_weights:
         captured = normalize_weights(captured)
-    captured = lower(captured, fuse=rescale_only)
+    captured = lower(captured)
     device = torch.device(device)
     captured.module.to(device)
     active = active_nodes(captured)

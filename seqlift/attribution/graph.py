@@ -357,16 +357,6 @@ def _lower_softmax(emit, node):
     return emit(aten.mul.Tensor, e, emit(aten.reciprocal.default, s))
 
 
-def _lower_softmax_fused(emit, node):
-    """``softmax(x - c)`` with ``c`` the max of ``x`` (max rule); the softmax itself keeps one node whose rule
-    (:mod:`.fused`, Rescale only) gives the multipliers of the ``exp``, sum, reciprocal and product above."""
-    x, dim = node.args[0], node.args[1]
-    c = emit(aten.amax.default, x, [dim], True)
-    out = emit(aten._softmax.default, emit(aten.sub.Tensor, x, c), dim, False)
-    out.meta["seqlift_fused"] = True
-    return out
-
-
 def _lower_log_softmax(emit, node):
     x, dim = node.args[0], node.args[1]
     _, c, s = _softmax(emit, x, dim)
@@ -476,10 +466,7 @@ def _lowering(node, active, dims):
     return LOWERINGS.get(packet)
 
 
-_SOFTMAX = (aten.softmax, aten._softmax, aten._safe_softmax)
-
-
-def lower(captured: CapturedModel, fuse: bool = False) -> CapturedModel:
+def lower(captured: CapturedModel) -> CapturedModel:
     """Rewrite ops that have no rule of their own into ops that have one, computing the same function.
 
     Softmax and log-softmax inside the network become ``exp``, sums, a
@@ -490,9 +477,7 @@ def lower(captured: CapturedModel, fuse: bool = False) -> CapturedModel:
     value becomes a product with its reciprocal; ``view`` becomes ``reshape``,
     which gives the same values whatever the memory layout that a rule leaves.
     Each new node keeps the module path of the op it replaces. Run after :func:`strip_output_activation`, so a
-    final softmax is explained on its logits. With ``fuse`` (Rescale everywhere),
-    a softmax keeps one node after its max is taken out (:func:`_lower_softmax_fused`).
-    Returns a new CapturedModel.
+    final softmax is explained on its logits. Returns a new CapturedModel.
     """
     graph = torch.fx.Graph()
     graph._codegen = captured.module.graph._codegen
@@ -509,8 +494,6 @@ def lower(captured: CapturedModel, fuse: bool = False) -> CapturedModel:
         fn = _lowering(node, active, dims)
         if fn is None:
             continue
-        if fuse and fn is _lower_softmax and node.target.overloadpacket in _SOFTMAX and not dims.get(node, 0):
-            fn = _lower_softmax_fused
         made = []
 
         def emit(op, *args):

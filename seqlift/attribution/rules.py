@@ -30,9 +30,9 @@ depends on the input falls in one of these kinds:
     enumeration). Under the split rules the coefficients ``a̅`` and ``b̅`` are
     split by sign like a linear layer's weights.
 ``fused``
-    An LSTM or GRU layer, or a softmax after its max is taken out, kept whole
-    under Rescale with the multipliers of the ops it is made of (:mod:`.recurrent`,
-    :mod:`.fused`): the same scores, fewer passes. The split rules see those ops.
+    An LSTM or GRU layer kept whole under Rescale, with the multipliers of its
+    unrolled cells (:mod:`.recurrent`): the same scores, far fewer ops. The
+    split rules see it unrolled.
 ``max``
     Max pooling and max reductions. Within a window, let ``a`` be the element
     where the input peaks and ``b`` the one where the reference peaks; then
@@ -56,7 +56,6 @@ from typing import Callable
 import torch
 
 from ..errors import UnsupportedOpError
-from .fused import softmax_rule
 from .recurrent import gru_rule, lstm_rule
 from .split import SPLITS, activations, batch_back, batch_first
 
@@ -306,8 +305,6 @@ RULES.update({
 for _op, _split in SPLITS.items():
     RULES[_op] = replace(RULES[_op], split=_split)
 
-_FUSED_SOFTMAX = OpRule("fused", apply=softmax_rule)
-
 #: Python-level callables that appear in exported graphs (tuple access, shape arithmetic).
 PASSTHROUGH = {operator.getitem}
 
@@ -340,8 +337,6 @@ def lookup(node: torch.fx.Node, active: set) -> OpRule:
     target = node.target
     if target in PASSTHROUGH:
         return OpRule("linear")
-    if node.meta.get("seqlift_fused"):
-        return _FUSED_SOFTMAX
     packet = target.overloadpacket if isinstance(target, torch._ops.OpOverload) else None
     rule = RULES.get(packet)
     if rule is None:
