@@ -26,6 +26,7 @@ from .attribution.graph import CapturedModel, strip_output_activation
 from .attribution.ism import ism
 from .backgrounds import GCIndex, gc_matched
 from .errors import ConvergenceError, ModelError, NonFiniteError, OutputError, ReferencesError, RegionError, SeqliftError
+from .devices import resolve_device
 from .genome import Genome, fetch_one_hot, reverse_complement
 from .merge import parse_shard, shard_rows
 from .models import EXPORT_HINT, load_model, resolve_length, sha256_file
@@ -45,15 +46,6 @@ class SeqliftWarning(UserWarning):
 
 class SeqliftNote(UserWarning):
     """Information about a finished run that is not a problem (e.g. the accuracy of an approximate method)."""
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SeqliftError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
-    return torch.device(device)
 
 
 def score(
@@ -167,7 +159,7 @@ def score(
     batch_size : int
         Regions per model call (each with its ``n_refs`` references).
     device : str
-        ``auto``, ``cpu`` or ``cuda``.
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (the N-th GPU; see :mod:`seqlift.devices`).
     skip_invalid : bool
         Skip regions with an unknown chromosome or a window off the chromosome
         end, listing them in ``<output>.skipped.bed``, instead of failing.

@@ -14,6 +14,8 @@ from seqlift.genome import Genome, fetch_one_hot
 from seqlift.regions import read_regions, to_windows
 from seqlift.writers import ScoreWriter
 
+from cli_helpers import assert_one_line_error
+
 DATASETS = [
     "raw/seq", "shap/seq", "projected_shap/seq", "coords_chrom", "coords_start", "coords_end", "meta/strand",
     "meta/name", "meta/row", "meta/line", "meta/prediction", "meta/reference_prediction", "meta/delta_error",
@@ -278,6 +280,53 @@ def test_cuda_device_without_gpu(data):
         pytest.skip("a GPU is present")
     r = run(*score_args(data, data["dir"] / "g.h5"), "--device", "cuda")
     assert r.exit_code == 1 and "no CUDA GPU is available" in r.output
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:3"])
+def test_cuda_n_without_gpu_is_one_line(data, device):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    r = run(*score_args(data, data["dir"] / "g.h5"), "--device", device)
+    assert_one_line_error(r, f"--device {device}", "no CUDA GPU is available")
+    assert not (data["dir"] / "g.h5.partial").exists()
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:x", "cuda:-1", "cpu:0", "cuda0", "CUDA"])
+def test_malformed_device_is_refused_before_work(data, device):
+    for command in (score_args(data, data["dir"] / "g.h5"),
+                    ["evaluate", "perturb", data["dir"] / "none.h5", "--model", data["pt2"], "-o", data["dir"] / "p.tsv"]):
+        r = run(*command, "--device", device)
+        assert r.exit_code == 2 and "cuda:N" in r.output and repr(device) in r.output, r.output
+    assert not (data["dir"] / "g.h5.partial").exists()
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+def test_device_forms_accepted(device):
+    from seqlift.devices import check_device
+
+    assert check_device(device) == device
+
+
+def test_cuda_n_past_the_gpus_present_names_them(monkeypatch):
+    """On a CPU machine: pretend there are two GPUs; cuda:2 is refused naming cuda:0 to cuda:1."""
+    from seqlift.devices import resolve_device
+    from seqlift.errors import SeqliftError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(SeqliftError, match=r"--device cuda:2: this machine has 2 CUDA GPU\(s\), cuda:0 to cuda:1"):
+        resolve_device("cuda:2")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_score_on_the_last_gpu(data):
+    device = f"cuda:{torch.cuda.device_count() - 1}"
+    out = data["dir"] / "gpu.h5"
+    r = run(*score_args(data, out), "--device", device)
+    assert r.exit_code == 0, r.output
+    with h5py.File(out) as h5:
+        assert h5.attrs["device"] == device
 
 
 def test_sigterm_keeps_finished_rows_and_resume_completes(data):
