@@ -307,7 +307,9 @@ def main():
 @click.option("--n-refs", type=click.IntRange(min=1), default=20, show_default=True, help="References per region (shuffle, gc-matched).")
 @click.option("--shuffle-k", type=click.IntRange(min=1), default=2, show_default=True, help="k-mer order preserved by shuffles (2 = dinucleotide).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffles.")
-@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True, help="Regions per model call.")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None, show_default="auto",
+              help="Regions per model call. Default: probed on the first regions (the fastest on the CPU, the largest "
+                   "that fits on a GPU), or with --resume the size of the run resumed.")
 @device_option
 @click.option("--skip-invalid", is_flag=True, help="Skip regions that cannot be scored; list them in OUTPUT.skipped.bed.")
 @click.option("--allow-unsupported", is_flag=True, help="Treat ops without a DeepLIFT rule as linear, with a warning.")
