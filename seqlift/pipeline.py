@@ -33,7 +33,7 @@ from .merge import parse_shard, shard_rows
 from .models import EXPORT_HINT, load_model, resolve_length, sha256_file
 from .targets import parse_targets
 from .references import REFERENCES, identical_to_input, region_seed
-from .regions import read_regions, to_windows, write_skipped
+from .regions import SkippedSidecar, iter_regions, read_regions, to_windows
 from .outputs import refuse_inputs
 from .writers import COMPRESSIONS, DEFAULT_COMPRESSION, ScoreWriter, check_output, partial_path, write_npz
 
@@ -230,11 +230,15 @@ def score(
     targets = parse_targets(target, output_index, _n_outputs(forward, length, dev, output_index) if "all" in str(target) else None)
     paths = target_paths(output, targets)
     _check_outputs(output, npz_prefix, regions, fasta, specs, weights, reference, exclude, paths)
-    with Genome(fasta) as genome:
-        all_regions = read_regions(regions)
-        windows, skipped = to_windows(all_regions, length, genome.chrom_sizes(), skip_invalid=skip_invalid)
+    with Genome(fasta) as genome, SkippedSidecar(str(output) + ".skipped.bed") as skipped:
+        # Only gc-matched references need the regions themselves (to leave them out); otherwise they are
+        # read one by one into windows, and skipped ones go straight to the sidecar, so that no list of
+        # them stays in memory.
+        all_regions = read_regions(regions) if reference == "gc-matched" else iter_regions(regions)
+        windows, _ = to_windows(all_regions, length, genome.chrom_sizes(), skip_invalid=skip_invalid, on_skip=skipped)
+        n_regions = len(windows) + skipped.count
         if not windows:
-            raise RegionError(f"no region of {regions} can be scored ({len(skipped)} skipped); see the reasons with --skip-invalid")
+            raise RegionError(f"no region of {regions} can be scored ({skipped.count} skipped); see the reasons with --skip-invalid")
         all_windows = windows
         if k_of_n:
             windows = all_windows[shard_rows(*k_of_n, len(all_windows), regions)]
@@ -243,7 +247,7 @@ def score(
         elif reference == "gc-matched":
             make_refs, n = _gc_maker(genome, all_windows, all_regions, length, n_refs, seed, gc_tolerance, exclude)
         else:
-            make_refs, n = _reference_maker(reference, n_refs, shuffle_k, seed, len(all_regions), length)
+            make_refs, n = _reference_maker(reference, n_refs, shuffle_k, seed, n_regions, length)
 
         def attribute(X, refs):
             runs = [score_batch(X, refs, targets) for score_batch, _, _ in scorers]
@@ -286,7 +290,7 @@ def score(
             "fasta": str(fasta),
             "fasta_sha256": genome.sha256(),
             "n_regions": len(windows),
-            "n_skipped": len(skipped),
+            "n_skipped": skipped.count,
             "input_length": length,
             "tolerance": tolerance,
             "device": str(dev),
@@ -302,8 +306,8 @@ def score(
 
             bad, low, nonfinite = _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tolerance,
                                               strict, allow_nonfinite, progress)
-            if skipped:
-                write_skipped(str(output) + ".skipped.bed", skipped)
+            if skipped.count:
+                skipped.commit()
             for writer in writers:
                 writer.finish()
         except SeqliftError as exc:

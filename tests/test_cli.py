@@ -135,6 +135,51 @@ def test_skip_invalid_writes_sidecar(data, tmp_path):
     assert "chr1\t580\t600\toffend\t3\twindow off chromosome end" in sidecar
 
 
+def test_memory_while_scoring_does_not_grow_with_the_regions_skipped_or_read(data, tmp_path, monkeypatch):
+    """Python memory held while batches are scored is the same for a BED of 4 regions and for one with 20,000
+    more that --skip-invalid skips: the regions read and the regions skipped are not kept (the sidecar is
+    written as they are met), only the windows scored and counts."""
+    import tracemalloc
+
+    import seqlift.pipeline
+    from seqlift.writers import ScoreWriter
+
+    class Traced(seqlift.pipeline.Genome):  # traced from the FASTA's opening on: the regions are read after it
+        def __init__(self, path):
+            tracemalloc.start()
+            super().__init__(path)
+
+    held = []
+    write = ScoreWriter.write
+
+    def measuring(self, start, rows):
+        held.append(tracemalloc.get_traced_memory()[0])
+        return write(self, start, rows)
+
+    monkeypatch.setattr(ScoreWriter, "write", measuring)
+    good = "chr1\t100\t150\tok1\nchr2\t200\t250\tok2\nchr1\t300\t350\tok3\nchr2\t10\t60\tok4\n"
+    bad = "".join(f"chrUn{i % 7}\t{i}\t{i + 50}\tunplaced_region_{i}\n" for i in range(20_000))
+    at_write = {}
+    for name, text in (("warm-up", good), ("few", good), ("many", good + bad)):  # warm-up: one-time costs (JIT)
+        bed = tmp_path / f"{name}.bed"
+        bed.write_text(text)
+        out = tmp_path / f"{name}.h5"
+        held.clear()
+        monkeypatch.setattr(seqlift.pipeline, "Genome", Traced)
+        try:
+            result = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--skip-invalid",
+                         "--quiet", "--n-refs", 2, "-b", 4)
+        finally:
+            tracemalloc.stop()
+        assert result.exit_code == 0, result.output
+        at_write[name] = held[0]
+    assert (tmp_path / "many.h5.skipped.bed").read_text().count("\n") == 20_001
+    with h5py.File(tmp_path / "many.h5") as h5:
+        assert h5.attrs["n_skipped"] == 20_000 and h5.attrs["n_regions"] == 4
+    grown = at_write["many"] - at_write["few"]
+    assert grown < 1_000_000, f"{grown / 20_000:.0f} bytes held per skipped region while scoring"
+
+
 @pytest.mark.parametrize("bed_text, message", [
     ("chr1\t100\n", r"peaks.bed line 1: expected at least 3 tab-separated columns"),
     ("chr1\t100\t150\nchr1\tx\t150\n", r"line 2: .*start"),
