@@ -27,25 +27,28 @@ class FakeClock:
         self.now += self.seconds(b)
 
 
-def test_cpu_probe_keeps_the_fastest_and_stops_once_slower():
-    # regions/s: 4 -> 40, 8 -> 80, 16 -> 160, 32 -> 100 (slower: stop), never 64 or 128
-    clock = FakeClock(lambda b: {4: 0.1, 8: 0.1, 16: 0.1, 32: 0.32}.get(b, 10.0))
+def test_cpu_probe_keeps_the_largest_near_the_fastest_and_stops_once_slower():
+    # regions/s: 32 -> 320, 64 -> 640, 128 -> 600 (within 10%: chosen), 256 -> 400 (slower than 0.7 x 640: stop)
+    clock = FakeClock(lambda b: {32: 0.1, 64: 0.1, 128: 128 / 600, 256: 0.64}.get(b, 10.0))
     probe = probe_batch_size(clock.call, 1000, torch.device("cpu"), clock=clock)
-    assert probe.batch_size == 16
-    assert clock.calls == [4, 4, 8, 16, 32]  # a warm-up call, then each size once
-    assert probe.summary.startswith("cpu, fastest") and "16: 160" in probe.summary
+    assert probe.batch_size == 128
+    assert clock.calls == [32, 32, 32, 64, 64, 128, 128, 256, 256]  # a warm-up call, then each size twice
+    assert probe.summary.startswith("cpu, largest within 10% of the fastest") and "64: 640" in probe.summary
+    noisy = iter([0.1, 0.4, 0.2, 0.2, 0.8] + [10.0] * 10)  # the faster of two timings counts: 32 -> 160, 64 -> 320
+    clock = FakeClock(lambda b: next(noisy))
+    assert probe_batch_size(clock.call, 1000, torch.device("cpu"), clock=clock).batch_size == 64
 
 
 def test_cpu_probe_never_exceeds_the_regions_and_keeps_to_its_budget():
-    clock = FakeClock(lambda b: 0.01 * b)  # every size equally fast: ties go to the smaller
-    assert probe_batch_size(clock.call, 6, torch.device("cpu"), clock=clock).batch_size == 4
-    assert max(clock.calls) == 6
-    slow = FakeClock(lambda b: 0.3 * b)  # 4 regions take 1.2 s, so 8 would end past the budget of 3 s
+    clock = FakeClock(lambda b: 0.01 * b)  # every size equally fast: the largest
+    assert probe_batch_size(clock.call, 6, torch.device("cpu"), clock=clock).batch_size == 6
+    assert set(clock.calls) == {6}
+    slow = FakeClock(lambda b: 0.0375 * b)  # 32 regions take 1.2 s twice, so 64 would end past the budget of 3 s
     probe_batch_size(slow.call, 1000, torch.device("cpu"), clock=slow)
-    assert slow.calls == [4, 4]
-    flat = FakeClock(lambda b: 0.02 * b ** 0.5)  # larger is always faster: stops where 2x would overrun
-    probe_batch_size(flat.call, 10**6, torch.device("cpu"), clock=flat)
-    assert flat.calls == [4, 4, 8, 16, 32, 64, 128]
+    assert slow.calls == [32, 32, 32]
+    flat = FakeClock(lambda b: 0.01 * b ** 0.5)  # larger is always faster: every size, the largest chosen
+    assert probe_batch_size(flat.call, 10**6, torch.device("cpu"), clock=flat).batch_size == 256
+    assert flat.calls == [32] + [b for b in (32, 64, 128, 256) for _ in range(2)]
 
 
 def test_gpu_probe_keeps_the_largest_that_fits(monkeypatch):
@@ -80,8 +83,8 @@ def test_the_size_chosen_is_recorded(data):
     r = run(*cli_args(data, data["bed"], out))
     assert r.exit_code == 0, r.output
     a = attrs(out)
-    assert a["batch_size"] in (4, 6)  # the candidates, capped at the 6 regions
-    assert a["batch_size_probe"].startswith("cpu, fastest of regions/s by batch size {4: ")
+    assert a["batch_size"] == 6  # the candidates, capped at the 6 regions
+    assert a["batch_size_probe"].startswith("cpu, largest within 10% of the fastest, regions/s by batch size {6: ")
 
 
 def test_a_given_batch_size_is_not_probed(data, monkeypatch):
