@@ -12,6 +12,11 @@ the peak resident memory of the process, whose growth from 1k to 100k regions sh
 
     python benchmarks/bench_pipeline.py            # both parts, about 10 minutes on 2 CPU cores
     python benchmarks/bench_pipeline.py --quick    # a smoke run
+    python benchmarks/bench_pipeline.py --scale-only --counts 1000,10000   # part 2 only, at these counts
+
+Each part-2 row gives the RSS after imports (torch, seqlift) and the peak; the peak includes the model's
+working set for one batch (``--batch`` regions, each with K = 20 references), which does not depend on the
+number of regions.
 """
 
 import argparse
@@ -118,12 +123,13 @@ def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20):
 def scale_worker(spec):
     import seqlift
 
+    imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     seqlift.score(spec["bed"], spec["fasta"], spec["model"], spec["out"], n_refs=spec["refs"],
                   batch_size=spec["batch"], progress=False, force=True)
     seconds = time.perf_counter() - t0
-    return {"regions": spec["n"], "seconds": seconds, "ms/region": 1000 * seconds / spec["n"],
-            "peak RSS MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"regions": spec["n"], "batch": spec["batch"], "seconds": seconds, "ms/region": 1000 * seconds / spec["n"],
+            "RSS after imports MiB": imported, "peak RSS MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def scale(folder, fasta, sizes, counts, refs=20, batch=256):
@@ -135,6 +141,7 @@ def scale(folder, fasta, sizes, counts, refs=20, batch=256):
         done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
                               text=True, check=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        rows[-1]["peak / first"] = rows[-1]["peak RSS MiB"] / rows[0]["peak RSS MiB"]
         print(rows[-1], file=sys.stderr, flush=True)
     return rows
 
@@ -151,6 +158,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--scale-only", action="store_true", help="only part 2, genome scale")
+    parser.add_argument("--counts", default="1000,10000,100000", help="region counts of part 2")
+    parser.add_argument("--batch", type=int, default=256, help="regions per call in part 2")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -164,17 +174,19 @@ def main():
         fasta, sizes = write_genome(folder)
         torch.manual_seed(0)
         quick = args.quick
-        part1 = [
+        part1 = [] if args.scale_only else [
             overhead("DemoCNN", DemoCNN().eval(), 200, folder, fasta, sizes, 64 if quick else 512, 32),
             overhead("BPNet-like", build_model("bpnet", "cpu"), 2114, folder, fasta, sizes, 8 if quick else 64, 8),
         ]
-        print(table(part1), flush=True)
-        part2 = scale(folder, fasta, sizes, [1000, 2000] if quick else [1000, 10_000, 100_000])
+        if part1:
+            print(table(part1), flush=True)
+        counts = [1000, 2000] if quick else [int(c) for c in args.counts.split(",")]
+        part2 = scale(folder, fasta, sizes, counts, batch=args.batch)
     load = os.getloadavg()[0]
-    text = (f"## End-to-end against the engine alone ({args.threads} threads, load {load:.2f} at the end)\n\n"
-            + table(part1) + "\n## Genome scale: a tiny model, end to end\n\n" + table(part2))
+    text = ((f"## End-to-end against the engine alone ({args.threads} threads, load {load:.2f} at the end)\n\n"
+             + table(part1) + "\n") if part1 else "") + "## Genome scale: a tiny model, end to end\n\n" + table(part2)
     print(text)
-    if not quick:
+    if not quick and not args.scale_only:
         (HERE / "results").mkdir(exist_ok=True)
         (HERE / "results" / "pipeline.md").write_text(text)
 

@@ -19,6 +19,7 @@ import click
 import yaml
 
 from . import __version__
+from .devices import check_device
 from .errors import ConfigError, SeqliftError
 
 #: Config keys holding paths, resolved relative to the config file.
@@ -176,6 +177,28 @@ class _Rule(_Mapping):
         return super().convert(value, param, ctx)
 
 
+class _Device(click.ParamType):
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; whether that GPU exists is checked when the command runs."""
+
+    name = "device"
+
+    def get_metavar(self, *args, **kwargs):
+        return "[auto|cpu|cuda|cuda:N]"
+
+    def convert(self, value, param, ctx):
+        try:
+            return check_device(value)
+        except SeqliftError as exc:
+            self.fail(str(exc).removeprefix("--device "), param, ctx)
+
+
+device_option = click.option(
+    "--device", type=_Device(), default="auto", show_default=True,
+    help="auto (a GPU when there is one), cpu, cuda, or cuda:N for the N-th GPU: run one process per GPU, "
+         "each with its own --shard, then seqlift merge.",
+)
+
+
 #: Subcommands in :mod:`seqlift.commands`, imported when first used (they import helpers from here),
 #: with the one-line help that ``seqlift --help`` shows without importing them (and torch).
 _LAZY_COMMANDS = {
@@ -288,8 +311,10 @@ def main():
 @click.option("--n-refs", type=click.IntRange(min=1), default=20, show_default=True, help="References per region (shuffle, gc-matched).")
 @click.option("--shuffle-k", type=click.IntRange(min=1), default=2, show_default=True, help="k-mer order preserved by shuffles (2 = dinucleotide).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffles.")
-@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True, help="Regions per model call.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None, show_default="auto",
+              help="Regions per model call. Default: probed on the first regions (the fastest on the CPU, the largest "
+                   "that fits on a GPU), or with --resume the size of the run resumed.")
+@device_option
 @click.option("--skip-invalid", is_flag=True, help="Skip regions that cannot be scored; list them in OUTPUT.skipped.bed.")
 @click.option("--allow-unsupported", is_flag=True, help="Treat ops without a DeepLIFT rule as linear, with a warning.")
 @click.option("--strict", is_flag=True, help="Fail if a region's summation-to-delta error exceeds --tolerance.")

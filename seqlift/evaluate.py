@@ -39,7 +39,7 @@ from .attribution.gradients import as_captured, model_inputs
 from .attribution.graph import strip_output_activation
 from .errors import ModelError, OutputError, RegionError, SeqliftError
 from .models import load_model, resolve_length
-from .pipeline import resolve_device
+from .devices import resolve_device
 from .references import dinucleotide_shuffle, region_seed
 from .regions import read_regions
 from .targets import parse_targets
@@ -193,7 +193,7 @@ def perturbation(
     batch_size : int
         Regions per model call (each with ``2 * len(ks)`` mutated copies).
     device : str
-        ``auto``, ``cpu`` or ``cuda``.
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     progress : bool
         Show a progress bar on stderr.
 

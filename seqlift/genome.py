@@ -9,7 +9,11 @@ One-hot arrays have channels in the order A, C, G, T, length last, dtype
 uint8. A column of zeros stands for N or any other non-ACGT code.
 """
 
+import contextlib
+import hashlib
+import json
 import os
+import time
 import warnings
 
 import numpy as np
@@ -176,6 +180,10 @@ class Genome:
         seq = self._fasta.faidx.fetch(chrom, start + 1, end)
         return seq.translate(_COMPLEMENT)[::-1] if strand == "-" else seq
 
+    def sha256(self):
+        """Hex SHA-256 of the FASTA file's bytes, from :func:`cached_sha256` (hashed once per version of the file)."""
+        return cached_sha256(self.path)
+
     def close(self):
         """Close the FASTA file."""
         self._fasta.close()
@@ -188,6 +196,76 @@ class Genome:
 
     def __repr__(self):
         return f"Genome({self.path!r})"
+
+
+#: Entries kept in the digest cache (the most recently hashed files).
+_DIGEST_CACHE_ENTRIES = 64
+#: A file changed less than this many seconds before it is hashed is not cached: a later write within the
+#: same timestamp tick would leave its size and times as they were (the "racy" case of git's index).
+_RACY_S = 2.0
+
+
+def cache_dir():
+    """seqlift's per-user cache folder: ``$SEQLIFT_CACHE_DIR``, else ``$XDG_CACHE_HOME/seqlift``, else
+    ``~/.cache/seqlift``."""
+    if os.environ.get("SEQLIFT_CACHE_DIR"):
+        return os.environ["SEQLIFT_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "seqlift")
+
+
+def _stat_key(path):
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino,
+            "device": st.st_dev}
+
+
+def cached_sha256(path):
+    """Hex SHA-256 of a (large) file, hashed again only when the file changed.
+
+    The digest is kept in ``sha256.json`` in :func:`cache_dir`, a per-user
+    folder, so a FASTA in a read-only or shared folder is cached too, and no
+    other user's file is trusted. An entry is used only while the file's
+    resolved path, size, modification and status-change times (ns), inode and
+    device are those it was hashed with: an edit, a copy over it, or a reset
+    of its modification time changes one of them (the status-change time
+    cannot be set back). A file changed within :data:`_RACY_S` seconds of
+    hashing is not cached. A cache that cannot be read or written costs only
+    the hashing.
+    """
+    real = os.path.realpath(path)
+    cache = os.path.join(cache_dir(), "sha256.json")
+    key = _stat_key(real)
+    entries = {}
+    with contextlib.suppress(OSError, ValueError):
+        with open(cache, encoding="utf-8") as fh:
+            entries = json.load(fh)
+        entries = entries if isinstance(entries, dict) else {}
+        hit = entries.get(real)
+        if isinstance(hit, dict) and {k: hit.get(k) for k in key} == key and isinstance(hit.get("sha256"), str):
+            return hit["sha256"]
+    started = time.time_ns()
+    digest = hashlib.sha256()
+    with open(real, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    hexdigest = digest.hexdigest()
+    racy = started - max(key["mtime_ns"], key["ctime_ns"]) < _RACY_S * 1e9
+    if racy or _stat_key(real) != key:  # too fresh to trust its times, or it changed while being read
+        return hexdigest
+    entries.pop(real, None)
+    entries[real] = {**key, "sha256": hexdigest}
+    entries = dict(list(entries.items())[-_DIGEST_CACHE_ENTRIES:])
+    tmp = f"{cache}.{os.getpid()}.tmp"
+    try:  # written whole, then renamed: a reader sees the old cache or the new one
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(entries, fh, indent=1)
+        os.replace(tmp, cache)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+    return hexdigest
 
 
 def _compression(path):

@@ -78,7 +78,7 @@ def merge_scores(inputs, output, *, force: bool = False, progress: bool = True, 
     in every shard, the per-row counts (``n_regions``, ``n_delta_violations``,
     ...) summed, ``merged_from`` (the input paths, in shard order) and ``command``;
     ``shard`` and ``n_regions_total`` are dropped, and so are attributes that
-    differ between shards without changing the scores (``batch_size``,
+    differ between shards without changing the scores (``batch_size`` and ``batch_size_probe``,
     ``device``; the shards keep them).
 
     Parameters

@@ -26,15 +26,17 @@ from .attribution.graph import CapturedModel, strip_output_activation
 from .attribution.ism import ism
 from .attribution.split import DEFAULT_MAX_RULE
 from .backgrounds import GCIndex, gc_matched
+from .batching import probe_batch_size
 from .errors import ConvergenceError, ModelError, NonFiniteError, OutputError, ReferencesError, RegionError, SeqliftError
+from .devices import resolve_device
 from .genome import Genome, fetch_one_hot, reverse_complement
 from .merge import parse_shard, shard_rows
 from .models import EXPORT_HINT, load_model, resolve_length, sha256_file
 from .targets import parse_targets
 from .references import REFERENCES, identical_to_input, region_seed
-from .regions import read_regions, to_windows, write_skipped
+from .regions import SkippedSidecar, iter_regions, read_regions, to_windows
 from .outputs import refuse_inputs
-from .writers import COMPRESSIONS, DEFAULT_COMPRESSION, ScoreWriter, partial_path, write_npz
+from .writers import COMPRESSIONS, DEFAULT_COMPRESSION, ScoreWriter, check_output, partial_path, write_npz
 
 #: References that are the same for every draw: one is enough.
 _FIXED_REFERENCES = {"zeros", "uniform"}
@@ -46,15 +48,6 @@ class SeqliftWarning(UserWarning):
 
 class SeqliftNote(UserWarning):
     """Information about a finished run that is not a problem (e.g. the accuracy of an approximate method)."""
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SeqliftError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
-    return torch.device(device)
 
 
 def score(
@@ -83,7 +76,7 @@ def score(
     n_refs: int = 20,
     shuffle_k: int = 2,
     seed: int = 0,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     device: str = "auto",
     skip_invalid: bool = False,
     allow_unsupported: bool = False,
@@ -172,10 +165,13 @@ def score(
     seed : int
         Seed of the shuffles; each region's references depend only on the seed
         and its coordinates, not on batch size or sharding.
-    batch_size : int
-        Regions per model call (each with its ``n_refs`` references).
+    batch_size : int, optional
+        Regions per model call (each with its ``n_refs`` references). None:
+        chosen by a probe of a few sizes on the first regions (the fastest on
+        the CPU, the largest that fits on a GPU; see :mod:`seqlift.batching`),
+        or with ``resume``, the size of the run resumed.
     device : str
-        ``auto``, ``cpu`` or ``cuda``.
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (the N-th GPU; see :mod:`seqlift.devices`).
     skip_invalid : bool
         Skip regions with an unknown chromosome or a window off the chromosome
         end, listing them in ``<output>.skipped.bed``, instead of failing.
@@ -213,7 +209,7 @@ def score(
         raise SeqliftError(
             f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}, gc-matched or file:refs.h5"
         )
-    if n_refs < 1 or batch_size < 1:
+    if n_refs < 1 or (batch_size is not None and batch_size < 1):
         raise SeqliftError("--n-refs and --batch-size must be at least 1")
     if compression not in COMPRESSIONS:
         raise SeqliftError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
@@ -237,16 +233,20 @@ def score(
     else:
         if rule != "rescale" or max_rule != DEFAULT_MAX_RULE or split_signs or normalize_input_weights:
             raise SeqliftError("--rule, --max-rule, --split-signs and --normalize-input-weights go with --method deeplift")
-        scorers = [_method_scorer(method, m, length, dev, steps, batch_size) for m in models]
+        scorers = [_method_scorer(method, m, length, dev, steps, lambda: batch_size) for m in models]
     forward, space = scorers[0][1], scorers[0][2]
     targets = parse_targets(target, output_index, _n_outputs(forward, length, dev, output_index) if "all" in str(target) else None)
     paths = target_paths(output, targets)
     _check_outputs(output, npz_prefix, regions, fasta, specs, weights, reference, exclude, paths)
-    with Genome(fasta) as genome:
-        all_regions = read_regions(regions)
-        windows, skipped = to_windows(all_regions, length, genome.chrom_sizes(), skip_invalid=skip_invalid)
+    with Genome(fasta) as genome, SkippedSidecar(str(output) + ".skipped.bed") as skipped:
+        # Only gc-matched references need the regions themselves (to leave them out); otherwise they are
+        # read one by one into windows, and skipped ones go straight to the sidecar, so that no list of
+        # them stays in memory.
+        all_regions = read_regions(regions) if reference == "gc-matched" else iter_regions(regions)
+        windows, _ = to_windows(all_regions, length, genome.chrom_sizes(), skip_invalid=skip_invalid, on_skip=skipped)
+        n_regions = len(windows) + skipped.count
         if not windows:
-            raise RegionError(f"no region of {regions} can be scored ({len(skipped)} skipped); see the reasons with --skip-invalid")
+            raise RegionError(f"no region of {regions} can be scored ({skipped.count} skipped); see the reasons with --skip-invalid")
         all_windows = windows
         if k_of_n:
             windows = all_windows[shard_rows(*k_of_n, len(all_windows), regions)]
@@ -255,7 +255,19 @@ def score(
         elif reference == "gc-matched":
             make_refs, n = _gc_maker(genome, all_windows, all_regions, length, n_refs, seed, gc_tolerance, exclude)
         else:
-            make_refs, n = _reference_maker(reference, n_refs, shuffle_k, seed, len(all_regions), length)
+            make_refs, n = _reference_maker(reference, n_refs, shuffle_k, seed, n_regions, length)
+
+        def attribute(X, refs):
+            runs = [score_batch(X, refs, targets) for score_batch, _, _ in scorers]
+            if rc_average:
+                rc_x, rc_refs = reverse_complement(X), reverse_complement(refs)
+                runs += [[_flip(a) for a in score_batch(rc_x, rc_refs, targets)] for score_batch, _, _ in scorers]
+            return [_mean(per_target) for per_target in zip(*runs)]
+
+        recorded = [check_output(p, force, resume) for p in paths]  # refused here, before a probe
+        batch_how = "given"
+        if batch_size is None:
+            batch_size, batch_how = _choose_batch_size(recorded, method, genome, windows, make_refs, attribute, dev)
         attrs = {
             "seqlift_version": __version__,
             "model": " ".join(m.spec for m in models),
@@ -280,13 +292,14 @@ def score(
             "output_index": -1 if output_index is None else output_index,
             "rc_average": bool(rc_average),
             "batch_size": batch_size,
+            "batch_size_probe": batch_how,
             "compression": compression,
             "regions": str(regions),
             "regions_sha256": sha256_file(regions),
             "fasta": str(fasta),
-            "fasta_sha256": sha256_file(genome.path),
+            "fasta_sha256": genome.sha256(),
             "n_regions": len(windows),
-            "n_skipped": len(skipped),
+            "n_skipped": skipped.count,
             "input_length": length,
             "tolerance": tolerance,
             "device": str(dev),
@@ -300,17 +313,10 @@ def score(
                 attrs_t = {**attrs, "target": t.name, "target_space": space(t)}
                 writers.append(ScoreWriter(path, windows, length, attrs_t, batch_size, force=force, resume=resume))
 
-            def attribute(X, refs):
-                runs = [score_batch(X, refs, targets) for score_batch, _, _ in scorers]
-                if rc_average:
-                    rc_x, rc_refs = reverse_complement(X), reverse_complement(refs)
-                    runs += [[_flip(a) for a in score_batch(rc_x, rc_refs, targets)] for score_batch, _, _ in scorers]
-                return [_mean(per_target) for per_target in zip(*runs)]
-
             bad, low, nonfinite = _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tolerance,
                                               strict, allow_nonfinite, progress)
-            if skipped:
-                write_skipped(str(output) + ".skipped.bed", skipped)
+            if skipped.count:
+                skipped.commit()
             for writer in writers:
                 writer.finish()
         except SeqliftError as exc:
@@ -365,6 +371,7 @@ def _deeplift_scorer(loaded, length, rule, allow_unsupported, device, normalize_
 
 
 def _method_scorer(method, loaded, length, device, steps, batch_size):
+    """``batch_size()``: the regions per call, known once chosen (see :func:`_choose_batch_size`)."""
     """The same triple as :func:`_deeplift_scorer` for a gradient method or ISM (on the logits, like DeepLIFT)."""
     if method not in METHODS:
         raise SeqliftError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -375,13 +382,11 @@ def _method_scorer(method, loaded, length, device, steps, batch_size):
     activation = lambda t: (captured.output_activations[t.output_index or 0]
                             if (t.output_index or 0) < len(captured.output_activations) else None)
     space = lambda t: {"sigmoid": "logits", "softmax": "mean-normalised logits"}.get(activation(t), "output")
-    rows = max(64, 8 * batch_size)
-
     def bound(t):
         return lambda out: t.bind(out, _rows(out), activation(t))(out)
 
     def score_batch(X, refs, targets):
-        out = []
+        out, rows = [], max(64, 8 * batch_size())
         for t in targets:
             if method == "gradient":
                 out.append(saliency(captured, X, bound(t), batch_size=rows, device=device))
@@ -394,6 +399,36 @@ def _method_scorer(method, loaded, length, device, steps, batch_size):
         return out
 
     return score_batch, captured.module, space
+
+
+#: Regions per call of the methods other than DeepLIFT when --batch-size is not given (they are not probed).
+DEFAULT_BATCH_SIZE = 32
+
+
+def _choose_batch_size(recorded, method, genome, windows, make_refs, attribute, device) -> tuple[int, str]:
+    """``(batch size, how it was chosen)`` when ``--batch-size`` is not given.
+
+    ``recorded`` holds the provenance of the unfinished runs that ``--resume``
+    continues (None for none): their batch size is reused, since the batches
+    are what a run resumes. Otherwise DeepLIFT is probed on the first regions
+    (:func:`seqlift.batching.probe_batch_size`).
+    """
+    for old in recorded:
+        if old and isinstance(old.get("batch_size"), int) and old["batch_size"] >= 1:
+            return old["batch_size"], f"resumed: {old.get('batch_size_probe', 'given')}"
+    if method != "deeplift":
+        return DEFAULT_BATCH_SIZE, f"default of --method {method} (not probed)"
+    data = {}
+
+    def call(b):
+        if len(data.get("X", ())) < b:
+            batch = windows[:b]
+            X = fetch_one_hot(genome, batch)
+            data["refs"], data["X"] = make_refs(X, batch), X.astype(np.float32)
+        attribute(data["X"][:b], data["refs"][:b])
+
+    probe = probe_batch_size(call, len(windows), device)
+    return probe.batch_size, probe.summary
 
 
 def _rows(out) -> int:

@@ -14,7 +14,9 @@ the fix. The tests use pybedtools as an oracle on valid files.
 
 import gzip
 import numbers
+import os
 import re
+import sys
 from dataclasses import dataclass
 
 from seqlift.errors import RegionError
@@ -24,7 +26,7 @@ _INTEGER = re.compile(r"-?[0-9]+")
 _SKIP_HINT = "use --skip-invalid to skip such regions"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Region:
     """One BED line.
 
@@ -56,7 +58,7 @@ class Region:
     path: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Window:
     """The interval that is scored for a region.
 
@@ -118,7 +120,7 @@ def _parse_region(fields, path, line):
             f"{where}: expected at least 3 tab-separated columns (chrom, start, end), "
             f"found {len(fields)}; {fix}"
         )
-    chrom = fields[0]
+    chrom = sys.intern(fields[0])  # one string per chromosome, not per line
     if not chrom:
         raise RegionError(f"{where}: the chromosome name (column 1) is empty; fix the BED line")
     start = _integer(fields[1], "start", where)
@@ -152,7 +154,7 @@ def _parse_region(fields, path, line):
 
 
 def read_regions(path):
-    """Read and validate the regions of a BED file.
+    """Read and validate the regions of a BED file: :func:`iter_regions` as a list.
 
     Accepts BED3 and wider, strand in column 6, and narrowPeak (exactly 10
     columns, summit offset in column 10, -1 for none). Blank lines and lines
@@ -175,8 +177,14 @@ def read_regions(path):
         When the file is missing or unreadable, has no regions, or has a
         malformed line (the message names the file and line).
     """
+    return list(iter_regions(path))
+
+
+def iter_regions(path):
+    """The regions of a BED file one by one, as :func:`read_regions` reads them (same checks and errors), for
+    a caller that does not keep them all."""
     path = str(path)
-    regions = []
+    found = False
     try:
         with _open_text(path) as handle:
             for line, text in enumerate(handle, start=1):
@@ -189,19 +197,19 @@ def read_regions(path):
                 words = text.split(maxsplit=1)
                 if not words or words[0].startswith("#") or words[0] in ("track", "browser"):
                     continue
-                regions.append(_parse_region(text.rstrip("\r\n").split("\t"), path, line))
+                found = True
+                yield _parse_region(text.rstrip("\r\n").split("\t"), path, line)
     except FileNotFoundError:
         raise RegionError(f"BED file not found: {path}; check the path") from None
     except (OSError, EOFError) as e:
         raise RegionError(
             f"cannot read BED file {path} ({e}); give a readable plain or gzip-compressed BED"
         ) from None
-    if not regions:
+    if not found:
         raise RegionError(
             f"{path} has no regions (only blank, comment, track or browser lines); "
             "give a BED file with at least one region"
         )
-    return regions
 
 
 def _invalid(region, start, end, chrom_sizes):
@@ -227,7 +235,7 @@ def _invalid(region, start, end, chrom_sizes):
     return None
 
 
-def to_windows(regions, width, chrom_sizes, skip_invalid=False):
+def to_windows(regions, width, chrom_sizes, skip_invalid=False, on_skip=None):
     """Windows of ``width`` bases centred on each region's summit or midpoint.
 
     The centre is the summit when the region has one, else
@@ -245,6 +253,10 @@ def to_windows(regions, width, chrom_sizes, skip_invalid=False):
     skip_invalid : bool
         Skip regions on a chromosome missing from the FASTA or whose window
         runs off a chromosome end, instead of raising.
+    on_skip : callable, optional
+        ``on_skip(region, reason)`` for each skipped region, which is then not
+        kept in ``skipped`` (e.g. a :class:`SkippedSidecar`, so that memory does
+        not grow with the number skipped).
 
     Returns
     -------
@@ -278,6 +290,8 @@ def to_windows(regions, width, chrom_sizes, skip_invalid=False):
                 Window(region.chrom, start, end, region.strand, region.name, row,
                        region.line, region.path)
             )
+        elif skip_invalid and on_skip is not None:
+            on_skip(region, invalid[0])
         elif skip_invalid:
             skipped.append((region, invalid[0]))
         else:
@@ -299,10 +313,44 @@ def write_skipped(path, skipped):
     skipped : iterable of tuple(Region, str)
         As returned by :func:`to_windows`.
     """
-    with open(path, "w") as handle:
-        handle.write("#chrom\tstart\tend\tname\tline\treason\n")
+    with SkippedSidecar(path) as sidecar:
         for region, reason in skipped:
-            handle.write(
-                f"{region.chrom}\t{region.start}\t{region.end}\t{region.name}\t"
-                f"{region.line}\t{reason}\n"
-            )
+            sidecar(region, reason)
+        sidecar.commit()
+
+
+class SkippedSidecar:
+    """Skipped regions written as they are met (see :func:`write_skipped` for the format), to a temporary
+    file next to ``path`` that :meth:`commit` moves into place; leaving the ``with`` block without a commit
+    removes it. Only the count stays in memory.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.tmp = f"{self.path}.{os.getpid()}.tmp"
+        self.count = 0
+        self._handle = None
+
+    def _open(self):
+        if self._handle is None:
+            self._handle = open(self.tmp, "w")
+            self._handle.write("#chrom\tstart\tend\tname\tline\treason\n")
+        return self._handle
+
+    def __call__(self, region, reason):
+        self._open().write(f"{region.chrom}\t{region.start}\t{region.end}\t{region.name}\t{region.line}\t{reason}\n")
+        self.count += 1
+
+    def commit(self):
+        """Move the file into place (a header alone when nothing was skipped)."""
+        self._open().close()
+        os.replace(self.tmp, self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._handle is not None:
+            self._handle.close()
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)

@@ -109,6 +109,33 @@ def partial_path(path) -> Path:
     return Path(str(path) + ".partial")
 
 
+def check_output(path, force: bool = False, resume: bool = False) -> dict | None:
+    """Refuse, before any work, what :class:`ScoreWriter` would refuse: an existing output without ``force``,
+    a missing folder, an unfinished run without ``resume`` or ``force``.
+
+    Returns the provenance (``run.json``) of the unfinished run that ``resume`` continues, else None.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputError(f"output {path} exists; use --force to overwrite it")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
+    folder = partial_path(path)
+    run = folder / "run.json"
+    if force or not folder.is_dir() or not (run.exists() or any(folder.glob("rows-*.npz"))):
+        return None
+    if not resume:
+        raise _unfinished(folder)
+    try:
+        return json.loads(run.read_text())
+    except (OSError, ValueError):
+        return None  # the writer says why it cannot resume
+
+
+def _unfinished(folder) -> OutputError:
+    return OutputError(f"an unfinished run left {folder}; use --resume to continue it or --force to start over")
+
+
 def chunk_rows(batch_size: int) -> int:
     """Rows per HDF5 chunk: the largest divisor of ``batch_size`` up to 64, so every batch is whole chunks."""
     return max(d for d in range(1, min(batch_size, _MAX_CHUNK_ROWS) + 1) if batch_size % d == 0)
@@ -212,10 +239,7 @@ class ScoreWriter:
         self.lock = None
         self.created = False
         self.done: set[int] = set()
-        if self.path.exists() and not force:
-            raise OutputError(f"output {self.path} exists; use --force to overwrite it")
-        if not self.path.parent.is_dir():
-            raise OutputError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        check_output(self.path, force, resume)
         if self.dir.is_file() or self.dir.is_symlink():
             if not force:
                 raise OutputError(f"{self.dir} is a partial file of an older seqlift; use --force to start over")
@@ -247,9 +271,7 @@ class ScoreWriter:
                 self.done = self._verify(fragments)
                 return
             if not force:
-                raise OutputError(
-                    f"an unfinished run left {self.dir}; use --resume to continue it or --force to start over"
-                )
+                raise _unfinished(self.dir)
             for item in self.dir.iterdir():  # --force: start over (the lock keeps live runs out)
                 if item.name != "lock":
                     shutil.rmtree(item) if item.is_dir() else item.unlink()

@@ -1,5 +1,6 @@
 """Shared fixtures: a small genome with edge cases, a BED, and tiny models in each supported format."""
 
+import os
 import textwrap
 
 import numpy as np
@@ -34,6 +35,18 @@ _namespace = {}
 exec(TINY_SOURCE, _namespace)
 #: conv -> ReLU -> max pool -> dense, 2 outputs for inputs (N, 4, 50); also written to a file for class loading.
 TinyCNN = _namespace["TinyCNN"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_dir(tmp_path_factory):
+    """The tests keep seqlift's per-user cache (FASTA digests) in a folder of their own."""
+    before = os.environ.get("SEQLIFT_CACHE_DIR")
+    os.environ["SEQLIFT_CACHE_DIR"] = str(tmp_path_factory.mktemp("seqlift-cache"))
+    yield
+    if before is None:
+        os.environ.pop("SEQLIFT_CACHE_DIR", None)
+    else:
+        os.environ["SEQLIFT_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="module")

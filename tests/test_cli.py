@@ -14,6 +14,8 @@ from seqlift.genome import Genome, fetch_one_hot
 from seqlift.regions import read_regions, to_windows
 from seqlift.writers import ScoreWriter
 
+from cli_helpers import assert_one_line_error
+
 DATASETS = [
     "raw/seq", "shap/seq", "projected_shap/seq", "coords_chrom", "coords_start", "coords_end", "meta/strand",
     "meta/name", "meta/row", "meta/line", "meta/prediction", "meta/reference_prediction", "meta/delta_error",
@@ -131,6 +133,51 @@ def test_skip_invalid_writes_sidecar(data, tmp_path):
     sidecar = (tmp_path / "skip.h5.skipped.bed").read_text()
     assert "chrUn\t5\t60\tunknown\t2\tunknown chromosome" in sidecar
     assert "chr1\t580\t600\toffend\t3\twindow off chromosome end" in sidecar
+
+
+def test_memory_while_scoring_does_not_grow_with_the_regions_skipped_or_read(data, tmp_path, monkeypatch):
+    """Python memory held while batches are scored is the same for a BED of 4 regions and for one with 20,000
+    more that --skip-invalid skips: the regions read and the regions skipped are not kept (the sidecar is
+    written as they are met), only the windows scored and counts."""
+    import tracemalloc
+
+    import seqlift.pipeline
+    from seqlift.writers import ScoreWriter
+
+    class Traced(seqlift.pipeline.Genome):  # traced from the FASTA's opening on: the regions are read after it
+        def __init__(self, path):
+            tracemalloc.start()
+            super().__init__(path)
+
+    held = []
+    write = ScoreWriter.write
+
+    def measuring(self, start, rows):
+        held.append(tracemalloc.get_traced_memory()[0])
+        return write(self, start, rows)
+
+    monkeypatch.setattr(ScoreWriter, "write", measuring)
+    good = "chr1\t100\t150\tok1\nchr2\t200\t250\tok2\nchr1\t300\t350\tok3\nchr2\t10\t60\tok4\n"
+    bad = "".join(f"chrUn{i % 7}\t{i}\t{i + 50}\tunplaced_region_{i}\n" for i in range(20_000))
+    at_write = {}
+    for name, text in (("warm-up", good), ("few", good), ("many", good + bad)):  # warm-up: one-time costs (JIT)
+        bed = tmp_path / f"{name}.bed"
+        bed.write_text(text)
+        out = tmp_path / f"{name}.h5"
+        held.clear()
+        monkeypatch.setattr(seqlift.pipeline, "Genome", Traced)
+        try:
+            result = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--skip-invalid",
+                         "--quiet", "--n-refs", 2, "-b", 4)
+        finally:
+            tracemalloc.stop()
+        assert result.exit_code == 0, result.output
+        at_write[name] = held[0]
+    assert (tmp_path / "many.h5.skipped.bed").read_text().count("\n") == 20_001
+    with h5py.File(tmp_path / "many.h5") as h5:
+        assert h5.attrs["n_skipped"] == 20_000 and h5.attrs["n_regions"] == 4
+    grown = at_write["many"] - at_write["few"]
+    assert grown < 1_000_000, f"{grown / 20_000:.0f} bytes held per skipped region while scoring"
 
 
 @pytest.mark.parametrize("bed_text, message", [
@@ -284,6 +331,53 @@ def test_cuda_device_without_gpu(data):
         pytest.skip("a GPU is present")
     r = run(*score_args(data, data["dir"] / "g.h5"), "--device", "cuda")
     assert r.exit_code == 1 and "no CUDA GPU is available" in r.output
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:3"])
+def test_cuda_n_without_gpu_is_one_line(data, device):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    r = run(*score_args(data, data["dir"] / "g.h5"), "--device", device)
+    assert_one_line_error(r, f"--device {device}", "no CUDA GPU is available")
+    assert not (data["dir"] / "g.h5.partial").exists()
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:x", "cuda:-1", "cpu:0", "cuda0", "CUDA"])
+def test_malformed_device_is_refused_before_work(data, device):
+    for command in (score_args(data, data["dir"] / "g.h5"),
+                    ["evaluate", "perturb", data["dir"] / "none.h5", "--model", data["pt2"], "-o", data["dir"] / "p.tsv"]):
+        r = run(*command, "--device", device)
+        assert r.exit_code == 2 and "cuda:N" in r.output and repr(device) in r.output, r.output
+    assert not (data["dir"] / "g.h5.partial").exists()
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+def test_device_forms_accepted(device):
+    from seqlift.devices import check_device
+
+    assert check_device(device) == device
+
+
+def test_cuda_n_past_the_gpus_present_names_them(monkeypatch):
+    """On a CPU machine: pretend there are two GPUs; cuda:2 is refused naming cuda:0 to cuda:1."""
+    from seqlift.devices import resolve_device
+    from seqlift.errors import SeqliftError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(SeqliftError, match=r"--device cuda:2: this machine has 2 CUDA GPU\(s\), cuda:0 to cuda:1"):
+        resolve_device("cuda:2")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_score_on_the_last_gpu(data):
+    device = f"cuda:{torch.cuda.device_count() - 1}"
+    out = data["dir"] / "gpu.h5"
+    r = run(*score_args(data, out), "--device", device)
+    assert r.exit_code == 0, r.output
+    with h5py.File(out) as h5:
+        assert h5.attrs["device"] == device
 
 
 def test_sigterm_keeps_finished_rows_and_resume_completes(data):

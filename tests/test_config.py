@@ -46,7 +46,8 @@ def write_config(tmp_path, body):
     ("  gc_tolerance: 2\n", 3, ["gc_tolerance", "2"]),
     ("  shuffle_k: 0\n", 3, ["shuffle_k", "0"]),
     ("  force: 1\n", 3, ["force", "true or false"]),
-    ("  device: gpu\n", 3, ["device", "gpu"]),
+    ("  device: gpu\n", 3, ["device", "gpu", "cuda:N"]),
+    ("  device: cuda:x\n", 3, ["device", "cuda:x", "cuda:N"]),
     ("  model_kwargs: 3\n", 3, ["model_kwargs", "3"]),
 ])
 def test_bad_config_values_name_the_file_line_and_key(data, tmp_path, body, line, fragments):

@@ -468,3 +468,99 @@ def test_real_c_elegans_fasta(tmp_path):
             assert g.fetch(chrom, start, end, "-") == revcomp(ref)
             X = fetch_one_hot(g, [W(chrom, start, end, "+")])
             np.testing.assert_array_equal(X[0], one_hot_encode(ref))
+
+
+# --- the FASTA's SHA-256, cached per version of the file ---------------------------------------------------------
+
+@pytest.fixture
+def digest_cache(tmp_path, monkeypatch):
+    """A cache folder of its own; files count as old enough to cache at once."""
+    import seqlift.genome
+
+    monkeypatch.setenv("SEQLIFT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(seqlift.genome, "_RACY_S", 0.0)
+    return tmp_path / "cache" / "sha256.json"
+
+
+def _plant(cache, path, fake):
+    """Replace the cached digest of ``path``: a later call that returns ``fake`` did not hash the file."""
+    import json
+
+    entries = json.loads(cache.read_text())
+    entries[os.path.realpath(path)]["sha256"] = fake
+    cache.write_text(json.dumps(entries))
+
+
+def test_fasta_digest_is_cached_and_a_rerun_does_not_rehash(tmp_path, digest_cache):
+    import hashlib
+
+    from seqlift.genome import cached_sha256
+
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">chr1\nACGTACGT\n")
+    assert cached_sha256(fasta) == hashlib.sha256(fasta.read_bytes()).hexdigest()
+    _plant(digest_cache, fasta, "f" * 64)
+    assert cached_sha256(fasta) == "f" * 64
+    link = tmp_path / "link.fa"  # the same file by another name: the same entry
+    link.symlink_to(fasta)
+    assert Genome(link).sha256() == "f" * 64
+
+
+@pytest.mark.parametrize("edit", ["size", "mtime", "same size and mtime restored", "replaced by a copy"])
+def test_an_edited_fasta_is_rehashed(tmp_path, digest_cache, edit):
+    import hashlib
+    import time
+
+    from seqlift.genome import cached_sha256
+
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">chr1\nACGTACGT\n")
+    cached_sha256(fasta)
+    _plant(digest_cache, fasta, "f" * 64)
+    before = os.stat(fasta)
+    time.sleep(0.05)  # past the file system's timestamp tick
+    if edit == "size":
+        fasta.write_text(">chr1\nACGTACGTAA\n")
+    elif edit == "mtime":
+        os.utime(fasta, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    elif edit == "same size and mtime restored":
+        fasta.write_text(">chr1\nTTTTACGT\n")
+        os.utime(fasta, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert os.stat(fasta).st_size == before.st_size
+    else:
+        copy = tmp_path / "copy.fa"
+        copy.write_text(">chr1\nCCCCACGT\n")
+        os.utime(copy, ns=(before.st_atime_ns, before.st_mtime_ns))
+        os.replace(copy, fasta)
+    assert cached_sha256(fasta) == hashlib.sha256(fasta.read_bytes()).hexdigest()
+
+
+def test_a_just_written_fasta_is_not_cached(tmp_path, monkeypatch):
+    import json
+
+    from seqlift.genome import cached_sha256
+
+    monkeypatch.setenv("SEQLIFT_CACHE_DIR", str(tmp_path / "cache"))
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">chr1\nACGT\n")
+    cached_sha256(fasta)  # written within the last 2 s: a write in the same timestamp tick could go unseen
+    cache = tmp_path / "cache" / "sha256.json"
+    assert not cache.exists() or os.path.realpath(fasta) not in json.loads(cache.read_text())
+
+
+def test_an_unwritable_or_damaged_cache_only_costs_the_hashing(tmp_path, monkeypatch, digest_cache):
+    import hashlib
+
+    from seqlift.genome import cached_sha256
+
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">chr1\nACGT\n")
+    expected = hashlib.sha256(fasta.read_bytes()).hexdigest()
+    digest_cache.parent.mkdir()
+    digest_cache.write_text("{not json")
+    assert cached_sha256(fasta) == expected
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SEQLIFT_CACHE_DIR", str(blocker / "cache"))  # cannot be created
+    assert cached_sha256(fasta) == expected
+    assert not list(tmp_path.glob("**/*.tmp"))

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..cli import _Mapping, config_option
+from ..cli import _Mapping, config_option, device_option
 from . import readable_scores
 from ..evaluate import MUTATIONS, evaluate_perturbation, evaluate_sites
 
@@ -37,7 +37,7 @@ def evaluate():
                    "shuffle of the window.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random positions and bases.")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True, help="Regions per model call.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="TSV table to write.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Also plot mean change vs k (png, pdf, svg).")
