@@ -27,7 +27,7 @@ _SHARD = re.compile(r"([0-9]+)-of-([0-9]+)")
 
 #: Attributes that must be equal in every shard of one run (those that change the scores).
 MERGE_KEYS = tuple(k for k in RUN_KEYS if k not in ("batch_size", "n_regions", "shard")) + (
-    "model_kwargs", "n_models", "steps", "target_space", "fasta_index_sha256", "n_regions_total",
+    "n_models", "target_space", "n_regions_total",
 )
 
 #: Per-row counts, summed over the shards.
