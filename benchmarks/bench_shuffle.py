@@ -46,9 +46,9 @@ def main():
     for length in args.lengths:
         X = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (args.n_seqs, length))].transpose(0, 2, 1).copy()
         X_torch = torch.from_numpy(X)
-        ours = median_seconds(lambda: dinucleotide_shuffle(X, n=args.n, seeds=seeds), args.repeats)
+        ours = median_seconds(lambda X=X: dinucleotide_shuffle(X, n=args.n, seeds=seeds), args.repeats)
         theirs = median_seconds(
-            lambda: tangermeme_shuffle(X_torch, n=args.n, random_state=seeds, n_jobs=args.n_jobs), args.repeats
+            lambda X_torch=X_torch: tangermeme_shuffle(X_torch, n=args.n, random_state=seeds, n_jobs=args.n_jobs), args.repeats
         )
         print(
             f"{length:>6} {ours:>10.4f} {shuffles / ours:>11.0f} {theirs:>13.4f} {shuffles / theirs:>11.0f} "

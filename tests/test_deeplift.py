@@ -690,7 +690,7 @@ def test_shapley_max_rule_matches_brute_force(kind, rule):
     for target in (0, 1):
         a = engine.run(X, R, target=target)
         for i in range(3):
-            expected = np.mean([_brute_force_shapley(lambda t: model(t)[:, target], torch.tensor(X[i]),
+            expected = np.mean([_brute_force_shapley(lambda t, target=target: model(t)[:, target], torch.tensor(X[i]),
                                                      torch.tensor(R[i, j])) for j in range(2)], axis=0)
             np.testing.assert_allclose(a.contributions[i], expected, atol=1e-12)
 

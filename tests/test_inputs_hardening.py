@@ -1,7 +1,6 @@
 """Inputs that used to end in a traceback: each is a one-line error with exit status 1 and no output left behind."""
 
 import gzip
-import textwrap
 
 import h5py
 import pytest

@@ -156,7 +156,7 @@ def test_torchscript_pickles_cannot_run_python(data, tmp_path):
     payload = __import__("pickle").dumps(_Marker(marker), protocol=2)
     for entry in ("data.pkl", "constants.pkl"):
         hostile = rewrite(scripted, tmp_path / f"hostile_{entry}.ts",
-                          lambda name, blob: payload if name.endswith("/" + entry) else blob)
+                          lambda name, blob, entry=entry: payload if name.endswith("/" + entry) else blob)
         with pytest.raises(ModelError, match="could not be read as TorchScript"):
             load_model(str(hostile))
         assert not marker.exists()

@@ -143,7 +143,7 @@ def test_seqlets_lie_in_windows_and_on_planted_sites(run, scored):
     rng = np.random.default_rng(0)
     hits = {False: [], True: []}  # by whether the window was scored on the minus strand
     shuffled = []
-    for c, s, e, name, score, _ in rows:
+    for c, s, e, _name, _score, _ in rows:
         inside = np.flatnonzero((win["chrom"] == c) & (win["coords_start"] <= s) & (win["coords_end"] >= e))
         assert len(inside), f"seqlet {c}:{s}-{e} lies outside every scored window"
         w = inside[0]

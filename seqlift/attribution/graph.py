@@ -496,7 +496,7 @@ def lower(captured: CapturedModel) -> CapturedModel:
             continue
         made = []
 
-        def emit(op, *args):
+        def emit(op, *args, node=node, made=made):
             new = graph.call_function(op, args)
             new.meta.update({k: node.meta[k] for k in ("nn_module_stack", "stack_trace") if k in node.meta})
             new.meta["seqlift_bdim"] = dims.get(node, 0)

@@ -62,7 +62,7 @@ def logo(scores, region, index, name, top, hypothetical, output, width, span, dp
         if top is None:
             if len(picks) > 1 and name:
                 warnings.warn(f"{len(picks)} windows of {first} are named {name!r}; drawing the first (row "
-                              f"{picks[0][0]}); use --index to pick another")
+                              f"{picks[0][0]}); use --index to pick another", stacklevel=2)
             row = picks[0][0]
             out = Path(output) if output else Path(f"{stem}.{label(names[row], row, stretch)}.png")
             _check_free(out, force)
