@@ -5,7 +5,7 @@ PIP := $(PYTHON) -m pip
 # any torch >= 2.6 works (pyproject.toml), including CUDA builds.
 TORCH ?= torch==2.13.0
 
-.PHONY: install install-test demo test workflow-test workflow-check bench clean
+.PHONY: install install-test demo test quick-test workflow-test workflow-check bench clean
 
 install:
 	@command -v bedtools >/dev/null 2>&1 || { \
@@ -39,6 +39,9 @@ test: install-test
 	$(PYTHON) -m pytest -q
 	@echo "== 3/3 workflow: snakemake lint, dry run and a tiny run"
 	$(MAKE) --no-print-directory workflow-check
+
+quick-test:  # the tests not marked slow (no architecture zoo, kill loops, modisco or workflow runs)
+	$(PYTHON) -m pytest -q -m "not slow"
 
 
 SNAKEFILE := workflows/seqlift/workflow/Snakefile

@@ -18,6 +18,9 @@ from seqlift.attribution.gradients import integrated_gradients, saliency
 from seqlift.attribution.ism import ism
 from seqlift.errors import UnsupportedOpError
 
+#: Each model is exported and scored under every rule: minutes in all (make test runs them; make quick-test does not).
+pytestmark = pytest.mark.slow
+
 L = 16
 
 

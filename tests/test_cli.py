@@ -380,6 +380,7 @@ def test_score_on_the_last_gpu(data):
         assert h5.attrs["device"] == device
 
 
+@pytest.mark.slow
 def test_sigterm_keeps_finished_rows_and_resume_completes(data):
     """A scheduler's SIGTERM mid-run leaves a resumable partial file; --resume then gives the full result."""
     import subprocess

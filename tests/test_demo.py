@@ -51,6 +51,7 @@ def test_demo_scores_highlight_planted_gata_sites(demo_scores):
     assert inside > 0.05 and inside > 10 * abs(outside)
 
 
+@pytest.mark.slow
 def test_modisco_reads_the_output(demo_scores):
     """modisco-lite's own loader (`modisco motifs -i`) takes the file as it is."""
     cli = pytest.importorskip("modiscolite.cli")

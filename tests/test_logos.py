@@ -280,6 +280,7 @@ def test_cli_warns_when_a_name_is_repeated(tmp_path):
     assert (tmp_path / "dup.a.png").exists()
 
 
+@pytest.mark.slow
 def test_default_logo_is_a_readable_span_around_the_strongest_contributions(tmp_path):
     """A 1 kb window used to give a 60-inch figure; now 100 bp around the peak of |contribution| by default."""
     from PIL import Image

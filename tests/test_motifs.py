@@ -96,6 +96,7 @@ def gata_like(seq):
     return "GATA" in seq or "TATC" in seq
 
 
+@pytest.mark.slow
 def test_modisco_finds_the_gata_motif(run):
     out, stderr = run
     assert "seqlift motifs: modisco-lite on 201 windows of 200 bp" in stderr

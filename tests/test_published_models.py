@@ -30,6 +30,9 @@ from seqlift.attribution.ism import ism
 
 from cli_helpers import run
 
+#: Each model is exported and scored under every rule: minutes in all (make test runs them; make quick-test does not).
+pytestmark = pytest.mark.slow
+
 RULES = ("rescale", "revealcancel", "genomics-default")
 
 

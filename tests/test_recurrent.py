@@ -15,6 +15,9 @@ from seqlift.attribution import prepare
 from seqlift.attribution.graph import capture
 from seqlift.errors import ModelError
 
+#: Each model is exported and scored under every rule: minutes in all (make test runs them; make quick-test does not).
+pytestmark = pytest.mark.slow
+
 L = 12
 
 

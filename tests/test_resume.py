@@ -168,6 +168,7 @@ def test_trouble_with_one_targets_file_keeps_the_others_partial(data, monkeypatc
     assert fragments(data["dir"] / "s.0.h5") == first
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(many):
     out = many["dir"] / "s.h5"
     first = spawn(many, many["many"], out, "-b", 1)

@@ -20,6 +20,7 @@ def snakemake(config, *args):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_class_model_and_rule_mapping_run_a_shard(tmp_path):
     """A file.py:Class model with weights, and a rule mapping, as a user writes them in the config."""
     config = yaml.safe_load(TEST_CONFIG.read_text())
