@@ -264,11 +264,13 @@ def test_zoo_gradient_methods_and_ism_run(name, tmp_path):
         fx = model(torch.as_tensor(X, dtype=torch.float32))[:, 0].numpy()
     s = saliency(program, X, target=0)
     assert np.isfinite(s.hypothetical).all()
-    np.testing.assert_allclose(s.predictions, fx, rtol=1e-5, atol=1e-5)
+    # float32 through the graph and through the module may round differently, and the threads' summation order
+    # varies: on the two pre-norm layers (outputs near 500) runs differed by up to 1.9e-5 relative.
+    np.testing.assert_allclose(s.predictions, fx, rtol=1e-4, atol=1e-5)
     ig = integrated_gradients(program, X, R, target=0, steps=8)
     assert np.isfinite(ig.hypothetical).all()
     m = ism(program, X, target=0)
-    np.testing.assert_allclose(m.predictions, fx, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(m.predictions, fx, rtol=1e-4, atol=1e-5)
     assert np.isfinite(m.hypothetical).all()
 
 
