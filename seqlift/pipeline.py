@@ -25,7 +25,7 @@ from .attribution.gradients import as_captured, integrated_gradients, gradient_x
 from .attribution.graph import CapturedModel, strip_output_activation
 from .attribution.ism import ism
 from .attribution.split import DEFAULT_MAX_RULE
-from .backgrounds import GCIndex, gc_matched
+from .references import GCIndex, gc_matched
 from .batching import probe_batch_size
 from .errors import ConvergenceError, ModelError, NonFiniteError, OutputError, ReferencesError, RegionError, SeqliftError
 from .devices import resolve_device

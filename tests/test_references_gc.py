@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from seqlift.backgrounds import GCIndex, gc_fraction, gc_matched
+from seqlift.references.gc import GCIndex, gc_fraction, gc_matched
 from seqlift.errors import ReferencesError
 from seqlift.genome import Genome, fetch_one_hot, one_hot_encode
 from seqlift.references import region_seed

@@ -36,7 +36,7 @@ from numba import njit
 
 from seqlift.errors import ReferencesError
 from seqlift.genome import fetch_one_hot
-from seqlift.references import _below, _check_count, _mix, region_seed
+from seqlift.references.shuffle import _below, _check_count, _mix, region_seed
 from seqlift.regions import read_regions
 
 _CACHE_FORMAT = 1
