@@ -25,21 +25,17 @@ from .attribution.gradients import as_captured, integrated_gradients, gradient_x
 from .attribution.graph import CapturedModel, strip_output_activation
 from .attribution.ism import ism
 from .attribution.split import DEFAULT_MAX_RULE
-from .references import GCIndex, gc_matched
 from .batching import probe_batch_size
-from .errors import ConvergenceError, ModelError, NonFiniteError, OutputError, ReferencesError, RegionError, SeqliftError
+from .errors import ConvergenceError, ModelError, NonFiniteError, OutputError, RegionError, SeqliftError
 from .devices import resolve_device
 from .genome import Genome, fetch_one_hot, reverse_complement
 from .merge import parse_shard, shard_rows
 from .models import EXPORT_HINT, load_model, resolve_length, sha256_file
 from .targets import parse_targets
-from .references import REFERENCES, identical_to_input, region_seed
+from .references import check_kind, identical_to_input, make_references
 from .regions import SkippedSidecar, iter_regions, read_regions, to_windows
 from .outputs import refuse_inputs
 from .writers import COMPRESSIONS, DEFAULT_COMPRESSION, ScoreWriter, check_output, partial_path, write_npz
-
-#: References that are the same for every draw: one is enough.
-_FIXED_REFERENCES = {"zeros", "uniform"}
 
 
 class SeqliftWarning(UserWarning):
@@ -205,10 +201,7 @@ def score(
     Path or list of Path
         The finished output (one per target when there are several).
     """
-    if reference not in REFERENCES and reference != "gc-matched" and not reference.startswith("file:"):
-        raise SeqliftError(
-            f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}, gc-matched or file:refs.h5"
-        )
+    check_kind(reference)
     if n_refs < 1 or (batch_size is not None and batch_size < 1):
         raise SeqliftError("--n-refs and --batch-size must be at least 1")
     if compression not in COMPRESSIONS:
@@ -250,12 +243,11 @@ def score(
         all_windows = windows
         if k_of_n:
             windows = all_windows[shard_rows(*k_of_n, len(all_windows), regions)]
-        if method not in METHODS_WITH_REFERENCES:
-            make_refs, n = (lambda X, batch: np.zeros(X.shape[:1] + (0,) + X.shape[1:], np.float32)), 0
-        elif reference == "gc-matched":
-            make_refs, n = _gc_maker(genome, all_windows, all_regions, length, n_refs, seed, gc_tolerance, exclude)
-        else:
-            make_refs, n = _reference_maker(reference, n_refs, shuffle_k, seed, n_regions, length)
+        make_refs, n = make_references(
+            reference if method in METHODS_WITH_REFERENCES else None, length, n=n_refs, seed=seed,
+            shuffle_k=shuffle_k, genome=genome, windows=all_windows, regions=all_regions, tolerance=gc_tolerance,
+            exclude=exclude, n_regions=n_regions,
+        )
 
         def attribute(X, refs):
             runs = [score_batch(X, refs, targets) for score_batch, _, _ in scorers]
@@ -442,47 +434,6 @@ def _n_outputs(forward, length, device, output_index) -> int:
     if isinstance(out, (tuple, list)):
         out = out[output_index or 0]
     return out.shape[1] if out.dim() == 2 else 1
-
-
-def _gc_maker(genome, windows, regions, length, n_refs, seed, tolerance, exclude):
-    """GC-matched references from one index of the genome that leaves out every scored window and region."""
-    # intervals on chromosomes the FASTA lacks are ignored by the index
-    excluded = list(windows) + list(regions) + (read_regions(exclude) if exclude else [])
-    index = GCIndex.build(genome, length, exclude=excluded, cache=True)
-
-    def make(X, batch):
-        return gc_matched(genome, batch, X, n_refs, seed, tolerance, index=index)
-
-    return make, n_refs
-
-
-def _reference_maker(reference, n_refs, shuffle_k, seed, n_regions, length):
-    """``make(X, batch) -> (N, K, 4, L)`` references for a batch of windows, and ``K``."""
-    if reference.startswith("file:"):
-        path = reference[len("file:"):]
-        try:
-            with h5py.File(path, "r") as h5:
-                data = h5["references"][:].astype(np.float32)
-        except (OSError, KeyError) as exc:
-            raise ReferencesError(f"cannot read dataset 'references' from {path}: {exc}") from exc
-        if data.ndim == 3:
-            data = data[None]
-        if data.ndim != 4 or data.shape[2:] != (4, length) or data.shape[0] not in (1, n_regions):
-            raise ReferencesError(
-                f"references in {path} have shape {data.shape}; expected ({n_regions}, K, 4, {length}) for the "
-                f"{n_regions} regions, or (K, 4, {length}) shared by all"
-            )
-        rows = (lambda batch: [w.row for w in batch]) if data.shape[0] > 1 else (lambda batch: [0] * len(batch))
-        return (lambda X, batch: data[rows(batch)]), data.shape[1]
-    strategy = REFERENCES[reference]
-    n = 1 if reference in _FIXED_REFERENCES else n_refs
-    opts = {"k": shuffle_k} if reference == "shuffle" else {}
-
-    def make(X, batch):
-        seeds = np.array([region_seed(seed, w.chrom, w.start, w.end, w.strand) for w in batch], dtype=np.uint64)
-        return strategy(X, n, seeds, **opts)
-
-    return make, n
 
 
 def _flip(a: Attributions) -> Attributions:

@@ -1,19 +1,19 @@
-"""Tests of seqlift.references: k-mer shuffles, fixed references, seeds."""
+"""Tests of seqlift.references: k-mer shuffles, fixed references, seeds, and make_references."""
 
 from collections import Counter
+from typing import NamedTuple
 
+import h5py
 import numpy as np
 import pytest
 
-from seqlift.errors import ReferencesError
-from seqlift.references import (
-    REFERENCES,
-    dinucleotide_shuffle,
-    identical_to_input,
-    region_seed,
-    uniform,
-    zeros,
-)
+import seqlift
+from seqlift import references
+from seqlift.errors import ReferencesError, SeqliftError
+from seqlift.references import REFERENCES, make_references
+from seqlift.references.checks import identical_to_input
+from seqlift.references.shuffle import dinucleotide_shuffle, region_seed
+from seqlift.references.simple import uniform, zeros
 
 
 def onehot(seqs):
@@ -220,3 +220,66 @@ def test_user_errors_are_one_line_and_name_the_fix(call, match):
     with pytest.raises(ReferencesError, match=match) as error:
         call(X)
     assert isinstance(error.value, ValueError) and "\n" not in str(error.value)
+
+
+class _Window(NamedTuple):
+    chrom: str
+    start: int
+    end: int
+    strand: str
+    row: int
+
+
+def _batch(n, length):
+    return [_Window("chr1", 100 * i, 100 * i + length, "+-."[i % 3], i) for i in range(n)]
+
+
+def test_package_names_are_the_modules_functions():
+    assert references.dinucleotide_shuffle is dinucleotide_shuffle is seqlift.dinucleotide_shuffle
+    assert references.region_seed is region_seed and references.identical_to_input is identical_to_input
+    assert REFERENCES == {"shuffle": dinucleotide_shuffle, "zeros": zeros, "uniform": uniform}
+
+
+def test_make_references_seeds_each_region_and_keeps_one_fixed_reference():
+    X, batch = onehot(random_seqs(3, 4, 30)), _batch(4, 30)
+    seeds = np.array([region_seed(7, w.chrom, w.start, w.end, w.strand) for w in batch], np.uint64)
+    make, k = make_references("shuffle", 30, n=5, seed=7, shuffle_k=3)
+    assert k == 5
+    refs = make(X, batch)
+    np.testing.assert_array_equal(refs, dinucleotide_shuffle(X, 5, seeds, k=3))
+    np.testing.assert_array_equal(make(X[2:], batch[2:]), refs[2:])  # a row does not depend on its batch
+    for kind, strategy in [("zeros", zeros), ("uniform", uniform)]:
+        make, k = make_references(kind, 30, n=5, seed=7)
+        assert k == 1
+        np.testing.assert_array_equal(make(X, batch), strategy(X, 1))
+    make, k = make_references(None, 30, n=5)
+    none = make(X, batch)
+    assert k == 0 and none.shape == (4, 0, 4, 30) and none.dtype == np.float32
+
+
+def test_make_references_reads_a_file_per_region_or_shared(tmp_path):
+    rng = np.random.default_rng(0)
+    X, batch = onehot(random_seqs(4, 3, 30)), _batch(6, 30)
+    per_region, shared = rng.random((6, 2, 4, 30)), rng.random((3, 4, 30))
+    files = {"per_region": per_region, "shared": shared, "short": per_region[:5], "narrow": shared[..., :29]}
+    for name, data in files.items():
+        with h5py.File(tmp_path / f"{name}.h5", "w") as h5:
+            h5["references"] = data
+    make, k = make_references(f"file:{tmp_path / 'per_region.h5'}", 30, n=20, n_regions=6)
+    assert k == 2
+    np.testing.assert_array_equal(make(X, [batch[4], batch[1], batch[5]]), per_region[[4, 1, 5]].astype(np.float32))
+    make, k = make_references(f"file:{tmp_path / 'shared.h5'}", 30, n_regions=6)
+    assert k == 3
+    np.testing.assert_array_equal(make(X, batch[3:]), np.repeat(shared[None].astype(np.float32), 3, axis=0))
+    with pytest.raises(ReferencesError, match=r"short.h5 have shape \(5, 2, 4, 30\); expected \(6, K, 4, 30\)"):
+        make_references(f"file:{tmp_path / 'short.h5'}", 30, n_regions=6)
+    with pytest.raises(ReferencesError, match=r"narrow.h5 have shape \(1, 3, 4, 29\); .* or \(K, 4, 30\) shared"):
+        make_references(f"file:{tmp_path / 'narrow.h5'}", 30, n_regions=6)
+    with pytest.raises(ReferencesError, match=r"cannot read dataset 'references' from .*missing.h5"):
+        make_references(f"file:{tmp_path / 'missing.h5'}", 30, n_regions=6)
+
+
+def test_make_references_names_the_kinds_for_an_unknown_one():
+    with pytest.raises(SeqliftError, match=r"^unknown reference 'shufle'; choose one of shuffle, zeros, uniform, "
+                       r"gc-matched or file:refs.h5$"):
+        make_references("shufle", 30)

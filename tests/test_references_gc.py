@@ -7,10 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from seqlift.references.gc import GCIndex, gc_fraction, gc_matched
 from seqlift.errors import ReferencesError
 from seqlift.genome import Genome, fetch_one_hot, one_hot_encode
-from seqlift.references import region_seed
+from seqlift.references import make_references
+from seqlift.references.gc import GCIndex, gc_fraction, gc_matched
+from seqlift.references.shuffle import region_seed
 from seqlift.regions import read_regions, to_windows
 
 L = 100
@@ -163,6 +164,19 @@ def test_references_do_not_depend_on_batch_order_or_other_regions(setup):
     assert abs(gc_fraction(X)[0] - gc_fraction(X)[4]) <= 0.05 and not np.array_equal(whole[0], whole[4])
     other_seed = gc_matched(genome, windows, X, n=4, seed=6, tolerance=0.05, index=index)
     assert not np.array_equal(other_seed[0], whole[0])
+
+
+def test_make_references_draws_from_one_index_clear_of_windows_regions_and_exclude(setup):
+    genome, windows, X = setup["genome"], setup["windows"], setup["X"]
+    index = GCIndex.build(genome, L, exclude=_avoid(setup))
+    whole = gc_matched(genome, windows, X, n=4, seed=5, tolerance=0.05, index=index)
+    blacklist = read_regions(setup["blacklist"])
+    for regions, exclude in [(read_regions(setup["bed"]), setup["blacklist"]), (blacklist, None)]:
+        make, k = make_references("gc-matched", L, n=4, seed=5, genome=genome, windows=windows, regions=regions,
+                                  tolerance=0.05, exclude=exclude)
+        assert k == 4
+        np.testing.assert_array_equal(make(X, windows), whole)
+        np.testing.assert_array_equal(make(X[3:], windows[3:]), whole[3:])
 
 
 def test_too_few_candidates_names_region_gc_tolerance_count_and_fix(setup):

@@ -36,8 +36,10 @@ from numba import njit
 
 from seqlift.errors import ReferencesError
 from seqlift.genome import fetch_one_hot
-from seqlift.references.shuffle import _below, _check_count, _mix, region_seed
 from seqlift.regions import read_regions
+
+from .checks import _check_count
+from .shuffle import _below, _mix, region_seed
 
 _CACHE_FORMAT = 1
 _BLOCK = 1 << 24  # bases scanned at once, so memory stays bounded on long chromosomes

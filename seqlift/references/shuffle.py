@@ -1,13 +1,11 @@
-"""Reference sequences for DeepLIFT: k-mer-preserving shuffles and fixed backgrounds.
+"""k-mer-preserving shuffles (numba), their splitmix64 random numbers, and per-region seeds.
 
-Every strategy has the signature ``f(X, n, seeds) -> refs``, with ``X`` of shape
-(N, 4, L) and ``refs`` float32 of shape (N, n, 4, L), so a strategy is passed
-around as a callable and looked up by name in :data:`REFERENCES`. Row i of the
-result depends only on ``X[i]``, ``seeds[i]`` and the options, never on the other
-rows, so the references do not change with the batch size or the sharding.
-
-One-hot channel order is A, C, G, T; an all-zero column is N and stays all-zero
-in every reference.
+:func:`dinucleotide_shuffle` is a strategy (see :mod:`seqlift.references`):
+row i of its result depends only on ``X[i]``, ``seeds[i]``, the shuffle's index
+and k, and :func:`region_seed` gives each region a seed of its own, so the
+shuffles do not change with the batch size or the sharding. The random number
+helpers :func:`_mix` and :func:`_below` also draw the GC-matched windows of
+:mod:`seqlift.references.gc`.
 """
 
 import hashlib
@@ -16,6 +14,8 @@ import numpy as np
 from numba import njit
 
 from seqlift.errors import ReferencesError
+
+from .checks import _check_count, _onehot_mask
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -185,42 +185,6 @@ def _shuffle(hot, k, n, seeds, out):
                 out[i, j, buf[t], pos[t]] = 1.0
 
 
-def _onehot_mask(X):
-    """Check that ``X`` is a one-hot batch and return its non-zero entries.
-
-    Parameters
-    ----------
-    X : array_like, shape=(N, 4, L)
-        One-hot sequences (A, C, G, T); an all-zero column is N.
-
-    Returns
-    -------
-    hot : np.ndarray, shape=(N, 4, L), bool
-    """
-    X = np.asarray(X)
-    if X.ndim != 3 or X.shape[1] != 4:
-        raise ReferencesError(
-            f"X has shape {X.shape}, not (N, 4, L); pass one-hot sequences with channels A, C, G, T on axis 1."
-        )
-    hot = X != 0
-    bad = (hot & (X != 1)).any(axis=1) | (hot.sum(axis=1) > 1)
-    if bad.any():
-        i, p = np.argwhere(bad)[0]
-        raise ReferencesError(
-            f"X[{i}, :, {p}] = {X[i, :, p].tolist()} is not one-hot; encode each position as a single 1 "
-            "in channel A, C, G or T, or as all zeros for N."
-        )
-    return hot
-
-
-def _check_count(name, meaning, value, lowest, highest=None):
-    """Raise unless ``value`` is an integer in [lowest, highest]."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or value < lowest or (highest is not None and value > highest):
-        limits = f"an integer >= {lowest}" if highest is None else f"an integer from {lowest} to {highest}"
-        raise ReferencesError(f"{name}={value!r} is not a valid {meaning}; pass {limits}.")
-
-
 def dinucleotide_shuffle(X, n=20, seeds=None, k=2):
     """Uniformly random k-mer-preserving shuffles of each sequence, N-safe.
 
@@ -269,52 +233,6 @@ def dinucleotide_shuffle(X, n=20, seeds=None, k=2):
     return out
 
 
-def zeros(X, n=1, seeds=None):
-    """All-zero references (``seeds`` is ignored).
-
-    Parameters
-    ----------
-    X : np.ndarray, shape=(N, 4, L)
-        One-hot sequences, channels A, C, G, T.
-    n : int
-        Number of references per sequence.
-    seeds : np.ndarray, shape=(N,), optional
-        Ignored; accepted so that every strategy has one signature.
-
-    Returns
-    -------
-    refs : np.ndarray, shape=(N, n, 4, L), float32
-    """
-    hot = _onehot_mask(X)
-    _check_count("n", "number of references per sequence", n, 1)
-    return np.zeros((hot.shape[0], n, 4, hot.shape[2]), np.float32)
-
-
-def uniform(X, n=1, seeds=None):
-    """References of 0.25 in every channel of every non-N column (``seeds`` is ignored).
-
-    Parameters
-    ----------
-    X : np.ndarray, shape=(N, 4, L)
-        One-hot sequences, channels A, C, G, T; all-zero (N) columns stay zero.
-    n : int
-        Number of references per sequence.
-    seeds : np.ndarray, shape=(N,), optional
-        Ignored; accepted so that every strategy has one signature.
-
-    Returns
-    -------
-    refs : np.ndarray, shape=(N, n, 4, L), float32
-    """
-    hot = _onehot_mask(X)
-    _check_count("n", "number of references per sequence", n, 1)
-    column = np.where(hot.any(axis=1), np.float32(0.25), np.float32(0))
-    return np.repeat(np.repeat(column[:, None, None, :], 4, axis=2), n, axis=1)
-
-
-REFERENCES = {"shuffle": dinucleotide_shuffle, "zeros": zeros, "uniform": uniform}
-
-
 def region_seed(seed, chrom, start, end, strand="+"):
     """A stable seed for one region, from the run's seed and the region.
 
@@ -340,31 +258,3 @@ def region_seed(seed, chrom, start, end, strand="+"):
     """
     key = f"{seed}\t{chrom}\t{start}\t{end}\t{strand}".encode()
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
-
-
-def identical_to_input(X, refs):
-    """Which sequences have every reference equal to themselves.
-
-    A dinucleotide shuffle of a low-complexity window such as 'AAAA...' or
-    'ACACAC...' can only return the window itself; such a reference explains
-    nothing, so these windows are worth reporting.
-
-    Parameters
-    ----------
-    X : np.ndarray, shape=(N, 4, L)
-        One-hot sequences.
-    refs : np.ndarray, shape=(N, n, 4, L)
-        Their references.
-
-    Returns
-    -------
-    np.ndarray, shape=(N,), bool
-        True where all n references of row i equal X[i].
-    """
-    X, refs = np.asarray(X), np.asarray(refs)
-    if refs.ndim != 4 or refs.shape[0] != X.shape[0] or refs.shape[2:] != X.shape[1:]:
-        raise ReferencesError(
-            f"refs has shape {refs.shape}, which does not fit X of shape {X.shape}; "
-            "pass refs of shape (N, n, 4, L) for X of shape (N, 4, L)."
-        )
-    return (refs == X[:, None]).all(axis=(1, 2, 3))
