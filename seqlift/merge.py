@@ -1,18 +1,15 @@
-"""Shards of one ``seqlift score`` run: choosing a shard's rows, and merging shards back into one file.
+"""Merging the shards of one ``seqlift score --shard k-of-n`` run back into one file.
 
-``seqlift score --shard k-of-n`` scores the k-th (1-based) of n contiguous blocks
-of the scored windows, in input order: block k holds rows
-``[floor((k - 1) * N / n), floor(k * N / n))`` of the N windows, so block sizes
-differ by at most one. A region's references depend only on the seed and its
-coordinates, so a shard's rows equal the same rows of an unsharded run, and
-:func:`merge_scores` puts the shards back together in input order (by
-``meta/row``), giving the datasets of the unsharded run.
+Which rows a shard scores is decided in :mod:`seqlift.shards`. A region's
+references depend only on the seed and its coordinates, so a shard's rows equal
+the same rows of an unsharded run, and :func:`merge_scores` puts the shards
+back together in input order (by ``meta/row``), giving the datasets of the
+unsharded run.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -20,10 +17,9 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from .errors import OutputError, RegionError, SeqliftError
+from .errors import OutputError, SeqliftError
+from .shards import parse_shard
 from .writers import RUN_KEYS, _norm, partial_path
-
-_SHARD = re.compile(r"([0-9]+)-of-([0-9]+)")
 
 #: Attributes that must be equal in every shard of one run (those that change the scores).
 MERGE_KEYS = tuple(k for k in RUN_KEYS if k not in ("batch_size", "n_regions", "shard")) + (
@@ -35,37 +31,6 @@ _COUNTS = ("n_regions", "rows_done", "n_delta_violations", "n_low_complexity")
 
 #: Bytes of one dataset read per copy step.
 _STEP_BYTES = 32 << 20
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"k-of-n"`` -> ``(k, n)``, with ``1 <= k <= n``.
-
-    Raises
-    ------
-    SeqliftError
-        When ``text`` is not of that form.
-    """
-    match = _SHARD.fullmatch(str(text).strip())
-    if not match or not 1 <= int(match[1]) <= int(match[2]):
-        raise SeqliftError(f"--shard {text!r} is not of the form k-of-n with 1 <= k <= n; give e.g. --shard 2-of-8")
-    return int(match[1]), int(match[2])
-
-
-def shard_rows(k: int, n: int, n_rows: int, what: str = "the regions") -> slice:
-    """Rows ``[floor((k - 1) * n_rows / n), floor(k * n_rows / n))`` (0-based, half-open) of shard ``k`` of ``n``.
-
-    Raises
-    ------
-    RegionError
-        When the shard is empty (``n > n_rows``); ``what`` names the rows in the message.
-    """
-    rows = slice((k - 1) * n_rows // n, k * n_rows // n)
-    if rows.start == rows.stop:
-        raise RegionError(
-            f"--shard {k}-of-{n} selects no region: only {n_rows} window(s) of {what} can be scored; "
-            f"split them into at most {n_rows} shards"
-        )
-    return rows
 
 
 def merge_scores(inputs, output, *, force: bool = False, progress: bool = True, command: str | None = None) -> Path:

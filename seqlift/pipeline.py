@@ -29,7 +29,7 @@ from .batching import probe_batch_size
 from .errors import ConvergenceError, ModelError, NonFiniteError, OutputError, RegionError, SeqliftError
 from .devices import resolve_device
 from .genome import Genome, fetch_one_hot, reverse_complement
-from .merge import parse_shard, shard_rows
+from .shards import parse_shard, shard_rows
 from .models import EXPORT_HINT, load_model, resolve_length, sha256_file
 from .targets import parse_targets
 from .references import check_kind, identical_to_input, make_references
@@ -189,7 +189,7 @@ def score(
         ``gzip-9``, ``lzf`` or ``none`` (see :mod:`seqlift.writers`).
     shard : str, optional
         ``"k-of-n"``: score only the k-th (1-based) of n contiguous blocks of
-        the windows (see :mod:`seqlift.merge`), with the references of an
+        the windows (see :mod:`seqlift.shards`), with the references of an
         unsharded run; join the shards with ``seqlift merge``.
     progress : bool
         Show a progress bar on stderr.
