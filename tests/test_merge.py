@@ -11,7 +11,7 @@ import seqlift.merge
 from seqlift.cli import _Group, score
 from seqlift.commands.merge import merge
 from seqlift.demo import demo_paths
-from seqlift.errors import RegionError, SeqliftError
+from seqlift.errors import RegionError, UsageError
 from seqlift.merge import parse_shard, shard_rows
 
 CLI = _Group(name="seqlift", commands={"score": score, "merge": merge})
@@ -140,7 +140,7 @@ def test_merge_refuses_overlapping_and_incomplete_shards(runs):
 def test_bad_shard_strings(runs, shard):
     result = run("score", *runs["common"], "--shard", shard, "-o", runs["dir"] / "x.h5")
     one_line_error(result, f"--shard '{shard}' is not of the form k-of-n with 1 <= k <= n")
-    with pytest.raises(SeqliftError, match="is not of the form k-of-n"):
+    with pytest.raises(UsageError, match="is not of the form k-of-n"):
         parse_shard(shard)
 
 
