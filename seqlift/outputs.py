@@ -90,13 +90,17 @@ def check_absent(path, force: bool = False, *, folder: bool = False) -> Path:
     """
     path = Path(path)
     if not force and (path.exists() or path.is_symlink()):
-        if folder:
-            raise OutputError(f"output folder {path} exists; use --force to replace it")
-        raise OutputError(f"output {path} exists; use --force to overwrite it")
+        raise _exists(path, folder)
     parent = Path(os.path.abspath(path)).parent if folder else path.parent
     if not parent.is_dir():
         raise OutputError(f"cannot write {path}: folder {parent} does not exist; create it first")
     return path
+
+
+def _exists(path, folder: bool) -> OutputError:
+    if folder:
+        return OutputError(f"output folder {path} exists; use --force to replace it")
+    return OutputError(f"output {path} exists; use --force to overwrite it")
 
 
 def temporary_path(final, suffix: str = ".partial", *, folder: bool = False) -> Path:
@@ -169,7 +173,7 @@ def _publish_file(tmp: Path, final: Path, force: bool) -> None:
     try:
         os.link(tmp, final)  # fails, unlike a rename, when another run has made final meanwhile
     except FileExistsError:
-        raise OutputError(f"output {final} exists; use --force to overwrite it") from None
+        raise _exists(final, folder=False) from None
     except OSError:  # a file system without hard links
         check_absent(final)
         os.replace(tmp, final)
@@ -183,7 +187,7 @@ def _publish_folder(tmp: Path, final: Path, force: bool) -> None:
     old = None
     if final.exists() or final.is_symlink():
         if not force:
-            raise OutputError(f"output folder {final} exists; use --force to replace it")
+            raise _exists(final, folder=True)
         old = temporary_path(final, f".old.{os.getpid()}", folder=True)
         _remove(old)
         os.rename(final, old)

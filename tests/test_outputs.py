@@ -57,6 +57,28 @@ def test_an_output_another_run_finished_meanwhile_is_not_overwritten_without_for
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tsv"]
 
 
+def test_writers_with_their_own_suffix_do_not_share_a_temporary(tmp_path):
+    final = tmp_path / "index.npz"
+    with atomic_output(final, force=True, suffix=".1.partial") as first:
+        first.write_text("first")
+        with atomic_output(final, force=True, suffix=".2.partial") as second:
+            assert second != first
+            second.write_text("second")
+        assert final.read_text() == "second" and first.read_text() == "first"
+    assert final.read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.npz"]
+
+
+def test_a_folder_another_run_finished_meanwhile_is_not_replaced_without_force(tmp_path):
+    final = tmp_path / "motifs"
+    with pytest.raises(OutputError, match="output folder .*motifs exists"), atomic_output(final, folder=True) as tmp:
+        (tmp / "report.html").write_text("this run")
+        final.mkdir()
+        (final / "report.html").write_text("other run")
+    assert (final / "report.html").read_text() == "other run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["motifs"]
+
+
 def test_a_folder_is_built_beside_its_place_and_renamed_when_complete(tmp_path):
     final = tmp_path / "motifs"
     with atomic_output(final, folder=True) as tmp:
