@@ -344,10 +344,10 @@ class Engine:
         Attributions, or a list of them when ``target`` is a list.
         """
         targets = [as_target(t, output_index) for t in (target if isinstance(target, list) else [target])]
+        self.check_split_signs(split_signs)
         X, R = self._tensor(X), self._tensor(references)
         n, k = R.shape[:2]
         flat = R.reshape((n * k,) + tuple(R.shape[2:]))
-        self.check_split_signs(split_signs)
         if self.layer_rules is None:
             passes = self._paired(X, flat, n, targets)
         else:
