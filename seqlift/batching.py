@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .errors import SeqliftError
+from .errors import UsageError
 
 #: Candidate regions per call on the CPU, tried from small to large (from 32, the size used before the probe:
 #: smaller batches pay the per-batch costs outside the model, a fragment written and flushed, more often).
@@ -106,8 +106,8 @@ def _probe_gpu(call, n_regions, device, budget_s, clock) -> Probe:
             torch.cuda.empty_cache()
         if not fits:  # even the first size is too large: halve it
             if b == 1:
-                raise SeqliftError(f"one region with its references does not fit in the memory of {device}; "
-                                   "use fewer --n-refs, or another GPU")
+                raise UsageError(f"one region with its references does not fit in the memory of {device}; "
+                                 "use fewer --n-refs, or another GPU")
             b //= 2
             continue
         following = min(2 * fits[-1], GPU_MAX, n_regions)

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import re
 
-from .errors import SeqliftError
+from .errors import UsageError
 
 DEVICE_FORMS = "auto, cpu, cuda or cuda:N (N = 0, 1, ...)"
 _DEVICE = re.compile(r"auto|cpu|cuda(?::([0-9]+))?")
 
 
 def check_device(text) -> str:
-    """``text`` when it names a device of the form :data:`DEVICE_FORMS`, else :class:`SeqliftError`."""
+    """``text`` when it names a device of the form :data:`DEVICE_FORMS`, else :class:`~seqlift.errors.UsageError`."""
     text = str(text).strip()
     if not _DEVICE.fullmatch(text):
-        raise SeqliftError(f"--device {text!r} is not {DEVICE_FORMS}; e.g. --device cuda:1 for the second GPU")
+        raise UsageError(f"--device {text!r} is not {DEVICE_FORMS}; e.g. --device cuda:1 for the second GPU")
     return text
 
 
@@ -28,7 +28,7 @@ def resolve_device(device: str):
     """The ``torch.device`` of ``device``: ``auto`` is CUDA when available, else the CPU.
 
     ``cuda`` and ``cuda:N`` need a CUDA GPU, and ``cuda:N`` needs at least
-    ``N + 1`` of them; otherwise :class:`SeqliftError` says what is there.
+    ``N + 1`` of them; otherwise :class:`~seqlift.errors.UsageError` says what is there.
     """
     import torch
 
@@ -38,10 +38,10 @@ def resolve_device(device: str):
     if device == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise SeqliftError(f"--device {device} was asked for but no CUDA GPU is available; use --device cpu or auto")
+        raise UsageError(f"--device {device} was asked for but no CUDA GPU is available; use --device cpu or auto")
     index = _DEVICE.fullmatch(device)[1]
     count = torch.cuda.device_count()
     if index is not None and int(index) >= count:
-        raise SeqliftError(f"--device {device}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}; "
+        raise UsageError(f"--device {device}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}; "
                            "pick one of those (check CUDA_VISIBLE_DEVICES, which renumbers them)")
     return torch.device(device)

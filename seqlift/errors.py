@@ -13,6 +13,10 @@ class SeqliftError(Exception):
     """Base class of all errors caused by the user's input or options."""
 
 
+class UsageError(SeqliftError, ValueError):
+    """An option value or combination that cannot be used (a bad choice, a value out of range, options that conflict)."""
+
+
 class ConfigError(SeqliftError, ValueError):
     """A ``--config`` file that cannot be read, or an option value in it of the wrong type or range."""
 

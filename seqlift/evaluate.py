@@ -37,14 +37,14 @@ from tqdm import tqdm
 
 from .attribution.gradients import as_captured, model_inputs
 from .attribution.graph import strip_output_activation
-from .errors import ModelError, OutputError, RegionError, SeqliftError
+from .errors import ModelError, RegionError, UsageError
 from .models import load_model, resolve_length
+from .outputs import atomic_output, check_absent
 from .devices import resolve_device
 from .references import dinucleotide_shuffle, region_seed
 from .regions import read_regions
 from .targets import parse_targets
 from .writers import open_scores as _open_scores
-from .writers import partial_path
 
 #: How ``perturbation`` mutates a chosen position.
 MUTATIONS = ("shuffle", "reference")
@@ -94,9 +94,9 @@ def parse_ks(text) -> list[int]:
     try:
         ks = sorted({int(k) for k in items})
     except ValueError:
-        raise SeqliftError(f"--k {text!r} is not a list of integers; give it as 1,2,5,10") from None
+        raise UsageError(f"--k {text!r} is not a list of integers; give it as 1,2,5,10") from None
     if not ks or ks[0] < 1:
-        raise SeqliftError(f"--k {text!r} must list positive integers, e.g. 1,2,5,10")
+        raise UsageError(f"--k {text!r} must list positive integers, e.g. 1,2,5,10")
     return ks
 
 
@@ -209,15 +209,15 @@ def perturbation(
         the mean number of positions mutated and the number of regions.
     """
     if mutation not in MUTATIONS:
-        raise SeqliftError(f"--mutation {mutation!r} is unknown; choose one of {', '.join(MUTATIONS)}")
+        raise UsageError(f"--mutation {mutation!r} is unknown; choose one of {', '.join(MUTATIONS)}")
     if batch_size < 1:
-        raise SeqliftError(f"--batch-size {batch_size} must be at least 1")
+        raise UsageError(f"--batch-size {batch_size} must be at least 1")
     ks = parse_ks(ks)
     dev = resolve_device(device)
     with open_scores(scores) as h5:
         n, _, length = h5["raw/seq"].shape
         if ks[-1] > length:
-            raise SeqliftError(
+            raise UsageError(
                 f"--k {ks[-1]} is larger than the windows of {scores} ({length} bp); give k from 1 to {length}"
             )
         attrs = dict(h5.attrs)
@@ -474,30 +474,18 @@ def site_recovery(scores, sites, motifs=None, batch_size: int = 1024, progress: 
     return table
 
 
-def check_output(path, force: bool = False) -> Path:
-    """``path`` as a Path, after checking that it can be written (it exists only with ``force``)."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputError(f"output {path} exists; use --force to overwrite it")
-    if not path.parent.is_dir():
-        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
-    return path
-
-
 def write_table(rows, columns, path, notes=(), force: bool = False) -> Path:
     """Write ``rows`` as a TSV: ``# `` note lines, a header of ``columns``, one line per row.
 
     Written under ``<path>.partial`` and renamed when complete. Floats are
     written with 6 significant digits (``nan`` when undefined).
     """
-    path = check_output(path, force)
-    tmp = partial_path(path)
-    with open(tmp, "w") as fh:
+    path = Path(path)
+    with atomic_output(path, force=force) as tmp, open(tmp, "w") as fh:
         fh.writelines(f"# {note}\n" for note in notes)
         fh.write("\t".join(columns) + "\n")
         for row in rows:
             fh.write("\t".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in columns) + "\n")
-    os.replace(tmp, path)
     return path
 
 
@@ -512,7 +500,7 @@ def plot_perturbation(rows, path, title: str = "", force: bool = False) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = check_output(path, force)
+    path = check_absent(path, force)
     ks = [r["k"] for r in rows]
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     ax.plot(ks, [r["mean_delta_top"] for r in rows], "o-", label="top-k scored positions")
@@ -523,10 +511,11 @@ def plot_perturbation(rows, path, title: str = "", force: bool = False) -> Path:
     ax.set_title(title, fontsize=9)
     ax.legend(frameon=False)
     fig.tight_layout()
-    tmp = partial_path(path)
-    fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=150)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_output(path, force=force) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=150)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -557,7 +546,7 @@ def evaluate_perturbation(scores, model, output, *, plot=None, force: bool = Fal
     """
     for path in (output, plot):
         if path is not None:
-            check_output(path, force)
+            check_absent(path, force)
     with open_scores(scores) as h5:
         attrs = dict(h5.attrs)
     table = perturbation(scores, model, **options)
@@ -604,7 +593,7 @@ def evaluate_sites(scores, sites, output, *, motifs=None, force: bool = False, c
     list of dict
         The table's rows.
     """
-    check_output(output, force)
+    check_absent(output, force)
     table = site_recovery(scores, sites, motifs, progress=progress)
     notes = [
         command or "seqlift evaluate sites",

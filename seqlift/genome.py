@@ -20,6 +20,7 @@ import numpy as np
 import pyfaidx
 
 from seqlift.errors import GenomeError
+from seqlift.outputs import atomic_output
 
 ALPHABET = "ACGT"
 
@@ -256,15 +257,11 @@ def cached_sha256(path):
     entries.pop(real, None)
     entries[real] = {**key, "sha256": hexdigest}
     entries = dict(list(entries.items())[-_DIGEST_CACHE_ENTRIES:])
-    tmp = f"{cache}.{os.getpid()}.tmp"
-    try:  # written whole, then renamed: a reader sees the old cache or the new one
+    with contextlib.suppress(OSError):  # written whole, then renamed: a reader sees the old cache or the new one
         os.makedirs(os.path.dirname(cache), exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(entries, fh, indent=1)
-        os.replace(tmp, cache)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
+        with atomic_output(cache, force=True, suffix=f".{os.getpid()}.tmp") as tmp:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(entries, fh, indent=1)
     return hexdigest
 
 

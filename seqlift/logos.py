@@ -19,7 +19,6 @@ display is needed and nothing is registered with pyplot.
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .errors import OutputError, RegionError
 from .genome import ALPHABET, _preview_names, reverse_complement
+from .outputs import atomic_output
 from .writers import open_scores as _open_scores
 
 #: Default figure width, inches per 100 bp.
@@ -410,8 +410,7 @@ def save(figures, path, dpi: int = 150) -> Path:
     if fmt not in FORMATS:
         raise OutputError(f"cannot write {path}: unknown format {fmt!r}; end the name in {', '.join(FORMATS)}")
     figures = [figures] if isinstance(figures, Figure) else figures
-    tmp = path.with_name(path.name + ".partial")
-    try:
+    with atomic_output(path, force=True) as tmp:
         if fmt == ".pdf":
             with PdfPages(tmp) as pdf:
                 for fig in figures:
@@ -419,8 +418,4 @@ def save(figures, path, dpi: int = 150) -> Path:
         else:
             [fig] = figures
             fig.savefig(tmp, format=fmt[1:], dpi=dpi)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
     return path

@@ -9,7 +9,6 @@ unsharded run.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -17,9 +16,10 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from .errors import OutputError, SeqliftError
+from .errors import ScoresError, UsageError
+from .outputs import atomic_output, check_absent
 from .shards import parse_shard
-from .writers import RUN_KEYS, _norm, partial_path
+from .writers import RUN_KEYS, _norm
 
 #: Attributes that must be equal in every shard of one run (those that change the scores).
 MERGE_KEYS = tuple(k for k in RUN_KEYS if k not in ("batch_size", "n_regions", "shard")) + (
@@ -66,8 +66,10 @@ def merge_scores(inputs, output, *, force: bool = False, progress: bool = True, 
 
     Raises
     ------
-    SeqliftError
-        When the shards come from different runs, hold other datasets, overlap
+    UsageError
+        When no shard is given.
+    ScoresError
+        When a shard is not HDF5 or not a shard, or the shards come from different runs, hold other datasets, overlap
         (a ``meta/row`` twice) or are incomplete (a shard ``k`` missing).
     OutputError
         When ``output`` exists and ``force`` is false, or its folder does not exist.
@@ -75,31 +77,23 @@ def merge_scores(inputs, output, *, force: bool = False, progress: bool = True, 
     output = Path(output)
     paths = [Path(p) for p in inputs]
     if not paths:
-        raise SeqliftError("no shard given; pass the files written by seqlift score --shard k-of-n")
-    if output.exists() and not force:
-        raise OutputError(f"output {output} exists; use --force to overwrite it")
-    if not output.parent.is_dir():
-        raise OutputError(f"cannot write {output}: folder {output.parent} does not exist; create it first")
+        raise UsageError("no shard given; pass the files written by seqlift score --shard k-of-n")
+    check_absent(output, force)
     files = []
     try:
         for path in paths:
             try:
                 files.append(h5py.File(path, "r"))
             except OSError as exc:
-                raise SeqliftError(
+                raise ScoresError(
                     f"cannot read {path} as HDF5 ({exc}); give score files of seqlift score --shard"
                 ) from None
         files, shards = _order(files)
         datasets = _check_same_run(files)
         n_rows = _check_rows(files, shards)
-        tmp = partial_path(output)
-        try:
-            with h5py.File(tmp, "w") as out:
-                _copy(files, datasets, n_rows, out, progress)
-                out.attrs.update(_merged_attrs(files, command))
-            os.replace(tmp, output)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_output(output, force=force) as tmp, h5py.File(tmp, "w") as out:
+            _copy(files, datasets, n_rows, out, progress)
+            out.attrs.update(_merged_attrs(files, command))
     finally:
         for h5 in files:
             h5.close()
@@ -111,7 +105,7 @@ def _order(files):
     shards = []
     for h5 in files:
         if "shard" not in h5.attrs:
-            raise SeqliftError(
+            raise ScoresError(
                 f"{h5.filename} has no 'shard' attribute, so it is not a shard; merge the outputs of "
                 "seqlift score --shard k-of-n"
             )
@@ -119,7 +113,7 @@ def _order(files):
     n = {s[1] for s in shards}
     if len(n) > 1:
         given = ", ".join(f"{k}-of-{m}" for k, m in shards)
-        raise SeqliftError(
+        raise ScoresError(
             f"the shards split the regions in different numbers of parts ({given}); merge the shards of one split"
         )
     order = sorted(range(len(files)), key=lambda i: (shards[i][0], files[i].filename))
@@ -134,14 +128,14 @@ def _check_same_run(files) -> dict:
         for key in MERGE_KEYS:
             a, b = _norm(first.attrs.get(key)), _norm(h5.attrs.get(key))
             if a != b:
-                raise SeqliftError(
+                raise ScoresError(
                     f"{h5.filename} is not from the same run as {first.filename}: {key} is {b!r} there and {a!r} in "
                     f"{first.filename}; merge shards scored with the same options"
                 )
         found = _datasets(h5)
         if found != expected:
             name = sorted(set(found.items()) ^ set(expected.items()))[0][0]
-            raise SeqliftError(
+            raise ScoresError(
                 f"{h5.filename} and {first.filename} hold different datasets: {name!r} differs or is missing in one; "
                 "merge shards scored with the same options"
             )
@@ -150,14 +144,14 @@ def _check_same_run(files) -> dict:
 
 def _datasets(h5) -> dict:
     if "meta/row" not in h5:
-        raise SeqliftError(f"{h5.filename} has no dataset 'meta/row'; give the score files of seqlift score --shard")
+        raise ScoresError(f"{h5.filename} has no dataset 'meta/row'; give the score files of seqlift score --shard")
     n = h5["meta/row"].shape[0]
     found = {}
 
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset):
             if obj.ndim == 0 or obj.shape[0] != n:
-                raise SeqliftError(
+                raise ScoresError(
                     f"dataset {name!r} of {h5.filename} has shape {obj.shape}, not one row per region ({n}); "
                     "give score files written by seqlift score --shard"
                 )
@@ -175,19 +169,19 @@ def _check_rows(files, shards) -> int:
     if (counts > 1).any():
         row = values[np.flatnonzero(counts > 1)[0]]
         holders = [h5.filename for h5, r in zip(files, per_file) if row in r]
-        raise SeqliftError(
+        raise ScoresError(
             f"the shards overlap: region row {row} (0-based, input order) is in {' and '.join(holders)}; "
             "give each shard once"
         )
     n = shards[0][1]
     missing = sorted(set(range(1, n + 1)) - {k for k, _ in shards})
     if missing:
-        raise SeqliftError(
+        raise ScoresError(
             f"shard(s) {', '.join(f'{k}-of-{n}' for k in missing)} missing: {len(files)} of {n} shards given; "
             "score the missing shards and merge all of them"
         )
     if (np.diff(rows) <= 0).any():
-        raise SeqliftError(
+        raise ScoresError(
             "the shards' meta/row are not consecutive blocks in input order; merge the unmodified outputs of "
             "seqlift score --shard k-of-n"
         )

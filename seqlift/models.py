@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelError
+from .errors import ModelError, UsageError
 
 EXPORT_HINT = (
     "export it with torch.export.save(torch.export.export(model.eval(), (torch.zeros(2, 4, L),), "
@@ -114,7 +114,7 @@ def load_model(spec: str, weights: str | None = None, model_kwargs: dict | None 
     if not path.exists():
         raise ModelError(f"model file {spec} does not exist")
     if weights is not None:
-        raise ModelError(f"--weights goes with a class model (file.py:ClassName), not with the file {spec}")
+        raise UsageError(f"--weights goes with a class model (file.py:ClassName), not with the file {spec}")
     if not zipfile.is_zipfile(path):
         raise ModelError(f"{spec} is not a model file (not a torch.export .pt2 archive); {EXPORT_HINT}")
     names = zipfile.ZipFile(path).namelist()
@@ -207,7 +207,7 @@ def _load_class(spec: str, weights: str | None, kwargs: dict) -> LoadedModel:
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
         raise ModelError(f"{where} has no nn.Module class named {name!r} (from --model {spec})")
     if weights is None:
-        raise ModelError(f"--model {spec} names a class; give its trained state dict with --weights")
+        raise UsageError(f"--model {spec} names a class; give its trained state dict with --weights")
     try:
         model = cls(**kwargs)
     except TypeError as exc:
@@ -298,13 +298,15 @@ def resolve_length(loaded: LoadedModel, window: int | None) -> int:
 
     Raises
     ------
+    UsageError
+        When ``window`` differs from the model's length.
     ModelError
-        When the length is unknown or differs from ``window``, or the model
-        does not run on (2, 4, L) or returns something else.
+        When the length is unknown, or the model does not run on (2, 4, L) or
+        returns something else.
     """
     if loaded.input_length is not None:
         if window is not None and window != loaded.input_length:
-            raise ModelError(
+            raise UsageError(
                 f"--window {window} does not fit the model {loaded.spec}, which takes inputs of length "
                 f"{loaded.input_length}; drop --window or use --window {loaded.input_length}"
             )

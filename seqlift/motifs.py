@@ -29,14 +29,14 @@ a motif's PWM counts only the called bases at each position.
 from __future__ import annotations
 
 import html
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import OutputError, ScoresError
+from .errors import OutputError, ScoresError, UsageError
+from .outputs import atomic_output, check_absent
 from .writers import open_scores
 
 #: A motif's core: positions whose total |CWM| is at least this fraction of the largest.
@@ -108,7 +108,7 @@ def read_windows(path, window=400):
         base, counted in each window's orientation.
     """
     if window < 1:
-        raise ScoresError(f"--window must be a positive number of bases, got {window}")
+        raise UsageError(f"--window must be a positive number of bases, got {window}")
     with open_scores(path) as h5:
         length = h5["raw/seq"].shape[2]
         w = min(window, length)
@@ -403,12 +403,9 @@ PWMs in <a href="motifs.meme">motifs.meme</a>, seqlets in <a href="seqlets.bed">
 
 
 def _check_outdir(outdir: Path, force: bool):
+    check_absent(outdir, force, folder=True)
     if not outdir.exists():
-        if not outdir.parent.is_dir():
-            raise OutputError(f"cannot write {outdir}: folder {outdir.parent} does not exist")
         return
-    if not force:
-        raise OutputError(f"output folder {outdir} exists; use --force to replace it")
     if not outdir.is_dir():
         raise OutputError(f"output {outdir} exists and is not a folder; choose another -o")
     if any(outdir.iterdir()) and not any((outdir / name).exists() for name in _OUTPUTS):
@@ -454,7 +451,7 @@ def find_motifs(scores, outdir, *, max_seqlets=2000, window=400, n_leiden=2, mot
     if motif_db is not None and not Path(motif_db).is_file():
         raise ScoresError(f"motif database {motif_db} does not exist; give a MEME file with --motif-db")
     if max_seqlets < 1 or n_leiden < 1:
-        raise ScoresError(f"--max-seqlets ({max_seqlets}) and --n-leiden ({n_leiden}) must be at least 1")
+        raise UsageError(f"--max-seqlets ({max_seqlets}) and --n-leiden ({n_leiden}) must be at least 1")
     def say(message):
         if progress:
             print(f"seqlift motifs: {message}", file=sys.stderr)
@@ -469,25 +466,23 @@ def find_motifs(scores, outdir, *, max_seqlets=2000, window=400, n_leiden=2, mot
             "seqlets of high contribution; score more regions or check that the model has learnt the task"
         )
     say(f"{len(motifs)} motifs from {sum(len(m.start) for m in motifs)} seqlets; writing {outdir}")
-    tmp = outdir.parent / (outdir.resolve().name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "logos").mkdir(parents=True)
     from modiscolite.io import save_hdf5
 
-    save_hdf5(str(tmp / "modisco.h5"), pos, neg, one_hot.shape[1])
-    called = one_hot.sum(axis=(0, 1))
-    background = called / called.sum()
-    write_meme(tmp / "motifs.meme", motifs, background)
-    write_bed(tmp / "seqlets.bed", motifs, coords)
-    for m in motifs:
-        plot_logo(m.cwm, tmp / "logos" / f"{m.name}.cwm.png", f"{m.name} CWM ({len(m.start)} seqlets)", "contribution")
-        if pwm:
-            plot_logo(information(m.ppm, background), tmp / "logos" / f"{m.name}.pwm.png", f"{m.name} PWM", "bits")
-    if motif_db is not None:
-        say(f"matching against {motif_db} (TOMTOM)")
-        match_motifs(motifs, motif_db)
-    write_report(tmp / "report.html", motifs, scores, pwm, motif_db)
-    if outdir.exists():
-        shutil.rmtree(outdir)
-    tmp.rename(outdir)
+    with atomic_output(outdir, force=force, folder=True) as tmp:
+        (tmp / "logos").mkdir()
+        save_hdf5(str(tmp / "modisco.h5"), pos, neg, one_hot.shape[1])
+        called = one_hot.sum(axis=(0, 1))
+        background = called / called.sum()
+        write_meme(tmp / "motifs.meme", motifs, background)
+        write_bed(tmp / "seqlets.bed", motifs, coords)
+        for m in motifs:
+            plot_logo(m.cwm, tmp / "logos" / f"{m.name}.cwm.png", f"{m.name} CWM ({len(m.start)} seqlets)",
+                      "contribution")
+            if pwm:
+                plot_logo(information(m.ppm, background), tmp / "logos" / f"{m.name}.pwm.png", f"{m.name} PWM",
+                          "bits")
+        if motif_db is not None:
+            say(f"matching against {motif_db} (TOMTOM)")
+            match_motifs(motifs, motif_db)
+        write_report(tmp / "report.html", motifs, scores, pwm, motif_db)
     return motifs

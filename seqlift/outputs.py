@@ -4,6 +4,10 @@
   inputs (the BED, the FASTA or its index, a model, weights, references).
 - :func:`durable_replace` moves a finished temporary file to its final name
   after flushing it to disk, so the final name only ever holds a complete file.
+- :func:`atomic_output` wraps a write in that: it refuses an existing output
+  (without ``force``), hands out a temporary beside it, and on success moves
+  it into place; on failure it removes the temporary. :func:`check_absent`
+  is its check alone, for a command that checks its outputs before any work.
 - :class:`OutputLock` is an exclusive lock on an output, held for the whole
   run. A second run on the same output is refused, naming the process that
   holds it. The lock is a POSIX record lock (``fcntl.lockf``): the kernel
@@ -14,9 +18,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -75,6 +81,125 @@ def durable_replace(tmp, final) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, final)
     fsync_dir(Path(final).parent)
+
+
+def check_absent(path, force: bool = False, *, folder: bool = False) -> Path:
+    """``path`` as a Path, after checking that it can be written: it exists only with ``force``, and its folder does.
+
+    Raises :class:`OutputError` otherwise; ``folder`` words the message for an output folder.
+    """
+    path = Path(path)
+    if not force and (path.exists() or path.is_symlink()):
+        raise _exists(path, folder)
+    parent = Path(os.path.abspath(path)).parent if folder else path.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {parent} does not exist; create it first")
+    return path
+
+
+def _exists(path, folder: bool) -> OutputError:
+    if folder:
+        return OutputError(f"output folder {path} exists; use --force to replace it")
+    return OutputError(f"output {path} exists; use --force to overwrite it")
+
+
+def temporary_path(final, suffix: str = ".partial", *, folder: bool = False) -> Path:
+    """Where :func:`atomic_output` writes ``final`` until it is complete: beside it, its name plus ``suffix``."""
+    if folder:  # a folder may be given as "out/" or "a/..": name the temporary after the folder itself
+        final = Path(os.path.abspath(final))
+        return final.parent / (final.name + suffix)
+    return Path(str(final) + suffix)
+
+
+@contextlib.contextmanager
+def atomic_output(final, *, force: bool = False, folder: bool = False, suffix: str = ".partial"):
+    """Write ``final`` whole or not at all: yield a temporary path to write, then move it into place.
+
+    On entry, :func:`check_absent` refuses an existing ``final`` unless ``force``. The temporary is
+    ``<final><suffix>`` (see :func:`temporary_path`); in folder mode it is created empty. When the
+    block ends normally, the temporary is flushed to disk and renamed to ``final``; when ``force``
+    replaces a folder, the old one is moved aside and removed only after the new one is in place.
+    Without ``force``, a ``final`` that another run finished meanwhile is refused, not overwritten.
+    When the block raises, the temporary is removed and the exception goes on; ``final`` is untouched.
+
+    Parameters
+    ----------
+    final : str or Path
+        The output file (or folder, with ``folder``).
+    force : bool
+        Replace an existing output.
+    folder : bool
+        The output is a folder.
+    suffix : str
+        Ending of the temporary's name; one that holds the process id keeps concurrent writers apart.
+    """
+    final = check_absent(final, force, folder=folder)
+    tmp = temporary_path(final, suffix, folder=folder)
+    if folder:
+        _remove(tmp)  # left by a run that was killed
+        tmp.mkdir()
+    try:
+        yield tmp
+        if folder:
+            _publish_folder(tmp, final, force)
+        else:
+            _publish_file(tmp, final, force)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(folder)
+
+
+def _publish_file(tmp: Path, final: Path, force: bool) -> None:
+    if force:
+        durable_replace(tmp, final)
+        return
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, final)  # fails, unlike a rename, when another run has made final meanwhile
+    except FileExistsError:
+        raise _exists(final, folder=False) from None
+    except OSError:  # a file system without hard links
+        check_absent(final)
+        os.replace(tmp, final)
+    else:
+        tmp.unlink()
+    fsync_dir(final.parent)
+
+
+def _publish_folder(tmp: Path, final: Path, force: bool) -> None:
+    _fsync_tree(tmp)
+    old = None
+    if final.exists() or final.is_symlink():
+        if not force:
+            raise _exists(final, folder=True)
+        old = temporary_path(final, f".old.{os.getpid()}", folder=True)
+        _remove(old)
+        os.rename(final, old)
+    try:
+        os.rename(tmp, final)
+    except BaseException:
+        if old is not None:
+            os.rename(old, final)
+        raise
+    fsync_dir(Path(os.path.abspath(final)).parent)
+    if old is not None:
+        _remove(old)
 
 
 def disk_error(exc: OSError, what, hint: str) -> OutputError | None:

@@ -26,7 +26,9 @@ from .attribution.graph import CapturedModel, strip_output_activation
 from .attribution.ism import ism
 from .attribution.split import DEFAULT_MAX_RULE
 from .batching import probe_batch_size
-from .errors import ConvergenceError, ModelError, NonFiniteError, OutputError, RegionError, SeqliftError
+from .errors import (
+    ConvergenceError, ModelError, NonFiniteError, OutputError, RegionError, SeqliftError, UsageError,
+)
 from .devices import resolve_device
 from .genome import Genome, fetch_one_hot, reverse_complement
 from .shards import parse_shard, shard_rows
@@ -203,29 +205,29 @@ def score(
     """
     check_kind(reference)
     if n_refs < 1 or (batch_size is not None and batch_size < 1):
-        raise SeqliftError("--n-refs and --batch-size must be at least 1")
+        raise UsageError("--n-refs and --batch-size must be at least 1")
     if compression not in COMPRESSIONS:
-        raise SeqliftError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
+        raise UsageError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
     if not tolerance >= 0:
-        raise SeqliftError(f"--tolerance {tolerance} must be a number >= 0 (a relative error)")
+        raise UsageError(f"--tolerance {tolerance} must be a number >= 0 (a relative error)")
     k_of_n = parse_shard(shard) if shard is not None else None
     output = Path(output)
     specs = [model] if isinstance(model, (str, Path)) else list(model)
     _check_outputs(output, npz_prefix, regions, fasta, specs, weights, reference, exclude)
     dev = resolve_device(device)
     if not specs:
-        raise SeqliftError("no model given; use --model")
+        raise UsageError("no model given; use --model")
     models = [load_model(str(m), weights, model_kwargs, trust_model) for m in specs]
     lengths = {resolve_length(m, window) for m in models}
     if len(lengths) > 1:
-        raise SeqliftError(f"the models take different input lengths ({sorted(lengths)}); average models of one length")
+        raise ModelError(f"the models take different input lengths ({sorted(lengths)}); average models of one length")
     length = lengths.pop()
     if method == "deeplift":
         scorers = [_deeplift_scorer(m, length, rule, allow_unsupported, dev, normalize_input_weights, compile, split_signs,
                                     max_rule) for m in models]
     else:
         if rule != "rescale" or max_rule != DEFAULT_MAX_RULE or split_signs or normalize_input_weights:
-            raise SeqliftError("--rule, --max-rule, --split-signs and --normalize-input-weights go with --method deeplift")
+            raise UsageError("--rule, --max-rule, --split-signs and --normalize-input-weights go with --method deeplift")
         scorers = [_method_scorer(method, m, length, dev, steps, lambda: batch_size) for m in models]
     forward, space = scorers[0][1], scorers[0][2]
     targets = parse_targets(target, output_index, _n_outputs(forward, length, dev, output_index) if "all" in str(target) else None)
@@ -357,8 +359,7 @@ def _deeplift_scorer(loaded, length, rule, allow_unsupported, device, normalize_
         )
     engine = prepare(loaded.model, length, rule=rule, allow_unsupported=allow_unsupported, device=device,
                      normalize_input_weights=normalize_input_weights, compile=compile, max_rule=max_rule)
-    if split_signs and engine.layer_rules is None:
-        raise SeqliftError("--split-signs needs a rule that keeps signs apart: --rule revealcancel or genomics-default")
+    engine.check_split_signs(split_signs)  # before any work, not at the first batch
     return (lambda X, refs, targets: engine.run(X, refs, targets, split_signs=split_signs)), engine.forward, engine.target_space
 
 
@@ -366,7 +367,7 @@ def _method_scorer(method, loaded, length, device, steps, batch_size):
     """``batch_size()``: the regions per call, known once chosen (see :func:`_choose_batch_size`)."""
     """The same triple as :func:`_deeplift_scorer` for a gradient method or ISM (on the logits, like DeepLIFT)."""
     if method not in METHODS:
-        raise SeqliftError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if loaded.kind == "torchscript":
         captured = CapturedModel(module=loaded.model.to(device), input_length=length)
     else:

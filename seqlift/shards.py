@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import RegionError, SeqliftError
+from .errors import RegionError, UsageError
 
 _SHARD = re.compile(r"([0-9]+)-of-([0-9]+)")
 
@@ -22,12 +22,12 @@ def parse_shard(text: str) -> tuple[int, int]:
 
     Raises
     ------
-    SeqliftError
+    UsageError
         When ``text`` is not of that form.
     """
     match = _SHARD.fullmatch(str(text).strip())
     if not match or not 1 <= int(match[1]) <= int(match[2]):
-        raise SeqliftError(f"--shard {text!r} is not of the form k-of-n with 1 <= k <= n; give e.g. --shard 2-of-8")
+        raise UsageError(f"--shard {text!r} is not of the form k-of-n with 1 <= k <= n; give e.g. --shard 2-of-8")
     return int(match[1]), int(match[2])
 
 

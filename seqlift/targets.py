@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ModelError
+from .errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -76,19 +76,19 @@ class Target:
     def _index(self, head, output, activation):
         if head.dim() == 1:
             if self.index != 0:
-                raise ModelError(
+                raise UsageError(
                     f"--target {self.index} is out of range: the model gives one value per example (output shape "
                     "(N,)); use --target 0"
                 )
             return lambda out: _pick(out, self._output_index(out))
         if head.dim() != 2:
-            raise ModelError(
+            raise UsageError(
                 f"the model output has shape (N, {', '.join(str(d) for d in head.shape[1:])}), so "
                 f"{tuple(head.shape[1:])} per example; "
                 "--target takes a column of an (N, T) output, or 'counts' / 'profile' for profile models"
             )
         if not 0 <= self.index < head.shape[1]:
-            raise ModelError(
+            raise UsageError(
                 f"--target {self.index} is out of range: the model has {head.shape[1]} outputs (0..{head.shape[1] - 1})"
             )
         t = self.index
@@ -104,7 +104,7 @@ class Target:
             pick = min(sizes) if self.kind == "counts" else max(sizes)
             candidates = [i for i, size in enumerate(sizes) if size == pick]
             if len(candidates) != 1 or len(set(sizes)) == 1:
-                raise ModelError(
+                raise UsageError(
                     f"cannot tell which output is the {self.kind} head: the model returns {_shapes(output)}; "
                     "name it with --output-index"
                 )
@@ -115,15 +115,15 @@ class Target:
 def _pick(output, output_index):
     if isinstance(output, (tuple, list)):
         if output_index is None:
-            raise ModelError(
+            raise UsageError(
                 f"the model returns {len(output)} outputs ({_shapes(output)}); choose one with --output-index, or "
                 "for a BPNet/ChromBPNet-style model explain --target counts or --target profile"
             )
         if not 0 <= output_index < len(output):
-            raise ModelError(f"--output-index {output_index} is out of range: the model returns {len(output)} outputs")
+            raise UsageError(f"--output-index {output_index} is out of range: the model returns {len(output)} outputs")
         return output[output_index]
     if output_index not in (None, 0):
-        raise ModelError(f"--output-index {output_index} given but the model returns a single tensor")
+        raise UsageError(f"--output-index {output_index} given but the model returns a single tensor")
     return output
 
 
@@ -168,7 +168,7 @@ def parse_targets(spec, output_index: int | None = None, n_outputs: int | None =
     for item in items:
         if item == "all":
             if n_outputs is None:
-                raise ModelError("--target all needs a model whose output has shape (N, T)")
+                raise UsageError("--target all needs a model whose output has shape (N, T)")
             targets += [Target("index", t, output_index) for t in range(n_outputs)]
         elif item in ("counts", "profile"):
             targets.append(Target(item, 0, output_index))
@@ -176,12 +176,12 @@ def parse_targets(spec, output_index: int | None = None, n_outputs: int | None =
             try:
                 targets.append(Target("index", int(item), output_index))
             except ValueError:
-                raise ModelError(
+                raise UsageError(
                     f"--target {item!r} is not an output column, 'all', 'counts' or 'profile'"
                 ) from None
     if not targets:
-        raise ModelError("--target is empty; give a column such as 0, a list such as 0,3, or all")
+        raise UsageError("--target is empty; give a column such as 0, a list such as 0,3, or all")
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
-        raise ModelError(f"--target lists a target twice: {spec}")
+        raise UsageError(f"--target lists a target twice: {spec}")
     return targets

@@ -23,7 +23,7 @@ Bases covered by no window have no entry (they are not set to zero).
 
 from __future__ import annotations
 
-import os
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -33,9 +33,10 @@ import numpy as np
 import pyBigWig
 from tqdm import tqdm
 
-from .errors import GenomeError, OutputError, SeqliftError
+from .errors import GenomeError, UsageError
 from .genome import Genome
-from .writers import _norm, open_scores, partial_path
+from .outputs import atomic_output, check_absent
+from .writers import _norm, open_scores
 
 OVERLAP_RULES = ("midpoint", "mean")
 
@@ -85,23 +86,22 @@ def write_tracks(scores, prefix, *, fasta=None, hypothetical: bool = False, over
 
     Raises
     ------
-    SeqliftError
-        For an unknown ``overlap``, or a file that is not a score file.
+    UsageError
+        For an unknown ``overlap``.
+    ScoresError
+        When ``scores`` is not a score file.
     GenomeError
         When the chromosome sizes cannot be read or do not fit the windows.
     OutputError
-        When an output exists and ``force`` is false.
+        When an output exists and ``force`` is false, or its folder does not exist.
     """
     if overlap not in OVERLAP_RULES:
-        raise SeqliftError(f"unknown --overlap {overlap!r}; choose one of {', '.join(OVERLAP_RULES)}")
+        raise UsageError(f"unknown --overlap {overlap!r}; choose one of {', '.join(OVERLAP_RULES)}")
     names = ["contrib"] + (["hyp_max", "hyp_min"] if hypothetical else [])
     prefix = str(prefix)
     outputs = [Path(f"{prefix}.{name}.bw") for name in names] + [Path(f"{prefix}.windows.bed")]
     for path in outputs:
-        if path.exists() and not force:
-            raise OutputError(f"output {path} exists; use --force to overwrite it")
-    if not outputs[0].parent.is_dir():
-        raise OutputError(f"cannot write {outputs[0]}: folder {outputs[0].parent} does not exist")
+        check_absent(path, force)
     needed = ["coords_chrom", "coords_start", "coords_end", "meta/strand", "meta/name", "meta/prediction",
               "projected_shap/seq"] + (["shap/seq"] if hypothetical else [])
     with open_scores(scores, needed) as h5:
@@ -110,8 +110,8 @@ def write_tracks(scores, prefix, *, fasta=None, hypothetical: bool = False, over
         strands = h5["meta/strand"].asstr()[:]
         sizes = _chrom_sizes(scores, fasta, h5.attrs.get("fasta"))
         _check_windows(scores, chroms, starts, ends, sizes)
-        tmp = [partial_path(path) for path in outputs]
-        try:
+        with contextlib.ExitStack() as stack:  # every output is moved into place only when all are written
+            tmp = [stack.enter_context(atomic_output(path, force=force)) for path in outputs]
             _write_bed(tmp[-1], chroms, starts, ends, h5["meta/name"].asstr()[:], h5["meta/prediction"][:], strands)
             plan = _plan(chroms, starts, ends, list(sizes), overlap)
             with tempfile.TemporaryFile(dir=outputs[0].parent) as scratch:
@@ -119,11 +119,6 @@ def write_tracks(scores, prefix, *, fasta=None, hypothetical: bool = False, over
                 _gather(h5, strands, plan, total, hypothetical, progress)
                 _write_bigwigs(tmp[:-1], sizes, plan, total)
                 del total
-            for part, path in zip(tmp, outputs):
-                os.replace(part, path)
-        finally:
-            for part in tmp:
-                part.unlink(missing_ok=True)
     return outputs
 
 

@@ -66,7 +66,7 @@ import h5py
 import numpy as np
 
 from .errors import OutputError, ScoresError
-from .outputs import OutputLock, disk_error, durable_replace, fsync_dir
+from .outputs import OutputLock, atomic_output, check_absent, disk_error, durable_replace, fsync_dir
 
 _STR = h5py.string_dtype()
 
@@ -115,11 +115,7 @@ def check_output(path, force: bool = False, resume: bool = False) -> dict | None
 
     Returns the provenance (``run.json``) of the unfinished run that ``resume`` continues, else None.
     """
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputError(f"output {path} exists; use --force to overwrite it")
-    if not path.parent.is_dir():
-        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
+    path = check_absent(path, force)
     folder = partial_path(path)
     run = folder / "run.json"
     if force or not folder.is_dir() or not (run.exists() or any(folder.glob("rows-*.npz"))):
@@ -496,7 +492,6 @@ def write_npz(prefix, h5_path) -> tuple[Path, Path]:
     ohe, shap = Path(prefix + ".ohe.npz"), Path(prefix + ".shap.npz")
     with h5py.File(h5_path, "r") as h5:
         for out, name in ((ohe, "raw/seq"), (shap, "shap/seq")):
-            tmp = out.with_name(out.name + ".partial.npz")
-            np.savez_compressed(tmp, h5[name][:])
-            os.replace(tmp, out)
+            with atomic_output(out, force=True, suffix=".partial.npz") as tmp:  # savez adds .npz to other names
+                np.savez_compressed(tmp, h5[name][:])
     return ohe, shap

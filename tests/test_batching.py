@@ -7,7 +7,7 @@ import torch
 import seqlift.pipeline
 from seqlift import batching
 from seqlift.batching import probe_batch_size
-from seqlift.errors import SeqliftError
+from seqlift.errors import UsageError
 
 from cli_helpers import run
 from test_resume import cli_args, fragments, interrupt_after_first_batch
@@ -69,7 +69,7 @@ def test_gpu_probe_keeps_the_largest_that_fits(monkeypatch):
     assert probe_batch_size(call, 10_000, torch.device("cuda")).batch_size == 64 and calls == [512, 256, 128, 64]
     calls = []
     assert probe_batch_size(call, 40, torch.device("cuda")).batch_size == 40 and calls == [40]
-    with pytest.raises(SeqliftError, match="one region with its references does not fit"):
+    with pytest.raises(UsageError, match="one region with its references does not fit"):
         probe_batch_size(lambda b: call(1000), 10, torch.device("cuda"))
 
 

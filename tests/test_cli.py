@@ -361,12 +361,12 @@ def test_device_forms_accepted(device):
 def test_cuda_n_past_the_gpus_present_names_them(monkeypatch):
     """On a CPU machine: pretend there are two GPUs; cuda:2 is refused naming cuda:0 to cuda:1."""
     from seqlift.devices import resolve_device
-    from seqlift.errors import SeqliftError
+    from seqlift.errors import UsageError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_device("cuda:1") == torch.device("cuda:1")
-    with pytest.raises(SeqliftError, match=r"--device cuda:2: this machine has 2 CUDA GPU\(s\), cuda:0 to cuda:1"):
+    with pytest.raises(UsageError, match=r"--device cuda:2: this machine has 2 CUDA GPU\(s\), cuda:0 to cuda:1"):
         resolve_device("cuda:2")
 
 

@@ -11,7 +11,7 @@ from torch.export import Dim
 
 from seqlift.attribution import deeplift, prepare
 from seqlift.attribution.deeplift import Engine
-from seqlift.errors import ModelError, UnsupportedOpError
+from seqlift.errors import ModelError, UnsupportedOpError, UsageError
 
 L = 60
 
@@ -262,7 +262,7 @@ def test_fixed_batch_program_is_refused():
 
 def test_target_out_of_range():
     rng = np.random.default_rng(0)
-    with pytest.raises(ModelError, match=r"--target 5 is out of range: the model has 2 outputs \(0\.\.1\)"):
+    with pytest.raises(UsageError, match=r"--target 5 is out of range: the model has 2 outputs \(0\.\.1\)"):
         deeplift(_randomise(MODELS["conv-relu-linear"](), 0), one_hot(rng, 1), one_hot(rng, 1, 2), target=5)
 
 
@@ -280,7 +280,7 @@ def test_tuple_output_needs_output_index():
     rng = np.random.default_rng(0)
     model = _randomise(_TwoHeads(), 0)
     X, R = one_hot(rng, 2), one_hot(rng, 2, 3)
-    with pytest.raises(ModelError, match=r"returns 2 outputs \(.*\); choose one with --output-index, or .*--target counts"):
+    with pytest.raises(UsageError, match=r"returns 2 outputs \(.*\); choose one with --output-index, or .*--target counts"):
         deeplift(model, X, R)
     a = deeplift(model, X, R, output_index=1, target=0)
     assert a.delta_error.max() < 1e-10
@@ -383,7 +383,7 @@ def test_split_signs_add_up():
     a = engine.run(X, R, target=0, split_signs=True)
     np.testing.assert_allclose(a.hypothetical_positive + a.hypothetical_negative, a.hypothetical, atol=1e-12)
     assert (a.hypothetical_positive * X).sum() > 0 > (a.hypothetical_negative * X).sum()
-    with pytest.raises(ModelError, match="--split-signs needs a rule that keeps signs apart"):
+    with pytest.raises(UsageError, match="--split-signs needs a rule that keeps signs apart"):
         prepare(model, L).run(X, R, split_signs=True)
 
 
@@ -395,9 +395,9 @@ def test_genomics_default_assigns_rules_by_layer():
     by_path = prepare(model, L, rule={"default": "rescale", "body.3": "revealcancel"})
     assert [by_path.layer_rules[n] for n in by_path.captured.module.graph.nodes if n in by_path.layer_rules] == [
         "rescale", "revealcancel"]
-    with pytest.raises(ModelError, match="unknown rule 'deepshap'"):
+    with pytest.raises(UsageError, match="unknown rule 'deepshap'"):
         prepare(model, L, rule="deepshap")
-    with pytest.raises(ModelError, match="rule 'gradient' for 'dense' is not one of rescale, revealcancel"):
+    with pytest.raises(UsageError, match="rule 'gradient' for 'dense' is not one of rescale, revealcancel"):
         prepare(model, L, rule={"dense": "gradient"})
 
 
@@ -505,9 +505,9 @@ def test_parse_targets_errors():
 
     assert [t.name for t in parse_targets("0, 3,7")] == ["0", "3", "7"]
     assert [t.name for t in parse_targets("all", n_outputs=3)] == ["0", "1", "2"]
-    with pytest.raises(ModelError, match="--target 'x' is not an output column, 'all', 'counts' or 'profile'"):
+    with pytest.raises(UsageError, match="--target 'x' is not an output column, 'all', 'counts' or 'profile'"):
         parse_targets("0,x")
-    with pytest.raises(ModelError, match="lists a target twice"):
+    with pytest.raises(UsageError, match="lists a target twice"):
         parse_targets("1,1")
 
 
@@ -716,5 +716,5 @@ def test_sign_max_rule_matches_tangermeme():
 def test_default_and_unknown_max_rule():
     model = _randomise(MODELS["conv-relu-maxpool"](), 0)
     assert prepare(model, L).max_rule == "sign"
-    with pytest.raises(ModelError, match="unknown max rule 'half'; choose one of sign, pair, shapley"):
+    with pytest.raises(UsageError, match="unknown max rule 'half'; choose one of sign, pair, shapley"):
         prepare(model, L, max_rule="half")

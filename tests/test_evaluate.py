@@ -12,7 +12,7 @@ import seqlift
 from seqlift.cli import _Group
 from seqlift.commands.evaluate import evaluate
 from seqlift.demo import demo_paths
-from seqlift.errors import ModelError, OutputError, RegionError, SeqliftError
+from seqlift.errors import ModelError, OutputError, RegionError, SeqliftError, UsageError
 from seqlift.evaluate import (
     FLIP_NOTE, PERTURB_COLUMNS, SITE_COLUMNS, _variants, auprc, auroc, evaluate_perturbation, evaluate_sites,
     perturbation, read_sites, site_labels, site_recovery,
@@ -133,13 +133,13 @@ def test_perturb_errors(demo_scores, tmp_path, data):
     model = DEMO["model_pt2"]
     with pytest.raises(ModelError, match=r"model file .*missing\.pt2 does not exist"):
         perturbation(demo_scores, str(tmp_path / "missing.pt2"), progress=False)
-    with pytest.raises(SeqliftError, match=r"--k 500 is larger than the windows of .* \(200 bp\); give k from 1 to"):
+    with pytest.raises(UsageError, match=r"--k 500 is larger than the windows of .* \(200 bp\); give k from 1 to"):
         perturbation(demo_scores, model, ks=[1, 500], progress=False)
-    with pytest.raises(SeqliftError, match=r"--k '1,x' is not a list of integers"):
+    with pytest.raises(UsageError, match=r"--k '1,x' is not a list of integers"):
         perturbation(demo_scores, model, ks="1,x", progress=False)
-    with pytest.raises(SeqliftError, match=r"must list positive integers"):
+    with pytest.raises(UsageError, match=r"must list positive integers"):
         perturbation(demo_scores, model, ks=[0, 2], progress=False)
-    with pytest.raises(SeqliftError, match=r"--mutation 'random' is unknown; choose one of shuffle, reference"):
+    with pytest.raises(UsageError, match=r"--mutation 'random' is unknown; choose one of shuffle, reference"):
         perturbation(demo_scores, model, mutation="random", progress=False)
     with pytest.raises(ModelError, match=r"takes inputs of length 50 but .* holds windows of 200 bp"):
         perturbation(demo_scores, data["pt2"], ks=[1], progress=False)

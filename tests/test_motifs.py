@@ -14,7 +14,7 @@ from memelite.io import read_meme
 from seqlift.cli import _Group
 from seqlift.commands.motifs import motifs as motifs_command
 from seqlift.demo import demo_paths
-from seqlift.errors import ScoresError
+from seqlift.errors import ScoresError, UsageError
 from seqlift.motifs import benjamini_hochberg, find_motifs, read_windows, to_genome
 
 N_RUN = ("chr2", 146317, 146367)  # the demo genome's N run, 0-based half-open
@@ -233,7 +233,7 @@ def test_not_a_scores_file(tmp_path):
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         f"Error: {bare} is not a seqlift scores file: it has no dataset shap/seq; make one with 'seqlift score'"]
-    with pytest.raises(ScoresError, match="--window must be a positive number of bases, got 0"):
+    with pytest.raises(UsageError, match="--window must be a positive number of bases, got 0"):
         read_windows(tiny_scores(tmp_path / "ok.h5"), window=0)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import seqlift
 from seqlift import references
-from seqlift.errors import ReferencesError, SeqliftError
+from seqlift.errors import ReferencesError, UsageError
 from seqlift.references import REFERENCES, make_references
 from seqlift.references.checks import identical_to_input
 from seqlift.references.shuffle import dinucleotide_shuffle, region_seed
@@ -280,6 +280,6 @@ def test_make_references_reads_a_file_per_region_or_shared(tmp_path):
 
 
 def test_make_references_names_the_kinds_for_an_unknown_one():
-    with pytest.raises(SeqliftError, match=r"^unknown reference 'shufle'; choose one of shuffle, zeros, uniform, "
+    with pytest.raises(UsageError, match=r"^unknown reference 'shufle'; choose one of shuffle, zeros, uniform, "
                        r"gc-matched or file:refs.h5$"):
         make_references("shufle", 30)

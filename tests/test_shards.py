@@ -2,7 +2,7 @@
 
 import pytest
 
-from seqlift.errors import RegionError, SeqliftError
+from seqlift.errors import RegionError, UsageError
 from seqlift.shards import parse_shard, shard_rows
 
 
@@ -13,7 +13,7 @@ def test_parse_shard(text, k_of_n):
 
 @pytest.mark.parametrize("shard", ["0-of-3", "4-of-3", "a-of-b", "2of3", "1-of-0"])
 def test_bad_shard_strings_name_the_form(shard):
-    with pytest.raises(SeqliftError, match=f"--shard '{shard}' is not of the form k-of-n with 1 <= k <= n"):
+    with pytest.raises(UsageError, match=f"--shard '{shard}' is not of the form k-of-n with 1 <= k <= n"):
         parse_shard(shard)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import seqlift
-from seqlift.errors import ModelError
+from seqlift.errors import UsageError
 from seqlift.targets import parse_targets
 
 
@@ -49,5 +49,5 @@ def test_counts_and_profile_heads_are_found_in_either_layout(order, profile_dims
 def test_a_tuple_output_without_a_head_names_the_shapes_and_the_targets():
     model = TwoHeads().eval()
     X, refs = data()
-    with pytest.raises(ModelError, match=r"returns 2 outputs \(\(N, 46\), \(N, 1\)\).*--target counts or --target profile"):
+    with pytest.raises(UsageError, match=r"returns 2 outputs \(\(N, 46\), \(N, 1\)\).*--target counts or --target profile"):
         seqlift.deeplift(model, X, refs, target=0)

@@ -12,7 +12,7 @@ import seqlift
 from seqlift.cli import _Group
 from seqlift.commands.tracks import tracks
 from seqlift.demo import demo_paths
-from seqlift.errors import GenomeError, SeqliftError
+from seqlift.errors import GenomeError, UsageError
 from seqlift.regions import Window
 from seqlift.tracks import write_tracks
 from seqlift.writers import ScoreWriter
@@ -140,6 +140,6 @@ def test_tracks_errors(synthetic, tmp_path):
     with pytest.raises(GenomeError, match=r"cannot read chromosome sizes from .*genome.fa, the FASTA recorded in "
                                            r".*scores.h5 \(FASTA file not found.*give --fasta genome.fa"):
         write_tracks(synthetic["scores"], tmp_path / "x", progress=False)
-    with pytest.raises(SeqliftError, match="unknown --overlap 'max'; choose one of midpoint, mean"):
+    with pytest.raises(UsageError, match="unknown --overlap 'max'; choose one of midpoint, mean"):
         write_tracks(synthetic["scores"], tmp_path / "x", overlap="max", fasta=tmp_path / "moved.fa")
     assert not list(tmp_path.glob("x.*"))

@@ -19,7 +19,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from ..errors import ModelError, UnsupportedOpError
+from ..errors import ModelError, UnsupportedOpError, UsageError
 from ..targets import Target
 from .graph import CapturedModel, active_nodes, batch_dims, capture, lower, module_path, op_name
 from .graph import normalize_input_weights as normalize_weights
@@ -317,6 +317,12 @@ class Engine:
         """Run the graph on ``x``; with a ``rule`` object, nonlinearities follow it."""
         return _Interpreter(self.captured.module, self.plan, rule, self.captured.held, self.dims or {}).run(x)
 
+    def check_split_signs(self, split_signs: bool) -> None:
+        """Raise :class:`~seqlift.errors.UsageError` when ``split_signs`` is asked of a rule that does not split."""
+        if split_signs and self.layer_rules is None:
+            raise UsageError("--split-signs needs a rule that keeps signs apart: --rule revealcancel or "
+                             "genomics-default")
+
     def run(self, X, references, target=0, output_index: int | None = None, split_signs: bool = False):
         """DeepLIFT for one batch.
 
@@ -338,12 +344,11 @@ class Engine:
         Attributions, or a list of them when ``target`` is a list.
         """
         targets = [as_target(t, output_index) for t in (target if isinstance(target, list) else [target])]
+        self.check_split_signs(split_signs)
         X, R = self._tensor(X), self._tensor(references)
         n, k = R.shape[:2]
         flat = R.reshape((n * k,) + tuple(R.shape[2:]))
         if self.layer_rules is None:
-            if split_signs:
-                raise ModelError("--split-signs needs a rule that keeps signs apart: revealcancel or genomics-default")
             passes = self._paired(X, flat, n, targets)
         else:
             passes = self._split(X, flat, n, k, targets, split_signs)
@@ -657,7 +662,7 @@ def prepare(
     """
     spec = _rule_spec(rule)
     if max_rule not in MAX_RULES:
-        raise ModelError(f"unknown max rule {max_rule!r}; choose one of {', '.join(MAX_RULES)}")
+        raise UsageError(f"unknown max rule {max_rule!r}; choose one of {', '.join(MAX_RULES)}")
     # Under Rescale everywhere, LSTM and GRU layers stay whole (their fused rule); split rules unroll them.
     rescale_only = fuse and all(name == "rescale" for name in spec.values())
     if not isinstance(model, CapturedModel):
@@ -713,14 +718,14 @@ def _rule_spec(rule) -> dict:
     """A rule name or a mapping of layer kind / module path -> rule, checked."""
     if isinstance(rule, str):
         if rule not in RULE_PRESETS:
-            raise ModelError(f"unknown rule {rule!r}; choose one of {', '.join(RULE_PRESETS)}, or give a mapping")
+            raise UsageError(f"unknown rule {rule!r}; choose one of {', '.join(RULE_PRESETS)}, or give a mapping")
         return RULE_PRESETS[rule]
     if not isinstance(rule, dict):
-        raise ModelError(f"a rule is a name or a mapping of layer to rule, not {rule!r}")
+        raise UsageError(f"a rule is a name or a mapping of layer to rule, not {rule!r}")
     bad = {k: v for k, v in rule.items() if v not in _LAYER_RULES}
     if bad:
         key, value = next(iter(bad.items()))
-        raise ModelError(f"rule {value!r} for {key!r} is not one of {', '.join(_LAYER_RULES)}")
+        raise UsageError(f"rule {value!r} for {key!r} is not one of {', '.join(_LAYER_RULES)}")
     return rule
 
 

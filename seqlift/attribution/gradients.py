@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import ModelError, ReferencesError
+from ..errors import ModelError, ReferencesError, UsageError
 from .deeplift import Attributions, from_multipliers, select_target
 from .graph import CapturedModel, capture
 
@@ -71,7 +71,7 @@ def model_inputs(model, X, device: str | torch.device = "cpu") -> tuple[Captured
     """
     X = torch.as_tensor(X)
     if X.dim() != 3:
-        raise ModelError(f"inputs have shape {tuple(X.shape)}; expected one-hot sequences of shape (N, 4, L)")
+        raise UsageError(f"inputs have shape {tuple(X.shape)}; expected one-hot sequences of shape (N, 4, L)")
     captured = as_captured(model, X.shape[-1], device)
     params = [p for p in list(captured.module.parameters()) + list(captured.module.buffers()) if p.is_floating_point()]
     dtype = params[0].dtype if params else X.dtype if X.is_floating_point() else torch.float32
@@ -218,9 +218,9 @@ def integrated_gradients(
         that divided by ``max_j |f(x) - f(r_j)|`` (0 where that is 0).
     """
     if method not in QUADRATURES:
-        raise ModelError(f"unknown integration method {method!r}; choose one of {', '.join(QUADRATURES)}")
+        raise UsageError(f"unknown integration method {method!r}; choose one of {', '.join(QUADRATURES)}")
     if steps < (2 if method == "riemann_trapezoid" else 1):
-        raise ModelError(f"--steps {steps} is too small for {method}; use at least 2 (50 is usual)")
+        raise UsageError(f"--steps {steps} is too small for {method}; use at least 2 (50 is usual)")
     captured, X = model_inputs(model, X, device)
     R = torch.as_tensor(references).to(X.device, X.dtype)
     R = R.unsqueeze(1) if R.dim() == 3 else R

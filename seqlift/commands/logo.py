@@ -11,6 +11,7 @@ from tqdm import tqdm
 from ..cli import config_option
 from . import readable_scores
 from ..errors import OutputError
+from ..outputs import check_absent
 from ..logos import SPAN, WIDTH, figure, label, open_scores, parse_region, save, select_rows, top_rows
 
 
@@ -65,13 +66,13 @@ def logo(scores, region, index, name, top, hypothetical, output, width, span, dp
                               f"{picks[0][0]}); use --index to pick another", stacklevel=2)
             row = picks[0][0]
             out = Path(output) if output else Path(f"{stem}.{label(names[row], row, stretch)}.png")
-            _check_free(out, force)
+            check_absent(out, force)
             save(figure(scores, row, stretch, hypothetical, width, span), out, dpi)
         else:
             out = Path(output) if output else Path(f"{stem}.top{top}")
             if out.suffix.lower() in (".png", ".svg") or (out.is_file() and out.suffix.lower() != ".pdf"):
                 raise OutputError(f"--top writes one PDF or a folder of PNGs, not {out}; give --out top.pdf or a folder")
-            _check_free(out, force)
+            check_absent(out, force)
             ranked = tqdm(picks, desc="logos", unit="logo", disable=quiet)
             if out.suffix.lower() == ".pdf":
                 save((figure(scores, row, None, hypothetical, width, span) for row, _, _ in ranked), out, dpi)
@@ -92,10 +93,3 @@ def logo(scores, region, index, name, top, hypothetical, output, width, span, dp
                     raise
     if not quiet:
         click.echo(f"wrote {out}", err=True)
-
-
-def _check_free(out: Path, force: bool) -> None:
-    if out.exists() and not force:
-        raise OutputError(f"output {out} exists; use --force to overwrite it")
-    if not out.parent.is_dir():
-        raise OutputError(f"cannot write {out}: folder {out.parent} does not exist; create it first")

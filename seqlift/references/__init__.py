@@ -25,7 +25,7 @@ in every reference.
 
 import numpy as np
 
-from seqlift.errors import SeqliftError
+from seqlift.errors import UsageError
 from seqlift.regions import read_regions
 
 from .checks import identical_to_input
@@ -55,9 +55,9 @@ __all__ = [
 
 
 def check_kind(kind):
-    """Raise :class:`SeqliftError` unless ``kind`` is a kind of reference that :func:`make_references` makes."""
+    """Raise :class:`UsageError` unless ``kind`` is a kind of reference that :func:`make_references` makes."""
     if kind not in REFERENCES and kind != "gc-matched" and not kind.startswith("file:"):
-        raise SeqliftError(
+        raise UsageError(
             f"unknown reference {kind!r}; choose one of {', '.join(REFERENCES)}, gc-matched or file:refs.h5"
         )
 
@@ -109,7 +109,7 @@ def make_references(kind, length, *, n=20, seed=0, shuffle_k=2, genome=None, win
 
     Raises
     ------
-    SeqliftError
+    UsageError
         For an unknown kind; :class:`~seqlift.errors.ReferencesError` for a
         references file that cannot be read or does not fit.
     """

@@ -36,6 +36,7 @@ from numba import njit
 
 from seqlift.errors import ReferencesError
 from seqlift.genome import fetch_one_hot
+from seqlift.outputs import atomic_output
 from seqlift.regions import read_regions
 
 from .checks import _check_count
@@ -183,14 +184,10 @@ def _load_cache(path, key):
 
 def _save_cache(path, key, starts, gc):
     """Write the cache atomically (readers never see half a file); warn when it cannot be written."""
-    partial = f"{path}.{os.getpid()}.partial"
     try:
-        with open(partial, "wb") as handle:
+        with atomic_output(path, force=True, suffix=f".{os.getpid()}.partial") as tmp, open(tmp, "wb") as handle:
             np.savez(handle, key=np.array(key), starts=starts, gc=gc)
-        os.replace(partial, path)
     except OSError as e:
-        with contextlib.suppress(OSError):
-            os.remove(partial)
         warnings.warn(
             f"cannot write the GC index cache {path} ({e.strerror or e}); the index will be rebuilt "
             "next time; pass a writable cache path to keep it",
