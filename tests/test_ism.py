@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.export import Dim
 
 from seqlift.attribution.gradients import as_captured, model_inputs
-from seqlift.attribution.ism import _split_first_conv, ism
+from seqlift.attribution.ism import _Incremental, ism
 
 L = 30
 
@@ -62,6 +63,13 @@ class InputReused(nn.Module):
         return (torch.tanh(self.conv(x)) * x).sum(dim=(1, 2))
 
 
+def full_tensors_at(captured, X):
+    """Names of the nodes where incremental ISM rebuilt full mutant tensors, for mutants near both ends."""
+    run = _Incremental(captured, X, 1000)
+    run(torch.tensor([0, 0, 2]), torch.tensor([1, 2, 3]), torch.tensor([0, 17, L - 1]))
+    return [node.name for node in run.full_at]
+
+
 @pytest.fixture(scope="module")
 def X():
     return one_hot(np.random.default_rng(3), 3)
@@ -109,7 +117,7 @@ FIRST_LAYERS = {
 def test_fast_path_equals_plain_and_brute_force(X, name):
     m = Net(FIRST_LAYERS[name]())
     captured, Xt = model_inputs(m, X)
-    assert _split_first_conv(captured, Xt, 8) is not None
+    assert full_tensors_at(captured, Xt) in (["reshape"], ["view"])  # windows through both convolutions, up to the dense head
     fast = ism(captured, X, target=1, batch_size=50)
     plain = ism(captured, X, target=1, batch_size=50, fast=False)
     np.testing.assert_allclose(fast.hypothetical, plain.hypothetical, atol=1e-12)
@@ -123,16 +131,16 @@ def test_fast_path_float32_batches_and_decomposed_program(X):
     program = torch.export.export(m, (torch.zeros(2, 4, L),), dynamic_shapes=({0: Dim.AUTO},)).run_decompositions()
     captured, Xt = model_inputs(program, X)
     assert torch.ops.aten.convolution.default in {n.target for n in captured.module.graph.nodes}
-    assert _split_first_conv(captured, Xt, 8) is not None
+    assert full_tensors_at(captured, Xt) in (["reshape"], ["view"])
     plain = ism(captured, X, fast=False).hypothetical
     for batch_size in (1, 13, 1000):  # batches inside one sequence, across sequences, all at once
         np.testing.assert_allclose(ism(captured, X, batch_size=batch_size).hypothetical, plain, atol=1e-5)
 
 
-def test_falls_back_when_input_is_reused(X):
+def test_input_reused_by_a_product(X):
     m = InputReused()
     captured, Xt = model_inputs(m, X)
-    assert _split_first_conv(captured, Xt, 8) is None
+    assert full_tensors_at(captured, Xt) == []  # the product of two windows is a window; the sum adds its change
     hyp, _ = brute_force(m, X, 0)
     np.testing.assert_allclose(ism(captured, X).hypothetical, hyp, atol=1e-12)
 
@@ -145,3 +153,77 @@ def test_tangermeme_oracle(X):
     res = ism(as_captured(m, L), X, target=1)
     np.testing.assert_allclose(res.hypothetical, expected.numpy(), atol=1e-5)
     np.testing.assert_allclose(res.contributions, (expected * torch.as_tensor(X)).numpy(), atol=1e-5)
+
+
+class Residual(nn.Module):
+    """conv -> ReLU -> three dilated residual blocks -> mean over the length -> dense: BPNet's counts path."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv1d(4, 6, 7, padding=3)
+        self.body = nn.ModuleList(nn.Conv1d(6, 6, 3, dilation=d, padding=d) for d in (2, 4, 8))
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        for conv in self.body:
+            h = h + torch.relu(conv(h))
+        return self.head(h.mean(dim=-1))
+
+
+class Pools(nn.Module):
+    """Batch norm, max and average pools with strides, padding and leftover positions, a shape op, two sums."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.c1, self.bn, self.c2 = nn.Conv1d(4, 6, 5), nn.BatchNorm1d(6), nn.Conv1d(6, 6, 3, padding=1, stride=2)
+        self.bn.running_mean.normal_()
+        self.bn.running_var.uniform_(0.5, 2)
+
+    def forward(self, x):
+        h = F.max_pool1d(torch.relu(self.bn(self.c1(x))), 3)
+        h = F.avg_pool1d(torch.sigmoid(self.c2(h)), 2, 3)
+        h = F.max_pool1d(self.c2(F.gelu(h.repeat(1, 1, 4))), 2, 1, 1)
+        return h.sum(dim=(1, 2)) + h.unsqueeze(1).squeeze(1).sum(-1)[:, 0]
+
+
+class Positional(nn.Module):
+    """A position-dependent addend: the window cannot carry it, so full tensors are rebuilt there."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv, self.position = nn.Conv1d(4, 5, 5, padding=2), nn.Parameter(torch.randn(5, L))
+
+    def forward(self, x):
+        return (torch.tanh(self.conv(x)) + self.position).amax(dim=-1) * 2
+
+
+def _demo(name):
+    from seqlift.demo.model import DemoAttention, DemoBiLSTM, DemoCNN
+
+    return {"cnn": DemoCNN, "bilstm": DemoBiLSTM, "attention": DemoAttention}[name](input_length=L)
+
+
+INCREMENTAL = {  # model, where full mutant tensors are first needed
+    "residual": (Residual, []),
+    "pools": (Pools, ["repeat"]),
+    "positional": (Positional, ["add"]),
+    "demo-cnn": (lambda: _demo("cnn"), ["flatten"]),
+    "demo-bilstm": (lambda: _demo("bilstm"), ["transpose"]),
+    "demo-attention": (lambda: _demo("attention"), ["transpose"]),
+}
+
+
+@pytest.mark.parametrize("name", INCREMENTAL)
+def test_incremental_equals_plain_on_every_layer_kind(X, name):
+    build, full_at = INCREMENTAL[name]
+    m = build().double().eval()
+    captured, Xt = model_inputs(m, X)
+    assert full_tensors_at(captured, Xt) == full_at
+    for batch_size in (7, 1000):
+        fast = ism(captured, X, batch_size=batch_size).hypothetical
+        plain = ism(captured, X, batch_size=batch_size, fast=False).hypothetical
+        np.testing.assert_allclose(fast, plain, rtol=0, atol=1e-12 * np.abs(plain).max())
