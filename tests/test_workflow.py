@@ -49,3 +49,17 @@ def test_missing_weights_file_is_a_missing_input(tmp_path):
     path.write_text(yaml.safe_dump(config))
     dry = snakemake(path, "-n")
     assert dry.returncode != 0 and "missing.safetensors" in dry.stderr + dry.stdout
+
+
+@pytest.mark.parametrize("batch_size, flag", [("auto", None), (16, "--batch-size 16")])
+def test_batch_size_auto_leaves_it_to_the_probe(tmp_path, batch_size, flag):
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    config["score"].update(batch_size=batch_size, max_rule="shapley")
+    config["outdir"] = str(tmp_path / "out")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    dry = snakemake(path, "-n", "-p")
+    assert dry.returncode == 0, dry.stderr + dry.stdout
+    commands = [line for line in dry.stdout.splitlines() if "seqlift score" in line]
+    assert commands and all("--max-rule shapley" in c for c in commands)
+    assert all(("--batch-size" in c) == (flag is not None) and (flag is None or flag in c) for c in commands)

@@ -31,8 +31,9 @@ def score_options(wildcards):
     """Options of `seqlift score` from the config, one quoted flag per key."""
     c = config["score"]
     opts = [f"--model {quoted(config['model'])}"]
-    for key in ("target", "method", "rule", "reference", "n_refs", "seed", "batch_size", "device"):
-        opts.append(f"--{key.replace('_', '-')} {quoted(c[key])}")
+    for key in ("target", "method", "rule", "max_rule", "reference", "n_refs", "seed", "batch_size", "device"):
+        if c.get(key, "auto") != "auto":  # auto: seqlift score's own default (a probed batch size, sign)
+            opts.append(f"--{key.replace('_', '-')} {quoted(c[key])}")
     if config.get("weights"):
         opts.append(f"--weights {quoted(config['weights'])}")
     if c.get("skip_invalid"):
