@@ -312,11 +312,20 @@ def test_npz_for_modisco(data):
 def test_python_api_matches_cli(data):
     cli_out, api_out = data["dir"] / "cli.h5", data["dir"] / "api.h5"
     assert run(*score_args(data, cli_out)).exit_code == 0
-    seqlift.score(data["bed"], data["fasta"], data["pt2"], api_out, n_refs=5, batch_size=2, progress=False)
+    assert seqlift.score(data["bed"], data["fasta"], data["pt2"], api_out, n_refs=5, batch_size=2,
+                         progress=False) == [api_out]
     a, _ = read_all(cli_out)
     b, _ = read_all(api_out)
     for name in DATASETS:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_python_api_returns_one_path_per_target(data, tmp_path):
+    out = tmp_path / "api.h5"
+    paths = seqlift.score(data["bed"], data["fasta"], data["pt2"], out, target="all", n_refs=2, batch_size=3,
+                          progress=False)
+    assert paths == [tmp_path / "api.0.h5", tmp_path / "api.1.h5"]
+    assert [read_all(p)[1]["target"] for p in paths] == ["0", "1"]
 
 
 def test_progress_bar_on_stderr(data):
