@@ -320,6 +320,15 @@ def test_python_api_matches_cli(data):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+def test_python_api_warnings_name_the_callers_line(data, tmp_path):
+    from seqlift.pipeline import SeqliftNote
+
+    with pytest.warns(SeqliftNote, match="integrated gradients is approximate") as record:
+        seqlift.score(data["bed"], data["fasta"], data["pt2"], tmp_path / "ig.h5", method="integrated-gradients",
+                      steps=2, n_refs=2, batch_size=3, progress=False)
+    assert [w.filename for w in record if w.category is SeqliftNote] == [__file__]
+
+
 def test_python_api_returns_one_path_per_target(data, tmp_path):
     out = tmp_path / "api.h5"
     paths = seqlift.score(data["bed"], data["fasta"], data["pt2"], out, target="all", n_refs=2, batch_size=3,
