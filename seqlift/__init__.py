@@ -2,6 +2,7 @@
 
 >>> import seqlift
 >>> seqlift.score("peaks.bed", "genome.fa", "model.pt2", "scores.h5", target=0)
+[PosixPath('scores.h5')]
 >>> seqlift.deeplift(model, X, seqlift.dinucleotide_shuffle(X, n=20), target=0)
 
 The names below are imported when first used, so that ``seqlift --version`` and
@@ -18,6 +19,8 @@ _EXPORTS = {
     "deeplift": ".attribution",
     "prepare": ".attribution",
     "score": ".pipeline",
+    "run_score": ".pipeline",
+    "ScoreOptions": ".score_options",
     "dinucleotide_shuffle": ".references",
 }
 

@@ -21,6 +21,7 @@ import yaml
 from . import __version__
 from .devices import check_device
 from .errors import ConfigError, SeqliftError
+from .methods import METHODS
 
 #: Config keys holding paths, resolved relative to the config file.
 _PATH_KEYS = {"fasta", "model", "weights", "regions", "output", "npz_prefix", "exclude", "sites", "plot", "out",
@@ -281,8 +282,7 @@ def main():
 @click.option("--output-index", type=click.IntRange(min=0), default=None, help="Which output of a model that returns a tuple.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="HDF5 file to write.")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Window length; must match the model's input length.")
-@click.option("--method", type=click.Choice(["deeplift", "gradient", "gradient-x-input", "integrated-gradients", "ism"]),
-              default="deeplift", show_default=True,
+@click.option("--method", type=click.Choice(list(METHODS)), default=next(iter(METHODS)), show_default=True,
               help="Attribution method; the gradient methods and ISM are there for comparison.")
 @click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Integration points of integrated-gradients.")
 @click.option("--rule", type=_Rule(), default="rescale", show_default=True,
@@ -337,13 +337,14 @@ def score(regions, quiet, **options):
     REGIONS is a BED file (BED3+, BED6 strand, narrowPeak summit); windows of
     the model's input length are centred on the summit, else the midpoint.
     """
-    from .pipeline import score as run
+    from .pipeline import run_score
+    from .score_options import ScoreOptions
 
     argv = click.get_current_context().meta.get("seqlift.argv", sys.argv[1:])
     command = "seqlift " + " ".join(shlex.quote(str(a)) for a in argv)
-    paths = run(regions, progress=not quiet, command=command, **options)
+    paths = run_score(ScoreOptions(regions=regions, progress=not quiet, command=command, **options))
     if not quiet:
-        for path in paths if isinstance(paths, list) else [paths]:
+        for path in paths:
             click.echo(f"wrote {path}", err=True)
 
 

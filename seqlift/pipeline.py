@@ -1,7 +1,10 @@
 """``seqlift.score``: regions in a FASTA to an HDF5 file of DeepLIFT scores.
 
-The Python function behind ``seqlift score``; every option of the command is a
-keyword argument here.
+The Python function behind ``seqlift score``: :func:`score` takes every
+option of the command as a keyword argument and builds a
+:class:`~seqlift.score_options.ScoreOptions` from them (the command line
+builds one from its flags); :func:`run_score` runs it. The methods are in
+:mod:`seqlift.methods`, the file layout in :mod:`seqlift.writers`.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import sys
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any, Sequence
 
 import h5py
 import numpy as np
@@ -19,25 +24,20 @@ import yaml
 from tqdm import tqdm
 
 from . import __version__
-from .attribution import prepare
 from .attribution import Attributions
-from .attribution.gradients import as_captured, integrated_gradients, gradient_x_input, saliency
-from .attribution.graph import CapturedModel, strip_output_activation
-from .attribution.ism import ism
-from .attribution.split import DEFAULT_MAX_RULE
 from .batching import probe_batch_size
-from .errors import (
-    ConvergenceError, ModelError, NonFiniteError, OutputError, RegionError, SeqliftError, UsageError,
-)
+from .errors import ConvergenceError, ModelError, NonFiniteError, OutputError, RegionError, SeqliftError
 from .devices import resolve_device
 from .genome import Genome, fetch_one_hot, reverse_complement
-from .shards import parse_shard, shard_rows
-from .models import EXPORT_HINT, load_model, resolve_length, sha256_file
+from .methods import DEFAULT_BATCH_SIZE, Method, Scorer
+from .shards import shard_rows
+from .models import LoadedModel, load_model, resolve_length, sha256_file
 from .targets import parse_targets
-from .references import check_kind, identical_to_input, make_references
+from .references import identical_to_input, make_references
 from .regions import SkippedSidecar, iter_regions, read_regions, to_windows
 from .outputs import refuse_inputs
-from .writers import COMPRESSIONS, DEFAULT_COMPRESSION, ScoreWriter, check_output, partial_path, write_npz
+from .score_options import PathLike, ScoreOptions
+from .writers import ScoreWriter, check_output, partial_path, write_npz
 
 
 class SeqliftWarning(UserWarning):
@@ -48,267 +48,181 @@ class SeqliftNote(UserWarning):
     """Information about a finished run that is not a problem (e.g. the accuracy of an approximate method)."""
 
 
-def score(
-    regions,
-    fasta,
-    model,
-    output,
-    *,
-    weights=None,
-    model_kwargs=None,
-    trust_model: bool = False,
-    target=0,
-    output_index: int | None = None,
-    window: int | None = None,
-    method: str = "deeplift",
-    steps: int = 50,
-    rule="rescale",
-    max_rule: str = DEFAULT_MAX_RULE,
-    split_signs: bool = False,
-    normalize_input_weights: bool = False,
-    compile: bool = False,
-    reference: str = "shuffle",
-    rc_average: bool = False,
-    gc_tolerance: float = 0.02,
-    exclude=None,
-    n_refs: int = 20,
-    shuffle_k: int = 2,
-    seed: int = 0,
-    batch_size: int | None = None,
-    device: str = "auto",
-    skip_invalid: bool = False,
-    allow_unsupported: bool = False,
-    strict: bool = False,
-    tolerance: float = 1e-3,
-    allow_nonfinite: bool = False,
-    force: bool = False,
-    resume: bool = False,
-    npz_prefix=None,
-    compression: str = DEFAULT_COMPRESSION,
-    shard: str | None = None,
-    progress: bool = True,
-    command: str | None = None,
-) -> Path:
-    """Score every region of a BED file with DeepLIFT (Rescale) and write HDF5.
+def score(regions: PathLike, fasta: PathLike, model: PathLike | Sequence[PathLike], output: PathLike,
+          **options: Any) -> list[Path]:
+    """Score every region of a BED file with DeepLIFT (or another method) and write HDF5.
 
-    Parameters
-    ----------
-    regions : str or Path
-        BED file (BED3+, BED6 strand, narrowPeak summit). Coordinates 0-based half-open.
-    fasta : str or Path
-        Genome FASTA (indexed on first use).
-    model : str or list of str
-        ``model.pt2`` or ``file.py:ClassName`` / ``package.module:ClassName`` (with ``weights``).
-        Several models (e.g. the folds of a cross-validation) are scored with
-        the same references and their scores averaged.
-    output : str or Path
-        HDF5 file to write; see :mod:`seqlift.writers` for the layout.
-    weights, model_kwargs
-        State dict and constructor arguments of a class model (the same for every
-        class model given).
-    trust_model : bool
-        Allow a pickled full module (loading it runs code from the file).
-    target : int or str
-        What to explain: an output column (``0``), several (``"0,3,7"`` or
-        ``"all"``), or for BPNet-style profile models ``"counts"`` / ``"profile"``
-        (see :mod:`seqlift.targets`). Several targets are explained from one
-        forward pass and written one file per target, ``<stem>.<target>.h5``.
-        A final sigmoid or softmax is removed: scores explain the logits (for
-        softmax, mean-normalised), as the attribute ``target_space`` says.
-        ``output_index`` picks one output of a tuple.
-    window : int, optional
-        Window length; must equal the model's input length when that is known.
-    method : str
-        ``deeplift``, or for comparison ``gradient`` (saliency),
-        ``gradient-x-input``, ``integrated-gradients`` (``steps`` points along
-        the path from each reference) or ``ism`` (in-silico saturation
-        mutagenesis). All write the same layout.
-    steps : int
-        Integration points of ``integrated-gradients``.
-    rule : str or dict
-        ``rescale``, ``revealcancel``, ``genomics-default`` (RevealCancel after
-        dense layers, Rescale after convolutions), or a mapping of layer kind
-        (``conv``, ``dense``, ``default``) or module path to ``rescale`` /
-        ``revealcancel``.
-    max_rule : str
-        How max pooling and max reductions split each window's delta between the
-        element where the input peaks and the one where the reference peaks:
-        ``sign`` (default: a rise to the input's peak, a fall to the reference's,
-        tangermeme's rule), ``pair`` or ``shapley`` (the two-player Shapley value
-        of ``max(a, b)``); see the README.
-    split_signs : bool
-        Also write the contributions to the positive and the negative part of
-        the target's delta (needs a rule other than plain ``rescale``).
-    normalize_input_weights : bool
-        Mean-normalise the first convolution's weights across A, C, G, T, so
-        that scores do not depend on an offset shared by the four bases (the
-        model's predictions are unchanged).
-    compile : bool
-        Fuse the ReLU Rescale backward with ``torch.compile`` (faster on large
-        models after a one-time compilation).
-    reference : str
-        ``shuffle`` (k-mer preserving, ``n_refs`` per region, order ``shuffle_k``),
-        ``zeros``, ``uniform``, ``gc-matched`` (``n_refs`` real windows of the
-        genome whose GC is within ``gc_tolerance`` of the region's, with no N,
-        overlapping no scored region nor the ``exclude`` BED), or ``file:refs.h5`` (dataset ``references`` of
-        shape (R, K, 4, L), one row per BED region in file order, or (K, 4, L)
-        shared by all regions).
-    gc_tolerance : float
-        GC-fraction tolerance of ``gc-matched`` references.
-    exclude : str, optional
-        BED of regions never to draw ``gc-matched`` references from (a blacklist).
-    rc_average : bool
-        Average the scores of each window and of its reverse complement (mapped
-        back), for models trained with reverse-complement augmentation.
-    seed : int
-        Seed of the shuffles; each region's references depend only on the seed
-        and its coordinates, not on batch size or sharding.
-    batch_size : int, optional
-        Regions per model call (each with its ``n_refs`` references). None:
-        chosen by a probe of a few sizes on the first regions (the fastest on
-        the CPU, the largest that fits on a GPU; see :mod:`seqlift.batching`),
-        or with ``resume``, the size of the run resumed.
-    device : str
-        ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (the N-th GPU; see :mod:`seqlift.devices`).
-    skip_invalid : bool
-        Skip regions with an unknown chromosome or a window off the chromosome
-        end, listing them in ``<output>.skipped.bed``, instead of failing.
-    allow_unsupported : bool
-        Treat ops with no DeepLIFT rule as linear, with a warning.
-    strict : bool
-        Fail when a region's summation-to-delta error exceeds ``tolerance``.
-    tolerance : float
-        Relative summation-to-delta error above which a region is reported.
-    allow_nonfinite : bool
-        Write regions whose prediction or scores are NaN or infinite, flagged
-        in ``meta/finite``, instead of stopping the run with an error.
-    force, resume : bool
-        Overwrite an existing output; continue an interrupted run.
-    npz_prefix : str, optional
-        Also write ``<prefix>.ohe.npz`` and ``<prefix>.shap.npz`` for modisco-lite.
-    compression : str
-        Compression of the (N, 4, L) datasets: ``gzip-1`` (default) to
-        ``gzip-9``, ``lzf`` or ``none`` (see :mod:`seqlift.writers`).
-    shard : str, optional
-        ``"k-of-n"``: score only the k-th (1-based) of n contiguous blocks of
-        the windows (see :mod:`seqlift.shards`), with the references of an
-        unsharded run; join the shards with ``seqlift merge``.
-    progress : bool
-        Show a progress bar on stderr.
-    command : str, optional
-        The command line, stored with the results.
+    The keyword arguments are the fields of :class:`~seqlift.score_options.ScoreOptions`
+    (every option of ``seqlift score``, documented there); they are checked
+    before any work, then :func:`run_score` runs.
 
     Returns
     -------
-    Path or list of Path
-        The finished output (one per target when there are several).
+    list of Path
+        The finished outputs, one per target: ``[output]`` for one target,
+        else ``<stem>.<target>.h5`` beside it for each (see :func:`target_paths`).
     """
-    check_kind(reference)
-    if n_refs < 1 or (batch_size is not None and batch_size < 1):
-        raise UsageError("--n-refs and --batch-size must be at least 1")
-    if compression not in COMPRESSIONS:
-        raise UsageError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
-    if not tolerance >= 0:
-        raise UsageError(f"--tolerance {tolerance} must be a number >= 0 (a relative error)")
-    k_of_n = parse_shard(shard) if shard is not None else None
-    output = Path(output)
-    specs = [model] if isinstance(model, (str, Path)) else list(model)
-    _check_outputs(output, npz_prefix, regions, fasta, specs, weights, reference, exclude)
-    dev = resolve_device(device)
-    if not specs:
-        raise UsageError("no model given; use --model")
-    models = [load_model(str(m), weights, model_kwargs, trust_model) for m in specs]
-    lengths = {resolve_length(m, window) for m in models}
-    if len(lengths) > 1:
-        raise ModelError(f"the models take different input lengths ({sorted(lengths)}); average models of one length")
-    length = lengths.pop()
-    if method == "deeplift":
-        scorers = [_deeplift_scorer(m, length, rule, allow_unsupported, dev, normalize_input_weights, compile, split_signs,
-                                    max_rule) for m in models]
-    else:
-        if rule != "rescale" or max_rule != DEFAULT_MAX_RULE or split_signs or normalize_input_weights:
-            raise UsageError("--rule, --max-rule, --split-signs and --normalize-input-weights go with --method deeplift")
-        scorers = [_method_scorer(method, m, length, dev, steps, lambda: batch_size) for m in models]
-    forward, space = scorers[0][1], scorers[0][2]
-    targets = parse_targets(target, output_index, _n_outputs(forward, length, dev, output_index) if "all" in str(target) else None)
+    return run_score(ScoreOptions(regions, fasta, model, output, **options))
+
+
+def run_score(options: ScoreOptions) -> list[Path]:
+    """Run ``seqlift score`` with checked ``options``; the outputs written, one per target (see :func:`score`).
+
+    The steps: refuse outputs that would overwrite an input, load the models
+    and make each ready for the method (:mod:`seqlift.methods`), read the
+    regions into windows, make references, choose the batch size, score and
+    write every batch (:func:`_score_rows`, one :class:`~seqlift.writers.ScoreWriter`
+    per target, with the attributes of :func:`provenance`), then report the
+    regions to look at and write the ``--npz-prefix`` files.
+    """
+    method = options.scoring_method
+    output = Path(options.output)
+    _check_outputs(options)
+    dev = resolve_device(options.device)
+    models, length = _load_models(options)
+    chosen_batch_size: list[int] = []  # filled once chosen: the captured methods size their model calls by it
+    scorers = [method.build(m, length, options, dev, lambda: chosen_batch_size[0]) for m in models]
+    target, output_index = options.target, options.output_index
+    n_outputs = _n_outputs(scorers[0].forward, length, dev, output_index) if "all" in str(target) else None
+    targets = parse_targets(target, output_index, n_outputs)
     paths = target_paths(output, targets)
-    _check_outputs(output, npz_prefix, regions, fasta, specs, weights, reference, exclude, paths)
-    with Genome(fasta) as genome, SkippedSidecar(str(output) + ".skipped.bed") as skipped:
+    _check_outputs(options, paths)
+    regions = options.regions
+    with Genome(options.fasta) as genome, SkippedSidecar(str(output) + ".skipped.bed") as skipped:
         # Only gc-matched references need the regions themselves (to leave them out); otherwise they are
         # read one by one into windows, and skipped ones go straight to the sidecar, so that no list of
         # them stays in memory.
-        all_regions = read_regions(regions) if reference == "gc-matched" else iter_regions(regions)
-        windows, _ = to_windows(all_regions, length, genome.chrom_sizes(), skip_invalid=skip_invalid, on_skip=skipped)
+        all_regions = read_regions(regions) if options.reference == "gc-matched" else iter_regions(regions)
+        windows, _ = to_windows(all_regions, length, genome.chrom_sizes(), skip_invalid=options.skip_invalid,
+                                on_skip=skipped)
         n_regions = len(windows) + skipped.count
         if not windows:
             raise RegionError(f"no region of {regions} can be scored ({skipped.count} skipped); see the reasons with --skip-invalid")
         all_windows = windows
-        if k_of_n:
-            windows = all_windows[shard_rows(*k_of_n, len(all_windows), regions)]
-        make_refs, n = make_references(
-            reference if method in METHODS_WITH_REFERENCES else None, length, n=n_refs, seed=seed,
-            shuffle_k=shuffle_k, genome=genome, windows=all_windows, regions=all_regions, tolerance=gc_tolerance,
-            exclude=exclude, n_regions=n_regions,
+        if options.k_of_n:
+            windows = all_windows[shard_rows(*options.k_of_n, len(all_windows), regions)]
+        make_refs, n_refs = make_references(
+            options.reference if method.uses_references else None, length, n=options.n_refs, seed=options.seed,
+            shuffle_k=options.shuffle_k, genome=genome, windows=all_windows, regions=all_regions,
+            tolerance=options.gc_tolerance, exclude=options.exclude, n_regions=n_regions,
         )
-
-        def attribute(X, refs):
-            runs = [score_batch(X, refs, targets) for score_batch, _, _ in scorers]
-            if rc_average:
-                rc_x, rc_refs = reverse_complement(X), reverse_complement(refs)
-                runs += [[_flip(a) for a in score_batch(rc_x, rc_refs, targets)] for score_batch, _, _ in scorers]
-            return [_mean(per_target) for per_target in zip(*runs)]
-
+        attribute = _attribute(scorers, targets, options.rc_average)
+        force, resume = options.force, options.resume
         recorded = [check_output(p, force, resume) for p in paths]  # refused here, before a probe
-        batch_how = "given"
+        batch_size, batch_how = options.batch_size, "given"
         if batch_size is None:
             batch_size, batch_how = _choose_batch_size(recorded, method, genome, windows, make_refs, attribute, dev)
-        attrs = {
-            "seqlift_version": __version__,
-            "model": " ".join(m.spec for m in models),
-            "model_sha256": " ".join(m.sha256 for m in models),
-            "model_kwargs": repr(models[0].kwargs),
-            "n_models": len(models),
-            "method": method,
-            "steps": steps if method == "integrated-gradients" else 0,
-            "rule": (rule if isinstance(rule, str) else yaml.safe_dump(rule, default_flow_style=True).strip())
-            if method == "deeplift" else "",
-            "max_rule": max_rule if method == "deeplift" else "",
-            "split_signs": bool(split_signs),
-            "normalize_input_weights": bool(normalize_input_weights),
-            "reference": reference if n else "none",
-            "reference_sha256": sha256_file(reference[len("file:"):]) if n and reference.startswith("file:") else "",
-            "n_refs": n,
-            "shuffle_k": shuffle_k if reference == "shuffle" else 0,
-            "gc_tolerance": gc_tolerance if reference == "gc-matched" else 0.0,
-            "exclude": str(exclude or ""),
-            "exclude_sha256": sha256_file(exclude) if exclude and reference == "gc-matched" else "",
-            "seed": seed,
-            "output_index": -1 if output_index is None else output_index,
-            "rc_average": bool(rc_average),
-            "batch_size": batch_size,
-            "batch_size_probe": batch_how,
-            "compression": compression,
-            "regions": str(regions),
-            "regions_sha256": sha256_file(regions),
-            "fasta": str(fasta),
-            "fasta_sha256": genome.sha256(),
-            "n_regions": len(windows),
-            "n_skipped": skipped.count,
-            "input_length": length,
-            "tolerance": tolerance,
-            "device": str(dev),
-            "torch_version": torch.__version__,
-            "command": command or " ".join(sys.argv),
-            **({"shard": "{}-of-{}".format(*k_of_n), "n_regions_total": len(all_windows)} if k_of_n else {}),
-        }
-        writers = []
-        try:
-            for t, path in zip(targets, paths):
-                attrs_t = {**attrs, "target": t.name, "target_space": space(t)}
-                writers.append(ScoreWriter(path, windows, length, attrs_t, batch_size, force=force, resume=resume))
+        chosen_batch_size.append(batch_size)
+        run = dict(models=models, input_length=length, n_refs=n_refs, batch_size=batch_size, batch_how=batch_how,
+                   fasta_sha256=genome.sha256(), n_regions=len(windows), n_skipped=skipped.count,
+                   n_regions_total=len(all_windows), device=dev)
+        attrs = [provenance(options, **run, target=t.name, target_space=scorers[0].target_space(t)) for t in targets]
+        bad, low, nonfinite = _write(options, paths, attrs, genome, windows, length, batch_size, make_refs, attribute,
+                                     skipped)
+    _report_run(options, method, paths, bad, low, nonfinite)
+    if options.npz_prefix:
+        npz_prefix = options.npz_prefix
+        for t, path in zip(targets, paths):
+            write_npz(npz_prefix if len(targets) == 1 else f"{npz_prefix}.{t.name}", path)
+    return paths
 
-            bad, low, nonfinite = _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tolerance,
-                                              strict, allow_nonfinite, progress)
+
+def _load_models(options: ScoreOptions) -> tuple[list[LoadedModel], int]:
+    """The models of the run, and the input length they share."""
+    models = [load_model(str(m), options.weights, options.model_kwargs, options.trust_model)
+              for m in options.model_specs]
+    lengths = {resolve_length(m, options.window) for m in models}
+    if len(lengths) > 1:
+        raise ModelError(f"the models take different input lengths ({sorted(lengths)}); average models of one length")
+    return models, lengths.pop()
+
+
+def _attribute(scorers: list[Scorer], targets, rc_average: bool):
+    """``attribute(X, refs)``: one :class:`Attributions` per target, averaged over the models (and strands)."""
+
+    def attribute(X, refs):
+        runs = [score_batch(X, refs, targets) for score_batch, _, _ in scorers]
+        if rc_average:
+            rc_x, rc_refs = reverse_complement(X), reverse_complement(refs)
+            runs += [[_flip(a) for a in score_batch(rc_x, rc_refs, targets)] for score_batch, _, _ in scorers]
+        return [_mean(per_target) for per_target in zip(*runs)]
+
+    return attribute
+
+
+def provenance(options: ScoreOptions, *, models: list[LoadedModel], input_length: int, n_refs: int, batch_size: int,
+               batch_how: str, fasta_sha256: str, n_regions: int, n_skipped: int, n_regions_total: int, device,
+               target: str, target_space: str) -> dict:
+    """The attributes of one output file: how its scores were made (the README lists them).
+
+    ``options`` is what the run was given; the keywords are what it found or
+    chose: the loaded models, their input length, the references per region
+    (0 for a method without references), the batch size and how it was
+    chosen, the FASTA's checksum, the windows scored and skipped (and of all
+    shards), the device, and the target of this file with the space its
+    scores explain.
+    """
+    scoring, reference, rule, exclude, k_of_n = (
+        options.scoring_method, options.reference, options.rule, options.exclude, options.k_of_n)
+    return {
+        "seqlift_version": __version__,
+        "model": " ".join(m.spec for m in models),
+        "model_sha256": " ".join(m.sha256 for m in models),
+        "model_kwargs": repr(models[0].kwargs),
+        "n_models": len(models),
+        "method": scoring.name,
+        "steps": options.steps if scoring.uses_steps else 0,
+        "rule": (rule if isinstance(rule, str) else yaml.safe_dump(rule, default_flow_style=True).strip())
+        if scoring.layer_rules else "",
+        "max_rule": options.max_rule if scoring.layer_rules else "",
+        "split_signs": bool(options.split_signs),
+        "normalize_input_weights": bool(options.normalize_input_weights),
+        "reference": reference if n_refs else "none",
+        "reference_sha256": sha256_file(reference[len("file:"):]) if n_refs and reference.startswith("file:") else "",
+        "n_refs": n_refs,
+        "shuffle_k": options.shuffle_k if reference == "shuffle" else 0,
+        "gc_tolerance": options.gc_tolerance if reference == "gc-matched" else 0.0,
+        "exclude": str(exclude or ""),
+        "exclude_sha256": sha256_file(exclude) if exclude and reference == "gc-matched" else "",
+        "seed": options.seed,
+        "output_index": -1 if options.output_index is None else options.output_index,
+        "rc_average": bool(options.rc_average),
+        "batch_size": batch_size,
+        "batch_size_probe": batch_how,
+        "compression": options.compression,
+        "regions": str(options.regions),
+        "regions_sha256": sha256_file(options.regions),
+        "fasta": str(options.fasta),
+        "fasta_sha256": fasta_sha256,
+        "n_regions": n_regions,
+        "n_skipped": n_skipped,
+        "input_length": input_length,
+        "tolerance": options.tolerance,
+        "device": str(device),
+        "torch_version": torch.__version__,
+        "command": options.command or " ".join(sys.argv),
+        **({"shard": "{}-of-{}".format(*k_of_n), "n_regions_total": n_regions_total} if k_of_n else {}),
+        "target": target,
+        "target_space": target_space,
+    }
+
+
+def _write(options: ScoreOptions, paths, attrs, genome, windows, length, batch_size, make_refs, attribute,
+           skipped) -> tuple[_Named, _Named, _Named]:
+    """Score the windows into one :class:`ScoreWriter` per output and finish them; the regions to report.
+
+    A run that stops keeps its finished batches for ``--resume``, and its
+    error says where.
+    """
+    force, resume = options.force, options.resume
+    writers = []
+    with ExitStack() as open_writers:  # leaving releases the locks; never deletes finished batches
+        try:
+            for path, attrs_t in zip(paths, attrs):
+                writers.append(open_writers.enter_context(
+                    ScoreWriter(path, windows, length, attrs_t, batch_size, force=force, resume=resume)))
+            named = _score_rows(genome, windows, writers, batch_size, make_refs, attribute, options.tolerance,
+                                options.strict, options.allow_nonfinite, options.progress)
             if skipped.count:
                 skipped.commit()
             for writer in writers:
@@ -319,21 +233,20 @@ def score(
                 raise type(exc)(f"{exc}; the {max(w.rows_done for w in writers)} rows finished before are kept in "
                                 f"{kept[0]} for --resume") from None
             raise
-        finally:
-            for writer in writers:  # releases the lock; never deletes finished batches
-                writer.close()
+    return named
+
+
+def _report_run(options: ScoreOptions, method: Method, paths, bad: _Named, low: _Named, nonfinite: _Named) -> None:
+    """Warn about the regions to look at; for an approximate method, say how close its sums came."""
+    tolerance = options.tolerance
     _report(nonfinite, "prediction or scores are not finite (NaN or infinite); flagged in meta/finite",
             "check the model's weights and the references")
-    if method == "integrated-gradients":
-        _completeness_note(paths[0], steps)
+    if method.summation == "approximate":
+        _completeness_note(paths[0], options.steps)
     else:
         _report(bad, f"summation-to-delta error above tolerance {tolerance:g} (relative to max(|Δf|, 1e-3·max(1, |f(x)|)))",
                 "--strict makes this an error")
     _report(low, "references all equal the input (low-complexity window; scores are 0)", "consider --reference uniform for these")
-    if npz_prefix:
-        for t, path in zip(targets, paths):
-            write_npz(npz_prefix if len(targets) == 1 else f"{npz_prefix}.{t.name}", path)
-    return paths[0] if len(paths) == 1 else paths
 
 
 def target_paths(output, targets) -> list[Path]:
@@ -344,73 +257,21 @@ def target_paths(output, targets) -> list[Path]:
     return [output.with_name(f"{output.stem}.{t.name}{output.suffix or '.h5'}") for t in targets]
 
 
-#: Methods and whether they use references.
-METHODS = ("deeplift", "gradient", "gradient-x-input", "integrated-gradients", "ism")
-METHODS_WITH_REFERENCES = ("deeplift", "integrated-gradients")
-
-
-def _deeplift_scorer(loaded, length, rule, allow_unsupported, device, normalize_input_weights, compile, split_signs,
-                     max_rule=DEFAULT_MAX_RULE):
-    """``(score_batch(X, refs, targets) -> [Attributions], forward(x), target_space(t))`` for DeepLIFT."""
-    if loaded.kind == "torchscript":
-        raise ModelError(
-            f"{loaded.spec} is TorchScript, whose graph seqlift cannot rewrite for DeepLIFT; use it with --method "
-            f"gradient, gradient-x-input, integrated-gradients or ism, or {EXPORT_HINT}"
-        )
-    engine = prepare(loaded.model, length, rule=rule, allow_unsupported=allow_unsupported, device=device,
-                     normalize_input_weights=normalize_input_weights, compile=compile, max_rule=max_rule)
-    engine.check_split_signs(split_signs)  # before any work, not at the first batch
-    return (lambda X, refs, targets: engine.run(X, refs, targets, split_signs=split_signs)), engine.forward, engine.target_space
-
-
-def _method_scorer(method, loaded, length, device, steps, batch_size):
-    """``batch_size()``: the regions per call, known once chosen (see :func:`_choose_batch_size`)."""
-    """The same triple as :func:`_deeplift_scorer` for a gradient method or ISM (on the logits, like DeepLIFT)."""
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if loaded.kind == "torchscript":
-        captured = CapturedModel(module=loaded.model.to(device), input_length=length)
-    else:
-        captured = strip_output_activation(as_captured(loaded.model, length, device))
-    activation = lambda t: (captured.output_activations[t.output_index or 0]
-                            if (t.output_index or 0) < len(captured.output_activations) else None)
-    space = lambda t: {"sigmoid": "logits", "softmax": "mean-normalised logits"}.get(activation(t), "output")
-    def bound(t):
-        return lambda out: t.bind(out, _rows(out), activation(t))(out)
-
-    def score_batch(X, refs, targets):
-        out, rows = [], max(64, 8 * batch_size())
-        for t in targets:
-            if method == "gradient":
-                out.append(saliency(captured, X, bound(t), batch_size=rows, device=device))
-            elif method == "gradient-x-input":
-                out.append(gradient_x_input(captured, X, bound(t), batch_size=rows, device=device))
-            elif method == "integrated-gradients":
-                out.append(integrated_gradients(captured, X, refs, bound(t), steps=steps, batch_size=rows, device=device))
-            else:
-                out.append(ism(captured, X, bound(t), batch_size=rows, device=device, fast=loaded.kind != "torchscript"))
-        return out
-
-    return score_batch, captured.module, space
-
-
-#: Regions per call of the methods other than DeepLIFT when --batch-size is not given (they are not probed).
-DEFAULT_BATCH_SIZE = 32
-
-
 def _choose_batch_size(recorded, method, genome, windows, make_refs, attribute, device) -> tuple[int, str]:
     """``(batch size, how it was chosen)`` when ``--batch-size`` is not given.
 
     ``recorded`` holds the provenance of the unfinished runs that ``--resume``
     continues (None for none): their batch size is reused, since the batches
-    are what a run resumes. Otherwise DeepLIFT is probed on the first regions
-    (:func:`seqlift.batching.probe_batch_size`).
+    are what a run resumes. Otherwise a method marked ``probed`` in
+    :data:`seqlift.methods.METHODS` (DeepLIFT) is probed on the first regions
+    (:func:`seqlift.batching.probe_batch_size`), and the others take
+    :data:`seqlift.methods.DEFAULT_BATCH_SIZE`.
     """
     for old in recorded:
         if old and isinstance(old.get("batch_size"), int) and old["batch_size"] >= 1:
             return old["batch_size"], f"resumed: {old.get('batch_size_probe', 'given')}"
-    if method != "deeplift":
-        return DEFAULT_BATCH_SIZE, f"default of --method {method} (not probed)"
+    if not method.probed:
+        return DEFAULT_BATCH_SIZE, f"default of --method {method.name} (not probed)"
     data = {}
 
     def call(b):
@@ -422,10 +283,6 @@ def _choose_batch_size(recorded, method, genome, windows, make_refs, attribute, 
 
     probe = probe_batch_size(call, len(windows), device)
     return probe.batch_size, probe.summary
-
-
-def _rows(out) -> int:
-    return (out[0] if isinstance(out, (tuple, list)) else out).shape[0]
 
 
 def _n_outputs(forward, length, device, output_index) -> int:
@@ -577,8 +434,13 @@ def score_rows(X, a: Attributions, same, finite) -> dict:
     return rows
 
 
-def _check_outputs(output, npz_prefix, regions, fasta, specs, weights, reference, exclude, paths=None):
-    """Refuse outputs that would overwrite an input, and an ``npz_prefix`` in a missing folder, before any work."""
+def _check_outputs(options: ScoreOptions, paths=None):
+    """Refuse outputs that would overwrite an input, and an ``npz_prefix`` in a missing folder, before any work.
+
+    ``paths``: the outputs, one per target, once the targets are known; else ``options.output``.
+    """
+    output, npz_prefix, regions, fasta = options.output, options.npz_prefix, options.regions, options.fasta
+    weights, reference, exclude, specs = options.weights, options.reference, options.exclude, options.model_specs
     paths = list(paths) if paths else [Path(output)]
     outs = [*paths, *(partial_path(p) for p in paths), Path(str(output) + ".skipped.bed")]
     if npz_prefix:
@@ -605,11 +467,19 @@ def _completeness_note(path, steps):
         warnings.warn(
             f"integrated gradients is approximate: with --steps {steps} its attributions sum to f(x) - f(r) within a "
             f"relative error of {np.median(rel):.2g} (median) to {rel.max():.2g} (max) over {len(rel)} regions, "
-            "stored in meta/delta_rel_error; more --steps lowers it", SeqliftNote, stacklevel=3)
+            "stored in meta/delta_rel_error; more --steps lowers it", SeqliftNote, stacklevel=_caller_level())
 
 
 def _report(named: _Named, what, hint):
     if named:
         more = named.count - len(named.names)
         shown = ", ".join(named.names) + (f" and {more} more" if more > 0 else "")
-        warnings.warn(f"{named.count} region(s): {what}: {shown}; {hint}", SeqliftWarning, stacklevel=3)
+        warnings.warn(f"{named.count} region(s): {what}: {shown}; {hint}", SeqliftWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that makes a warning from this module name the code that called the pipeline."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level

@@ -254,6 +254,13 @@ class ScoreWriter:
             self.close()
             raise
 
+    def __enter__(self) -> ScoreWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Release the lock as :meth:`close` does: finished batches stay for ``--resume``."""
+        self.close()
+
     def _estimate(self) -> str:
         n4 = sum(1 for shape, _ in self.datasets.values() if shape == "4L")
         return f"{len(self.windows) * 4 * self.length * n4 * 2 / 1e9:.2g} GB"

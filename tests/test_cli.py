@@ -139,6 +139,7 @@ def test_memory_while_scoring_does_not_grow_with_the_regions_skipped_or_read(dat
     """Python memory held while batches are scored is the same for a BED of 4 regions and for one with 20,000
     more that --skip-invalid skips: the regions read and the regions skipped are not kept (the sidecar is
     written as they are met), only the windows scored and counts."""
+    import gc
     import tracemalloc
 
     import seqlift.pipeline
@@ -153,6 +154,7 @@ def test_memory_while_scoring_does_not_grow_with_the_regions_skipped_or_read(dat
     write = ScoreWriter.write
 
     def measuring(self, start, rows):
+        gc.collect()  # what is held, not cyclic garbage that a collection at another moment would have freed
         held.append(tracemalloc.get_traced_memory()[0])
         return write(self, start, rows)
 
@@ -312,11 +314,29 @@ def test_npz_for_modisco(data):
 def test_python_api_matches_cli(data):
     cli_out, api_out = data["dir"] / "cli.h5", data["dir"] / "api.h5"
     assert run(*score_args(data, cli_out)).exit_code == 0
-    seqlift.score(data["bed"], data["fasta"], data["pt2"], api_out, n_refs=5, batch_size=2, progress=False)
+    assert seqlift.score(data["bed"], data["fasta"], data["pt2"], api_out, n_refs=5, batch_size=2,
+                         progress=False) == [api_out]
     a, _ = read_all(cli_out)
     b, _ = read_all(api_out)
     for name in DATASETS:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_python_api_warnings_name_the_callers_line(data, tmp_path):
+    from seqlift.pipeline import SeqliftNote
+
+    with pytest.warns(SeqliftNote, match="integrated gradients is approximate") as record:
+        seqlift.score(data["bed"], data["fasta"], data["pt2"], tmp_path / "ig.h5", method="integrated-gradients",
+                      steps=2, n_refs=2, batch_size=3, progress=False)
+    assert [w.filename for w in record if w.category is SeqliftNote] == [__file__]
+
+
+def test_python_api_returns_one_path_per_target(data, tmp_path):
+    out = tmp_path / "api.h5"
+    paths = seqlift.score(data["bed"], data["fasta"], data["pt2"], out, target="all", n_refs=2, batch_size=3,
+                          progress=False)
+    assert paths == [tmp_path / "api.0.h5", tmp_path / "api.1.h5"]
+    assert [read_all(p)[1]["target"] for p in paths] == ["0", "1"]
 
 
 def test_progress_bar_on_stderr(data):

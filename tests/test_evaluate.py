@@ -29,7 +29,9 @@ def demo_scores(tmp_path_factory):
     bed = folder / "regions.bed"
     with open(DEMO["regions"]) as fh:
         bed.write_text("".join(fh.readlines()[:N_REGIONS]))
-    return seqlift.score(str(bed), DEMO["fasta"], DEMO["model_pt2"], folder / "scores.h5", n_refs=5, progress=False)
+    [scores] = seqlift.score(str(bed), DEMO["fasta"], DEMO["model_pt2"], folder / "scores.h5", n_refs=5,
+                             progress=False)
+    return scores
 
 
 def copy_scores(src, dst, **datasets):

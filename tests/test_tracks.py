@@ -109,8 +109,8 @@ def test_tracks_of_a_scored_demo_file(tmp_path):
     with open(paths["regions"]) as src, open(tmp_path / "regions.bed", "w") as bed:
         for i, line in enumerate(src.read().splitlines()[:8]):
             bed.write("\t".join(line.split("\t")[:4]) + f"\t0\t{'-+'[i % 2]}\n")
-    scores = seqlift.score(tmp_path / "regions.bed", fasta, paths["model_pt2"], tmp_path / "s.h5", n_refs=2,
-                           reference="zeros", progress=False)
+    [scores] = seqlift.score(tmp_path / "regions.bed", fasta, paths["model_pt2"], tmp_path / "s.h5", n_refs=2,
+                             reference="zeros", progress=False)
     write_tracks(scores, tmp_path / "demo", progress=False)
     with h5py.File(scores, "r") as h5, pyBigWig.open(str(tmp_path / "demo.contrib.bw")) as bw:
         contrib = h5["projected_shap/seq"][:].sum(1)

@@ -64,3 +64,27 @@ def test_a_damaged_fragment_is_set_aside_and_rescored(tmp_path):
     assert again.has(0) and not again.has(2) and again.has(4)
     assert (tmp_path / "s.h5.partial" / "rows-0000000002-0000000004.npz.bad").exists()
     again.close()
+
+
+def test_as_a_context_manager_the_writer_keeps_finished_batches_when_a_run_stops(tmp_path):
+    n, length = 4, 9
+    attrs = {"seed": 0}
+    with pytest.raises(KeyboardInterrupt):
+        with ScoreWriter(tmp_path / "s.h5", windows(n, length), length, attrs, 2) as writer:
+            writer.write(0, {"meta/prediction": np.zeros(2, np.float32)})
+            raise KeyboardInterrupt
+    assert writer.lock is None
+    assert (tmp_path / "s.h5.partial" / "rows-0000000000-0000000002.npz").exists()
+    with ScoreWriter(tmp_path / "s.h5", windows(n, length), length, attrs, 2, resume=True) as again:
+        assert again.has(0) and not again.has(2)
+        again.write(2, {"meta/prediction": np.ones(2, np.float32)})
+        assert again.finish() == tmp_path / "s.h5"
+    assert again.lock is None and not (tmp_path / "s.h5.partial").exists()
+    with h5py.File(tmp_path / "s.h5", "r") as h5:
+        np.testing.assert_array_equal(h5["meta/prediction"][:], [0, 0, 1, 1])
+
+
+def test_a_context_manager_writer_that_finished_no_batch_leaves_no_partial_folder(tmp_path):
+    with ScoreWriter(tmp_path / "s.h5", windows(2, 5), 5, {"seed": 0}) as writer:
+        assert (tmp_path / "s.h5.partial").is_dir()
+    assert writer.lock is None and not (tmp_path / "s.h5.partial").exists()
