@@ -5,9 +5,10 @@ position) and return mean-centred hypothetical scores, shape (N, 4, L):
 ``f(mutant) - f(x)`` per base, minus its mean over the four bases.
 
 - seqlift: ``seqlift.attribution.ism.ism(model, X, target=0, batch_size=B)``;
-  it runs the first convolution once per region and adds each substitution's
-  weight difference at the few positions it reaches (``fast=False``: every
-  mutant runs through the whole model).
+  it runs each region once and carries each substitution's changed window
+  through every convolution, pool and position-wise op, computing only the
+  outputs the window reaches, up to the first op that mixes all positions
+  (``fast=False``: every mutant runs through the whole model).
 - tangermeme: ``saturation_mutagenesis(model, X, target=0, hypothetical=True,
   batch_size=B)``, its default ``fast=True``.
 
