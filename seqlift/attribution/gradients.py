@@ -2,7 +2,7 @@
 
 They run the same captured ATen graph as DeepLIFT (:func:`.graph.capture`), as
 a plain forward with autograd, so any op the graph holds is allowed, and they
-return the same :class:`~.deeplift.Attributions` so results are stored alike.
+return the same :class:`~.result.Attributions` so results are stored alike.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, ReferencesError, UsageError
-from .deeplift import Attributions, from_multipliers, select_target
+from .deeplift import select_target
 from .graph import CapturedModel, capture
+from .result import Attributions, from_multipliers
 
 
 def _gauss_legendre(steps: int):

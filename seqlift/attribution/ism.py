@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch.fx.node import map_arg
 
-from .deeplift import Attributions, select_target
+from .deeplift import select_target
 from .gradients import model_inputs, predict
 from .graph import CapturedModel
+from .result import Attributions
 
 aten = torch.ops.aten
 
