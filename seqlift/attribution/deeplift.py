@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, UnsupportedOpError, UsageError
-from ..targets import Target
+from ..targets import as_target, output_activation, select_target
+from ..targets import target_space as space_of
 from .graph import CapturedModel, active_nodes, batch_dims, capture, lower, module_path, op_name
 from .graph import normalize_input_weights as normalize_weights
 from .graph import strip_output_activation, where
@@ -323,17 +324,11 @@ class Engine:
         return from_multipliers(X, R, m_pos, y[:n], y[n:].reshape(n, k), m_neg, halves)
 
     def _read_outs(self, out, n, targets):
-        return [t.bind(out, n, self._activation(t)) for t in targets]
-
-    def _activation(self, target) -> str | None:
-        acts = self.captured.output_activations
-        i = getattr(target, "output_index", None) or 0
-        return acts[i] if i < len(acts) else None
+        return [t.bind(out, n, output_activation(t, self.captured.output_activations)) for t in targets]
 
     def target_space(self, target=0, output_index=None) -> str:
         """What a target reads: ``output``, ``logits`` (sigmoid removed) or ``mean-normalised logits``."""
-        act = self._activation(as_target(target, output_index))
-        return {"sigmoid": "logits", "softmax": "mean-normalised logits"}.get(act, "output")
+        return space_of(as_target(target, output_index), self.captured.output_activations)
 
     def _paired(self, X, flat, n, targets):
         batch = torch.cat([X, flat]).requires_grad_(True)
@@ -484,34 +479,6 @@ class _Interpreter(torch.fx.Interpreter):
             dims = tuple(self.dims.get(leaves[i], 0) for i in op_rule.operands)
             return self.rule.product(f, a, b, dims)
         return op_rule.apply(self.rule, node.target, args, kwargs, self.dims.get(node.args[0], 0), self.rule.rows)
-
-
-class _Callable(Target):
-    """A user function of the output as a target; it must be linear for summation-to-delta to hold."""
-
-    def __init__(self, fn):
-        super().__init__("callable")
-        object.__setattr__(self, "fn", fn)
-
-    def bind(self, output, n, activation=None):
-        return self.fn
-
-
-def as_target(target, output_index: int | None = None) -> Target:
-    """A :class:`~seqlift.targets.Target` from an int, a Target or a callable ``f(output) -> (B,)``."""
-    if isinstance(target, Target):
-        return target
-    if callable(target):
-        return _Callable(target)
-    return Target("index", int(target), output_index)
-
-
-def select_target(output, target=0, output_index: int | None = None) -> torch.Tensor:
-    """The target (B,) of a plain forward pass's ``output`` (every row is an input)."""
-    t = as_target(target, output_index)
-    head = _stream(output, "act")
-    rows = (head[0] if isinstance(head, (tuple, list)) else head).shape[0]
-    return t.bind(output, rows)(output)
 
 
 def prepare(

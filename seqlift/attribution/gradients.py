@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, ReferencesError, UsageError
-from .deeplift import select_target
+from ..targets import select_target
 from .graph import CapturedModel, capture
 from .result import Attributions, from_multipliers
 
@@ -90,7 +90,7 @@ def predict(
     X : torch.Tensor, shape=(N, C, L)
         On the model's device, in its dtype (see :func:`model_inputs`).
     target, output_index
-        See :func:`~.deeplift.select_target`.
+        See :func:`seqlift.targets.select_target`.
     batch_size : int
         Rows per model call.
 
@@ -125,7 +125,7 @@ def saliency(
         One-hot DNA, channels A, C, G, T.
     target : int, seqlift.targets.Target or callable
         Output column to explain, a :class:`~seqlift.targets.Target`, or a
-        function of the output giving shape (N,); see :func:`~.deeplift.select_target`.
+        function of the output giving shape (N,); see :func:`seqlift.targets.select_target`.
     output_index : int, optional
         Element of a tuple output.
     batch_size : int
@@ -194,7 +194,7 @@ def integrated_gradients(
         ``K`` baselines per input; a 3-d array is one baseline per input.
     target : int, seqlift.targets.Target or callable
         Output column to explain, a :class:`~seqlift.targets.Target`, or a
-        function of the output giving shape (N,); see :func:`~.deeplift.select_target`.
+        function of the output giving shape (N,); see :func:`seqlift.targets.select_target`.
     steps : int
         Number of points on each path.
     method : str
