@@ -22,9 +22,10 @@ import torch
 from ..errors import ModelError, UnsupportedOpError, UsageError
 from ..targets import as_target, output_activation, select_target
 from ..targets import target_space as space_of
-from .graph import CapturedModel, active_nodes, batch_dims, capture, lower, module_path, op_name
+from .graph import CapturedModel, active_nodes, batch_dims, capture, lower, op_name
 from .graph import normalize_input_weights as normalize_weights
 from .graph import strip_output_activation, where
+from .layer_rules import LAYER_RULES, RULE_PRESETS, rule_for, rule_spec
 from .result import Attributions, from_multipliers
 from .rules import PASSTHROUGH, OpRule, lookup
 from .split import DEFAULT_MAX_RULE, MAX_RULES, Split, SplitRule, batch_back, batch_first, max_multipliers
@@ -245,15 +246,6 @@ def hold_inputs(t: torch.Tensor, n: int, dim: int = 0, rows: int | None = None) 
     return torch.cat([t[:n], t[:n].repeat_interleave(k, dim=0)])
 
 
-#: Rule presets: layer kind (``conv``, ``dense``) or ``default`` -> rule for the nonlinearities after it.
-RULE_PRESETS = {
-    "rescale": {"default": "rescale"},
-    "revealcancel": {"default": "revealcancel"},
-    "genomics-default": {"conv": "rescale", "dense": "revealcancel", "default": "rescale"},
-}
-_LAYER_RULES = ("rescale", "revealcancel")
-
-
 @dataclass
 class Engine:
     """A model prepared for DeepLIFT: captured graph plus a rule for every op.
@@ -345,7 +337,7 @@ class Engine:
         act = torch.cat([X, flat])
         diff = torch.cat([torch.zeros_like(X), X.repeat_interleave(k, dim=0) - flat])
         pos, neg = diff.clamp(min=0).requires_grad_(True), diff.clamp(max=0).requires_grad_(True)
-        rules = {name: SplitRule(n, name == "revealcancel", self.eps, self.max_rule) for name in _LAYER_RULES}
+        rules = {name: SplitRule(n, name == "revealcancel", self.eps, self.max_rule) for name in LAYER_RULES}
         by_node = {node: rules[name] for node, name in self.layer_rules.items()}
         passes = []
         with torch.enable_grad():
@@ -529,7 +521,7 @@ def prepare(
     -------
     Engine
     """
-    spec = _rule_spec(rule)
+    spec = rule_spec(rule)
     if max_rule not in MAX_RULES:
         raise UsageError(f"unknown max rule {max_rule!r}; choose one of {', '.join(MAX_RULES)}")
     # Under Rescale everywhere, LSTM and GRU layers stay whole (their fused rule); split rules unroll them.
@@ -573,7 +565,7 @@ def prepare(
         )
     params = list(captured.module.parameters()) + list(captured.module.buffers())
     dtype = next((p.dtype for p in params if p.is_floating_point()), None)
-    layer_rules = {node: _rule_for(node, spec) for node, r in plan.items() if r.kind in ("elementwise", "max")}
+    layer_rules = {node: rule_for(node, spec) for node, r in plan.items() if r.kind in ("elementwise", "max")}
     if all(name == "rescale" for name in layer_rules.values()):
         layer_rules = None  # the paired engine: one multiplier, no split streams
     elif any(r.kind == "fused" for r in plan.values()):
@@ -581,51 +573,6 @@ def prepare(
                          "capture(model, length, unroll_recurrent=True)")
     return Engine(captured=captured, plan=plan, rule=rule if isinstance(rule, str) else "custom", eps=eps,
                   device=device, dtype=dtype, layer_rules=layer_rules, compile=compile, dims=dims, max_rule=max_rule)
-
-
-def _rule_spec(rule) -> dict:
-    """A rule name or a mapping of layer kind / module path -> rule, checked."""
-    if isinstance(rule, str):
-        if rule not in RULE_PRESETS:
-            raise UsageError(f"unknown rule {rule!r}; choose one of {', '.join(RULE_PRESETS)}, or give a mapping")
-        return RULE_PRESETS[rule]
-    if not isinstance(rule, dict):
-        raise UsageError(f"a rule is a name or a mapping of layer to rule, not {rule!r}")
-    bad = {k: v for k, v in rule.items() if v not in _LAYER_RULES}
-    if bad:
-        key, value = next(iter(bad.items()))
-        raise UsageError(f"rule {value!r} for {key!r} is not one of {', '.join(_LAYER_RULES)}")
-    return rule
-
-
-_CONV = {aten.conv1d, aten.conv2d, aten.convolution, aten._convolution, aten.conv_transpose1d}
-_DENSE = {aten.linear, aten.addmm, aten.mm, aten.bmm, aten.matmul}
-
-
-def _rule_for(node, spec: dict) -> str:
-    """The rule for a nonlinearity: by module path (longest matching key), else by the
-    kind of weighted layer that feeds it (``conv`` or ``dense``), else ``default``."""
-    if "seqlift_rule" in node.meta:  # set by graph.lower
-        return node.meta["seqlift_rule"]
-    path = module_path(node)
-    matches = [k for k in spec if k not in ("conv", "dense", "default") and (path == k or path.startswith(k + "."))]
-    if matches:
-        return spec[max(matches, key=len)]
-    return spec.get(_feeding_layer(node), spec.get("default", "rescale"))
-
-
-def _feeding_layer(node) -> str:
-    """``conv`` or ``dense``: the nearest weighted op upstream of ``node``'s input."""
-    current = node.args[0] if node.args else None
-    while isinstance(current, torch.fx.Node) and current.op == "call_function":
-        packet = getattr(current.target, "overloadpacket", None)
-        if packet in _CONV:
-            return "conv"
-        if packet in _DENSE:
-            return "dense"
-        first = current.args[0] if current.args else None
-        current = first[0] if isinstance(first, (list, tuple)) and first else first
-    return "conv"
 
 
 def deeplift(
@@ -685,4 +632,4 @@ def deeplift(
     return Attributions(*(None if field[0] is None else np.concatenate(field) for field in zip(*parts)))
 
 
-__all__ = ["Attributions", "Engine", "deeplift", "prepare", "select_target", "op_name"]
+__all__ = ["Attributions", "Engine", "RULE_PRESETS", "deeplift", "prepare", "select_target", "op_name"]
