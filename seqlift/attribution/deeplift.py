@@ -22,6 +22,7 @@ import torch
 from ..errors import ModelError, UnsupportedOpError, UsageError
 from ..targets import as_target, output_activation, select_target
 from ..targets import target_space as space_of
+from .derivatives import derivative
 from .graph import CapturedModel, active_nodes, batch_dims, capture, lower, op_name
 from .graph import normalize_input_weights as normalize_weights
 from .graph import strip_output_activation, where
@@ -44,28 +45,6 @@ def _paired_grad(a: torch.Tensor, n: int):
     out = a.new_empty(a.shape)
     out[:n] = 0
     return out, out[n:].view((n, -1) + tuple(a.shape[1:]))
-
-
-#: Exact derivatives for the Rescale fallback; other ops use autograd.
-_DERIVATIVES = {
-    torch.ops.aten.relu.default: lambda t: (t > 0).to(t.dtype),
-    torch.ops.aten.abs.default: torch.sign,
-    torch.ops.aten.exp.default: torch.exp,
-    torch.ops.aten.sigmoid.default: lambda t: torch.sigmoid(t) * torch.sigmoid(-t),
-    torch.ops.aten.tanh.default: lambda t: 1 - torch.tanh(t) ** 2,
-    torch.ops.aten.reciprocal.default: lambda t: -torch.reciprocal(t * t),
-    torch.ops.aten.rsqrt.default: lambda t: -0.5 * torch.rsqrt(t) / t,
-}
-
-
-def _derivative(fn, target, t):
-    known = _DERIVATIVES.get(target)
-    if known is not None:
-        return known(t)
-    with torch.enable_grad():
-        t = t.detach().requires_grad_(True)
-        (d,) = torch.autograd.grad(fn(t).sum(), t)
-    return d
 
 
 def _relu_rescale_grad(ax, ar, yx, yr, grad, eps: float):
@@ -111,7 +90,7 @@ class _PairedRescale(torch.autograd.Function):
             out, refs = _paired_grad(a, ctx.n)
             refs.copy_(_fused_relu_rescale_grad()(ax, ar, yx, yr, grad[ctx.n :].view(refs.shape), ctx.eps))
             return out, None, None, None, None, None
-        m = rescale_multiplier(ax, ar, yx, yr, ctx.eps, lambda t: _derivative(ctx.fn, ctx.target, t))
+        m = rescale_multiplier(ax, ar, yx, yr, ctx.eps, lambda t: derivative(ctx.fn, t, ctx.target))
         out, refs = _paired_grad(a, ctx.n)
         torch.mul(grad[ctx.n :].view(m.shape), m, out=refs)
         return out, None, None, None, None, None
