@@ -25,11 +25,12 @@ from ..targets import target_space as space_of
 from .graph import CapturedModel, active_nodes, batch_dims, capture, lower, op_name
 from .graph import normalize_input_weights as normalize_weights
 from .graph import strip_output_activation, where
+from .interpreter import PairedInterpreter, SplitInterpreter
 from .layer_rules import LAYER_RULES, RULE_PRESETS, rule_for, rule_spec
-from .paired import Rescale, hold_inputs
+from .paired import Rescale
 from .result import Attributions, from_multipliers
-from .rules import PASSTHROUGH, OpRule, lookup
-from .split import DEFAULT_MAX_RULE, MAX_RULES, Split, SplitRule, product, streamwise
+from .rules import lookup
+from .split import DEFAULT_MAX_RULE, MAX_RULES, Split, SplitRule, stream
 
 aten = torch.ops.aten
 
@@ -58,7 +59,7 @@ class Engine:
 
     def forward(self, x: torch.Tensor, rule=None):
         """Run the graph on ``x``; with a ``rule`` object, nonlinearities follow it."""
-        return _Interpreter(self.captured.module, self.plan, rule, self.captured.held, self.dims or {}).run(x)
+        return PairedInterpreter(self.captured.module, self.plan, rule, self.captured.held, self.dims or {}).run(x)
 
     def check_split_signs(self, split_signs: bool) -> None:
         """Raise :class:`~seqlift.errors.UsageError` when ``split_signs`` is asked of a rule that does not split."""
@@ -115,7 +116,7 @@ class Engine:
         passes = []
         with torch.enable_grad():
             out = self.forward(batch, Rescale(n, self.eps, self.compile, rows=batch.shape[0], max_rule=self.max_rule))
-            ys = [read(out) for read in self._read_outs(_stream(out, "act"), n, targets)]
+            ys = [read(out) for read in self._read_outs(stream(out, "act"), n, targets)]
             for i, y in enumerate(ys):
                 (m,) = torch.autograd.grad(y[n:].sum(), batch, retain_graph=i < len(ys) - 1)
                 passes.append((y.detach(), m[n:], m[n:], []))
@@ -129,11 +130,11 @@ class Engine:
         by_node = {node: rules[name] for node, name in self.layer_rules.items()}
         passes = []
         with torch.enable_grad():
-            out = _SplitInterpreter(self.captured.module, self.plan, by_node, n, self.captured.held,
+            out = SplitInterpreter(self.captured.module, self.plan, by_node, n, self.captured.held,
                                     self.dims or {}).run(Split(act, pos, neg))
-            reads = self._read_outs(_stream(out, "act"), n, targets)
+            reads = self._read_outs(stream(out, "act"), n, targets)
             for i, read in enumerate(reads):
-                y, t_pos, t_neg = (read(_stream(out, s)) for s in ("act", "pos", "neg"))
+                y, t_pos, t_neg = (read(stream(out, s)) for s in ("act", "pos", "neg"))
                 last = i == len(reads) - 1
 
                 def grads(t, keep):
@@ -158,107 +159,6 @@ class Engine:
         X = self._tensor(X)
         with torch.no_grad():
             return select_target(self.forward(X), target, output_index).cpu().numpy()
-
-
-def _stream(out, which):
-    """One stream (``act``, ``pos`` or ``neg``) of a split output, tuples kept."""
-    if isinstance(out, Split):
-        return getattr(out, which)
-    if isinstance(out, (tuple, list)):
-        return type(out)(_stream(o, which) for o in out)
-    return out if which == "act" else torch.zeros_like(out)
-
-
-def _acts(v):
-    if isinstance(v, Split):
-        return v.act
-    if isinstance(v, (tuple, list)):
-        return type(v)(_acts(u) for u in v)
-    return v
-
-
-class _SplitInterpreter(torch.fx.Interpreter):
-    """Runs the graph on :class:`Split` values: activations and the +/- parts of deltas."""
-
-    def __init__(self, module, plan, rules, n, held=frozenset(), dims=None):
-        super().__init__(module, garbage_collect_values=True)
-        self.plan, self.rules, self.n, self.held, self.dims = plan, rules, n, held, dims or {}
-
-    def run(self, x):
-        self.rows = x.act.shape[0]
-        return super().run(x)
-
-    def run_node(self, node):
-        op_rule: OpRule | None = self.plan.get(node)
-        if node.op not in ("call_function", "call_method", "call_module"):
-            return super().run_node(node)
-        args, kwargs = self.fetch_args_kwargs_from_env(node)
-        if node in self.held:
-            act = hold_inputs(node.target(*_acts(args), **_acts(kwargs)), self.n, self.dims.get(node, 0), self.rows)
-            return Split(act, torch.zeros_like(act), torch.zeros_like(act))
-        if op_rule is None:  # does not depend on the input, or only on its shape
-            return getattr(self, node.op)(node.target, _acts(args), _acts(kwargs))
-        op = node.target
-        if op_rule.kind == "product":
-            f, a, b = _bilinear(node, op_rule, args, kwargs)
-            return product(f, a, b)
-        if op_rule.kind == "elementwise":
-            rest = args[1:]
-            return self.rules[node].elementwise(lambda t: op(t, *rest, **kwargs), args[0], op)
-        if op_rule.kind == "max":
-            return op_rule.apply(self.rules[node], op, args, kwargs, self.dims.get(node.args[0], 0), self.rows)
-        if op in PASSTHROUGH:
-            return op(*args, **kwargs)
-        act = op(*_acts(args), **_acts(kwargs))
-        pos, neg = (op_rule.split or streamwise)(op, args, kwargs)
-        if isinstance(act, (tuple, list)):
-            return [a if p is None else Split(a, p, q) for a, p, q in zip(act, pos, neg)]
-        if pos.shape != act.shape:  # an input-dependent value broadcast against a constant
-            pos, neg = pos.expand_as(act), neg.expand_as(act)
-        return Split(act, pos, neg)
-
-
-def _bilinear(node, op_rule: OpRule, args, kwargs):
-    """``(f, a, b)``: the node's op as a function ``f(a, b)`` of its two input-dependent operands."""
-    leaves, spec = torch.utils._pytree.tree_flatten((args, kwargs))
-    i, j = op_rule.operands
-
-    def f(a, b):
-        filled = list(leaves)
-        filled[i], filled[j] = a, b
-        fa, fk = torch.utils._pytree.tree_unflatten(filled, spec)
-        return node.target(*fa, **fk)
-
-    if (i, j) == (0, 1) and len(leaves) == 2:
-        f.op = node.target  # f(a, b) is the op itself: its backward may be written out (_PRODUCT_VJPS)
-    return f, leaves[i], leaves[j]
-
-
-class _Interpreter(torch.fx.Interpreter):
-    def __init__(self, module, plan, rule, held=frozenset(), dims=None):
-        super().__init__(module, garbage_collect_values=True)
-        self.plan = plan
-        self.rule = rule
-        self.held = held
-        self.dims = dims or {}
-
-    def run_node(self, node):
-        op_rule: OpRule | None = self.plan.get(node)
-        if self.rule is not None and node in self.held:
-            return self.rule.hold(super().run_node(node), self.dims.get(node, 0))
-        if self.rule is None or op_rule is None or op_rule.kind == "linear":
-            return super().run_node(node)
-        args, kwargs = self.fetch_args_kwargs_from_env(node)
-        if op_rule.kind == "elementwise":
-            rest = args[1:]
-            return self.rule.elementwise(lambda t: node.target(t, *rest, **kwargs), args[0], node.target,
-                                         self.dims.get(node.args[0], 0))
-        if op_rule.kind == "product":
-            f, a, b = _bilinear(node, op_rule, args, kwargs)
-            leaves = torch.utils._pytree.tree_leaves((node.args, node.kwargs))
-            dims = tuple(self.dims.get(leaves[i], 0) for i in op_rule.operands)
-            return self.rule.product(f, a, b, dims)
-        return op_rule.apply(self.rule, node.target, args, kwargs, self.dims.get(node.args[0], 0), self.rule.rows)
 
 
 def prepare(

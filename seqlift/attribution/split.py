@@ -98,6 +98,16 @@ def activations(x):
     return x.act if isinstance(x, Split) else x
 
 
+def stream(x, which: str):
+    """One stream (``act``, ``pos`` or ``neg``) of ``x``, through tuples and lists; a value that is not a
+    :class:`Split` is all activation (its deltas are zeros)."""
+    if isinstance(x, Split):
+        return getattr(x, which)
+    if isinstance(x, (tuple, list)):
+        return type(x)(stream(o, which) for o in x)
+    return x if which == "act" else torch.zeros_like(x)
+
+
 # ---------------------------------------------------------------- nonlinearities
 
 
