@@ -8,6 +8,14 @@ reference row ``r_ij`` and its input row ``x_i``. Back-propagating the target
 from the reference rows then gives, at the input, the multipliers ``m_ij`` of
 every (input, reference) pair, and the contributions ``m_ij * (x_i - r_ij)``
 sum to ``f(x_i) - f(r_ij)`` (summation-to-delta).
+
+This module holds :func:`prepare` (capture, a rule for every op, the checks),
+:class:`Engine` (a batch's forward and backward passes) and :func:`deeplift`.
+The parts it uses: :mod:`.rules` (each op's rule), :mod:`.layer_rules`
+(Rescale or RevealCancel per nonlinearity), :mod:`.paired` (Rescale's backward
+on the paired batch), :mod:`.split` (deltas kept as positive and negative
+parts, for the split rules), :mod:`.interpreter` (running the graph under
+either) and :mod:`.result` (multipliers to :class:`~.result.Attributions`).
 """
 
 from __future__ import annotations
