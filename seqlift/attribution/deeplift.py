@@ -139,7 +139,7 @@ class Engine:
         passes = []
         with torch.enable_grad():
             out = SplitInterpreter(self.captured.module, self.plan, by_node, n, self.captured.held,
-                                    self.dims or {}).run(Split(act, pos, neg))
+                                   self.dims or {}).run(Split(act, pos, neg))
             reads = self._read_outs(stream(out, "act"), n, targets)
             for i, read in enumerate(reads):
                 y, t_pos, t_neg = (read(stream(out, s)) for s in ("act", "pos", "neg"))
