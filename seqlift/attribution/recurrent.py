@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ModelError
+from .derivatives import DERIVATIVES
 from .paired import pairs
 from .split import rescale_multiplier
 
@@ -63,13 +64,7 @@ def _rescale(z: torch.Tensor, y: torch.Tensor, n: int, eps: float, derivative) -
     return rescale_multiplier(*pairs(z, n, dim=-2), *pairs(y, n, dim=-2), eps, derivative).flatten(-3, -2)
 
 
-def _dsigmoid(t):
-    s = torch.sigmoid(t)
-    return s * (1 - s)
-
-
-def _dtanh(t):
-    return 1 - torch.tanh(t) ** 2
+_dsigmoid, _dtanh = DERIVATIVES[aten.sigmoid.default], DERIVATIVES[aten.tanh.default]
 
 
 def _lstm_gate_derivative(hidden):
