@@ -14,10 +14,15 @@ read-out be applied to the positive and negative parts of deltas.
   each of its references, so the target stays linear in the logits and its
   delta is exactly explained.
 
+From Python, a target may also be a callable ``f(output) -> (B,)``, which must
+be linear for summation-to-delta to hold (:func:`as_target`).
+
 When the model ends in a sigmoid or softmax, the engine explains the logits
 instead (see :func:`seqlift.attribution.graph.strip_output_activation`); for
 softmax, target ``t`` becomes the mean-normalised logit ``z_t - mean(z)``, the
-adjustment of the DeepLIFT paper.
+adjustment of the DeepLIFT paper. :func:`output_activation` says which
+activation was stripped from the output a target reads, and
+:func:`target_space` what the target therefore reads.
 """
 
 from __future__ import annotations
@@ -110,6 +115,52 @@ class Target:
                 )
             return candidates[0]
         return self.output_index
+
+
+
+class _Callable(Target):
+    """A user function of the output as a target; it must be linear for summation-to-delta to hold."""
+
+    def __init__(self, fn):
+        super().__init__("callable")
+        object.__setattr__(self, "fn", fn)
+
+    def bind(self, output, n, activation=None):
+        return self.fn
+
+
+def as_target(target, output_index: int | None = None) -> Target:
+    """A :class:`Target` from an int, a Target or a callable ``f(output) -> (B,)``."""
+    if isinstance(target, Target):
+        return target
+    if callable(target):
+        return _Callable(target)
+    return Target("index", int(target), output_index)
+
+
+def select_target(output, target=0, output_index: int | None = None) -> torch.Tensor:
+    """The target (B,) of a plain forward pass's ``output`` (every row is an input)."""
+    t = as_target(target, output_index)
+    rows = (output[0] if isinstance(output, (tuple, list)) else output).shape[0]
+    return t.bind(output, rows)(output)
+
+
+#: What a target reads when an activation was stripped from its output: the logits behind it.
+TARGET_SPACES = {"sigmoid": "logits", "softmax": "mean-normalised logits"}
+
+
+def output_activation(target: Target, activations: tuple) -> str | None:
+    """The activation stripped from the output ``target`` reads (``sigmoid``, ``softmax``), or None.
+
+    ``activations`` is the captured model's ``output_activations``, one entry per flat output.
+    """
+    i = getattr(target, "output_index", None) or 0
+    return activations[i] if i < len(activations) else None
+
+
+def target_space(target: Target, activations: tuple) -> str:
+    """What ``target`` reads: ``output``, ``logits`` (sigmoid removed) or ``mean-normalised logits``."""
+    return TARGET_SPACES.get(output_activation(target, activations), "output")
 
 
 def _pick(output, output_index):

@@ -8,287 +8,39 @@ reference row ``r_ij`` and its input row ``x_i``. Back-propagating the target
 from the reference rows then gives, at the input, the multipliers ``m_ij`` of
 every (input, reference) pair, and the contributions ``m_ij * (x_i - r_ij)``
 sum to ``f(x_i) - f(r_ij)`` (summation-to-delta).
+
+This module holds :func:`prepare` (capture, a rule for every op, the checks),
+:class:`Engine` (a batch's forward and backward passes) and :func:`deeplift`.
+The parts it uses: :mod:`.rules` (each op's rule), :mod:`.layer_rules`
+(Rescale or RevealCancel per nonlinearity), :mod:`.paired` (Rescale's backward
+on the paired batch), :mod:`.split` (deltas kept as positive and negative
+parts, for the split rules), :mod:`.interpreter` (running the graph under
+either) and :mod:`.result` (multipliers to :class:`~.result.Attributions`).
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..errors import ModelError, UnsupportedOpError, UsageError
-from ..targets import Target
-from .graph import CapturedModel, active_nodes, batch_dims, capture, lower, module_path, op_name
+from ..targets import as_target, output_activation, select_target
+from ..targets import target_space as space_of
+from .graph import CapturedModel, active_nodes, batch_dims, capture, lower, op_name
 from .graph import normalize_input_weights as normalize_weights
 from .graph import strip_output_activation, where
-from .rules import PASSTHROUGH, OpRule, lookup
-from .split import DEFAULT_MAX_RULE, MAX_RULES, Split, SplitRule, batch_back, batch_first, max_multipliers
-from .split import product, rescale_multiplier, streamwise
+from .interpreter import PairedInterpreter, SplitInterpreter
+from .layer_rules import LAYER_RULES, RULE_PRESETS, rule_for, rule_spec
+from .paired import Rescale
+from .result import Attributions, from_multipliers
+from .rules import lookup
+from .split import DEFAULT_MAX_RULE, MAX_RULES, Split, SplitRule, stream
 
 aten = torch.ops.aten
-
-
-def _pairs(t: torch.Tensor, n: int):
-    """Input rows (n, 1, ...) and reference rows (n, k, ...) of a paired batch."""
-    return t[:n].unsqueeze(1), t[n:].reshape((n, -1) + tuple(t.shape[1:]))
-
-
-def _paired_grad(a: torch.Tensor, n: int):
-    """Gradient buffer for the whole batch: zero input rows, and a (n, k, ...) view of the reference rows."""
-    out = a.new_empty(a.shape)
-    out[:n] = 0
-    return out, out[n:].view((n, -1) + tuple(a.shape[1:]))
-
-
-#: Exact derivatives for the Rescale fallback; other ops use autograd.
-_DERIVATIVES = {
-    torch.ops.aten.relu.default: lambda t: (t > 0).to(t.dtype),
-    torch.ops.aten.abs.default: torch.sign,
-    torch.ops.aten.exp.default: torch.exp,
-    torch.ops.aten.sigmoid.default: lambda t: torch.sigmoid(t) * torch.sigmoid(-t),
-    torch.ops.aten.tanh.default: lambda t: 1 - torch.tanh(t) ** 2,
-    torch.ops.aten.reciprocal.default: lambda t: -torch.reciprocal(t * t),
-    torch.ops.aten.rsqrt.default: lambda t: -0.5 * torch.rsqrt(t) / t,
-}
-
-
-def _derivative(fn, target, t):
-    known = _DERIVATIVES.get(target)
-    if known is not None:
-        return known(t)
-    with torch.enable_grad():
-        t = t.detach().requires_grad_(True)
-        (d,) = torch.autograd.grad(fn(t).sum(), t)
-    return d
-
-
-def _relu_rescale_grad(ax, ar, yx, yr, grad, eps: float):
-    """Gradient of reference rows through ReLU under Rescale, in one expression (fusable)."""
-    dx = ax - ar
-    small = dx.abs() < eps
-    m = torch.where(small, ((ax + ar) > 0).to(ar.dtype), (yx - yr) / torch.where(small, torch.ones_like(dx), dx))
-    return grad * m
-
-
-_COMPILED: dict = {}
-
-
-def _fused_relu_rescale_grad():
-    """``_relu_rescale_grad`` compiled into one kernel (torch.compile), built on first use."""
-    if "relu" not in _COMPILED:
-        _COMPILED["relu"] = torch.compile(_relu_rescale_grad, dynamic=True)
-    return _COMPILED["relu"]
-
-
-class _PairedRescale(torch.autograd.Function):
-    """Elementwise ``fn`` whose backward is the Rescale multiplier ``dy/dx``.
-
-    ``a`` holds ``n`` input rows followed by ``n * k`` reference rows. The
-    multiplier of reference row ``(i, j)`` is ``(fn(x_i) - fn(r_ij)) / (x_i - r_ij)``,
-    falling back to the derivative at the midpoint where ``|x_i - r_ij| < eps``.
-    Input rows get no gradient (only the pairs' multipliers are wanted).
-    """
-
-    @staticmethod
-    def forward(ctx, a, fn, target, n, eps, fused):
-        y = fn(a)
-        ctx.fn, ctx.target, ctx.n, ctx.eps, ctx.fused = fn, target, n, eps, fused
-        ctx.save_for_backward(a, y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, y = ctx.saved_tensors
-        ax, ar = _pairs(a, ctx.n)
-        yx, yr = _pairs(y, ctx.n)
-        if ctx.fused and ctx.target == torch.ops.aten.relu.default:
-            out, refs = _paired_grad(a, ctx.n)
-            refs.copy_(_fused_relu_rescale_grad()(ax, ar, yx, yr, grad[ctx.n :].view(refs.shape), ctx.eps))
-            return out, None, None, None, None, None
-        m = rescale_multiplier(ax, ar, yx, yr, ctx.eps, lambda t: _derivative(ctx.fn, ctx.target, t))
-        out, refs = _paired_grad(a, ctx.n)
-        torch.mul(grad[ctx.n :].view(m.shape), m, out=refs)
-        return out, None, None, None, None, None
-
-
-class _PairedMax(torch.autograd.Function):
-    """Max of ``a`` at ``index`` whose backward splits each window's delta exactly.
-
-    ``a`` has shape (B, ..., S) and ``index`` (B, ..., O): for every output, the
-    position in the last dim where that row peaks. For reference row ``(i, j)``,
-    with ``p`` where input ``i`` peaks and ``q`` where the reference peaks,
-    ``max = max(v[p], v[q])`` for both rows, and the max rule (see
-    :func:`~.split.max_multipliers`) gives ``p`` and ``q`` their multipliers.
-    """
-
-    @staticmethod
-    def forward(ctx, a, index, n, eps, max_rule):
-        ctx.n, ctx.eps, ctx.max_rule = n, eps, max_rule
-        ctx.save_for_backward(a, index)
-        return a.gather(-1, index)
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, index = ctx.saved_tensors
-        ax, ar = _pairs(a, ctx.n)
-        ix, ir = _pairs(index, ctx.n)
-        ix = ix.expand_as(ir)
-        ax = ax.expand((-1, ir.shape[1]) + tuple(ax.shape[2:]))
-        m_p, m_q = max_multipliers(ctx.max_rule, ax.gather(-1, ix), ar.gather(-1, ix), ax.gather(-1, ir),
-                                   ar.gather(-1, ir), ctx.eps)
-        g = grad[ctx.n :].reshape(ir.shape)
-        out, refs = _paired_grad(a, ctx.n)
-        refs.zero_()
-        refs.scatter_add_(-1, ix, g * m_p)
-        refs.scatter_add_(-1, ir, g * m_q)
-        return out, None, None, None, None
-
-
-class _PairedProduct(torch.autograd.Function):
-    """``f(a, b)`` for ``f`` linear in each operand, whose backward uses the midpoints.
-
-    For reference row ``(i, j)``, ``f(a_x, b_x) - f(a_r, b_r) = f(a̅, Δb) + f(Δa, b̅)``
-    with ``a̅ = (a_x + a_r) / 2`` (see :mod:`.rules`), so the gradient of ``a``
-    is taken at ``(a, b̅)`` and that of ``b`` at ``(a̅, b)``. ``midpoint(t, i)``
-    gives operand ``i``'s midpoints over the whole batch.
-    """
-
-    @staticmethod
-    def forward(ctx, a, b, f, midpoint):
-        ctx.f, ctx.midpoint = f, midpoint
-        ctx.save_for_backward(a, b)
-        return f(a, b)
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, b = ctx.saved_tensors
-        am, bm = ctx.midpoint(a, 0), ctx.midpoint(b, 1)
-        vjp = _PRODUCT_VJPS.get(getattr(ctx.f, "op", None))
-        grads = None if vjp is None else vjp(grad, am, bm)
-        if grads is not None:
-            return (*grads, None, None)
-        with torch.enable_grad():
-            am, bm = am.requires_grad_(True), bm.requires_grad_(True)
-            ga, gb = torch.autograd.grad(ctx.f(am, bm), (am, bm), grad)
-        return ga, gb, None, None
-
-
-def _mul_vjp(grad, a, b):
-    return (grad * b).sum_to_size(a.shape), (grad * a).sum_to_size(b.shape)
-
-
-def _matmul_vjp(grad, a, b):
-    if a.dim() < 2 or b.dim() < 2:  # vector operands: let autograd handle the squeezed dims
-        return None
-    return (torch.matmul(grad, b.transpose(-1, -2)).sum_to_size(a.shape),
-            torch.matmul(a.transpose(-1, -2), grad).sum_to_size(b.shape))
-
-
-#: Backward of the commonest products written out, so the product is not run again to differentiate it.
-_PRODUCT_VJPS = {aten.mul.Tensor: _mul_vjp, aten.bmm.default: _matmul_vjp, aten.matmul.default: _matmul_vjp}
-
-
-class Rescale:
-    """The Rescale rule for a paired batch of ``n`` inputs followed by their references.
-
-    ``rows`` is the size of that batch (``n + n * k``); values whose batch is
-    not in dimension 0 alone (see :func:`~.graph.batch_dims`) are paired through
-    :func:`batch_first`.
-    """
-
-    def __init__(self, n: int, eps: float, fused: bool = False, rows: int | None = None,
-                 max_rule: str = DEFAULT_MAX_RULE):
-        self.n, self.eps, self.fused, self.rows, self.max_rule = n, eps, fused, rows, max_rule
-
-    def _paired(self, t, dim):
-        return dim == 0 and (self.rows is None or t.shape[0] == self.rows)
-
-    def elementwise(self, fn, a, target=None, dim=0):
-        """``fn(a)`` elementwise, with the Rescale multiplier as its backward."""
-        if self._paired(a, dim):
-            return _PairedRescale.apply(a, fn, target, self.n, self.eps, self.fused)
-        out = _PairedRescale.apply(batch_first(a, dim, self.rows), fn, target, self.n, self.eps, False)
-        return batch_back(out, dim)
-
-    def max(self, a, index):
-        """Max of ``a`` (B, ..., S) at ``index`` (B, ..., O), split exactly by the max rule."""
-        return _PairedMax.apply(a, index, self.n, self.eps, self.max_rule)
-
-    def hold(self, t, dim=0):
-        """Reference rows take their input's value: no delta, no gradient."""
-        return hold_inputs(t, self.n, dim, self.rows)
-
-    def product(self, f, a, b, dims=(0, 0)):
-        """``f(a, b)``, linear in each of ``a`` and ``b``, with the midpoint multipliers as its backward."""
-
-        def midpoint(t, i):
-            t, paired = t.detach(), self._paired(t, dims[i])
-            u = t if paired else batch_first(t, dims[i], self.rows)
-            x, r = _pairs(u, self.n)
-            mid = torch.cat([u[: self.n], torch.lerp(r, x.expand_as(r), 0.5).flatten(0, 1)])
-            return mid if paired else batch_back(mid, dims[i])
-
-        return _PairedProduct.apply(a, b, f, midpoint)
-
-
-def hold_inputs(t: torch.Tensor, n: int, dim: int = 0, rows: int | None = None) -> torch.Tensor:
-    """``t`` with every reference row replaced by its input row's value (detached)."""
-    t = t.detach()
-    if dim or (rows is not None and t.shape[0] != rows):
-        return batch_back(hold_inputs(batch_first(t, dim, rows), n), dim)
-    k = (t.shape[0] - n) // n
-    return torch.cat([t[:n], t[:n].repeat_interleave(k, dim=0)])
-
-
-class Attributions(NamedTuple):
-    """Result of :func:`deeplift` for ``N`` inputs of shape ``(C, L)`` and ``K`` references each.
-
-    Attributes
-    ----------
-    hypothetical : np.ndarray, shape=(N, C, L)
-        Hypothetical contributions ``m[c] - sum_c' m[c'] r[c']``, averaged over
-        references: what each base would contribute if it stood at that position.
-    contributions : np.ndarray, shape=(N, C, L)
-        DeepLIFT contributions ``m * (x - r)``, averaged over references.
-    predictions : np.ndarray, shape=(N,)
-        Target value for each input.
-    reference_predictions : np.ndarray, shape=(N, K)
-        Target value for each reference.
-    delta_error : np.ndarray, shape=(N,)
-        Largest absolute summation-to-delta error over the references:
-        ``max_j |sum(m_ij * (x_i - r_ij)) - (f(x_i) - f(r_ij))|``.
-    relative_error : np.ndarray, shape=(N,)
-        ``delta_error`` divided by ``max(max_j |f(x_i) - f(r_ij)|, floor)``, with
-        ``floor = DELTA_FLOOR * max(1, |f(x_i)|)``: where the output barely moves,
-        float32 rounding is measured against the floor, not against a tiny delta.
-    hypothetical_positive, hypothetical_negative : np.ndarray, shape=(N, C, L), or None
-        With ``split_signs``: the hypothetical contributions to the positive and
-        to the negative part of the target's delta (they add up to ``hypothetical``).
-    """
-
-    hypothetical: np.ndarray
-    contributions: np.ndarray
-    predictions: np.ndarray
-    reference_predictions: np.ndarray
-    delta_error: np.ndarray
-    relative_error: np.ndarray
-    hypothetical_positive: np.ndarray | None = None
-    hypothetical_negative: np.ndarray | None = None
-
-
-#: Relative summation-to-delta errors are taken against ``max(|Δf|, DELTA_FLOOR * max(1, |f(x)|))``.
-DELTA_FLOOR = 1e-3
-
-#: Rule presets: layer kind (``conv``, ``dense``) or ``default`` -> rule for the nonlinearities after it.
-RULE_PRESETS = {
-    "rescale": {"default": "rescale"},
-    "revealcancel": {"default": "revealcancel"},
-    "genomics-default": {"conv": "rescale", "dense": "revealcancel", "default": "rescale"},
-}
-_LAYER_RULES = ("rescale", "revealcancel")
 
 
 @dataclass
@@ -315,7 +67,7 @@ class Engine:
 
     def forward(self, x: torch.Tensor, rule=None):
         """Run the graph on ``x``; with a ``rule`` object, nonlinearities follow it."""
-        return _Interpreter(self.captured.module, self.plan, rule, self.captured.held, self.dims or {}).run(x)
+        return PairedInterpreter(self.captured.module, self.plan, rule, self.captured.held, self.dims or {}).run(x)
 
     def check_split_signs(self, split_signs: bool) -> None:
         """Raise :class:`~seqlift.errors.UsageError` when ``split_signs`` is asked of a rule that does not split."""
@@ -361,24 +113,18 @@ class Engine:
         return from_multipliers(X, R, m_pos, y[:n], y[n:].reshape(n, k), m_neg, halves)
 
     def _read_outs(self, out, n, targets):
-        return [t.bind(out, n, self._activation(t)) for t in targets]
-
-    def _activation(self, target) -> str | None:
-        acts = self.captured.output_activations
-        i = getattr(target, "output_index", None) or 0
-        return acts[i] if i < len(acts) else None
+        return [t.bind(out, n, output_activation(t, self.captured.output_activations)) for t in targets]
 
     def target_space(self, target=0, output_index=None) -> str:
         """What a target reads: ``output``, ``logits`` (sigmoid removed) or ``mean-normalised logits``."""
-        act = self._activation(as_target(target, output_index))
-        return {"sigmoid": "logits", "softmax": "mean-normalised logits"}.get(act, "output")
+        return space_of(as_target(target, output_index), self.captured.output_activations)
 
     def _paired(self, X, flat, n, targets):
         batch = torch.cat([X, flat]).requires_grad_(True)
         passes = []
         with torch.enable_grad():
             out = self.forward(batch, Rescale(n, self.eps, self.compile, rows=batch.shape[0], max_rule=self.max_rule))
-            ys = [read(out) for read in self._read_outs(_stream(out, "act"), n, targets)]
+            ys = [read(out) for read in self._read_outs(stream(out, "act"), n, targets)]
             for i, y in enumerate(ys):
                 (m,) = torch.autograd.grad(y[n:].sum(), batch, retain_graph=i < len(ys) - 1)
                 passes.append((y.detach(), m[n:], m[n:], []))
@@ -388,15 +134,15 @@ class Engine:
         act = torch.cat([X, flat])
         diff = torch.cat([torch.zeros_like(X), X.repeat_interleave(k, dim=0) - flat])
         pos, neg = diff.clamp(min=0).requires_grad_(True), diff.clamp(max=0).requires_grad_(True)
-        rules = {name: SplitRule(n, name == "revealcancel", self.eps, self.max_rule) for name in _LAYER_RULES}
+        rules = {name: SplitRule(n, name == "revealcancel", self.eps, self.max_rule) for name in LAYER_RULES}
         by_node = {node: rules[name] for node, name in self.layer_rules.items()}
         passes = []
         with torch.enable_grad():
-            out = _SplitInterpreter(self.captured.module, self.plan, by_node, n, self.captured.held,
-                                    self.dims or {}).run(Split(act, pos, neg))
-            reads = self._read_outs(_stream(out, "act"), n, targets)
+            out = SplitInterpreter(self.captured.module, self.plan, by_node, n, self.captured.held,
+                                   self.dims or {}).run(Split(act, pos, neg))
+            reads = self._read_outs(stream(out, "act"), n, targets)
             for i, read in enumerate(reads):
-                y, t_pos, t_neg = (read(_stream(out, s)) for s in ("act", "pos", "neg"))
+                y, t_pos, t_neg = (read(stream(out, s)) for s in ("act", "pos", "neg"))
                 last = i == len(reads) - 1
 
                 def grads(t, keep):
@@ -421,195 +167,6 @@ class Engine:
         X = self._tensor(X)
         with torch.no_grad():
             return select_target(self.forward(X), target, output_index).cpu().numpy()
-
-
-def from_multipliers(X, R, m_pos, pred, ref_pred, m_neg=None, halves=()) -> Attributions:
-    """Attributions from the multipliers of each (input, reference) pair.
-
-    Parameters
-    ----------
-    X : torch.Tensor, shape=(N, C, L)
-    R : torch.Tensor, shape=(N, K, C, L)
-    m_pos : torch.Tensor, shape=(N, K, C, L)
-        Multipliers of positive differences ``x - r`` (of all differences when
-        ``m_neg`` is None): contributions are ``m * (x - r)``.
-    pred : torch.Tensor, shape=(N,)
-    ref_pred : torch.Tensor, shape=(N, K)
-    m_neg : torch.Tensor, shape=(N, K, C, L), optional
-        Multipliers of negative differences (split rules).
-    halves : sequence of (m_pos, m_neg), optional
-        Multipliers of the positive and of the negative part of the target's delta.
-
-    Returns
-    -------
-    Attributions
-        Hypothetical contributions and contributions averaged over references,
-        and the summation-to-delta errors.
-    """
-    with torch.no_grad():
-        diff = X.unsqueeze(1) - R
-        if m_neg is None:
-            contrib = m_pos * diff
-        else:
-            contrib = m_pos * diff.clamp(min=0) + m_neg * diff.clamp(max=0)
-        hyp = _hypothetical(m_pos, m_neg, R)
-        delta = pred.unsqueeze(1) - ref_pred
-        err = (contrib.sum(dim=tuple(range(2, contrib.dim()))) - delta).abs().amax(dim=1)
-        floor = DELTA_FLOOR * pred.abs().clamp(min=1)
-        scale = torch.maximum(delta.abs().amax(dim=1), floor)
-        rel = err / scale
-        halves = [_hypothetical(mp.reshape(R.shape), mn.reshape(R.shape), R).mean(dim=1).cpu().numpy()
-                  for mp, mn in halves]
-    return Attributions(
-        hypothetical=hyp.mean(dim=1).cpu().numpy(),
-        contributions=contrib.mean(dim=1).cpu().numpy(),
-        predictions=pred.cpu().numpy(),
-        reference_predictions=ref_pred.cpu().numpy(),
-        delta_error=err.cpu().numpy(),
-        relative_error=rel.cpu().numpy(),
-        hypothetical_positive=halves[0] if halves else None,
-        hypothetical_negative=halves[1] if halves else None,
-    )
-
-
-def _hypothetical(m_pos, m_neg, R):
-    """Hypothetical contributions (N, K, C, L): for each base b, the contributions of the
-    one-hot column e_b against the reference, ``sum_c m(e_b[c] - r[c])`` with ``m_pos`` for
-    positive and ``m_neg`` for negative differences."""
-    if m_neg is None:  # one multiplier: m[b] - sum_c m[c] r[c]
-        return m_pos - (m_pos * R).sum(dim=2, keepdim=True)
-    eye = torch.eye(R.shape[2], dtype=R.dtype, device=R.device).reshape((1, 1, R.shape[2], R.shape[2]) + (1,) * (R.dim() - 3))
-    h = eye - R.unsqueeze(2)  # (N, K, B, C, L)
-    return (m_pos.unsqueeze(2) * h.clamp(min=0) + m_neg.unsqueeze(2) * h.clamp(max=0)).sum(dim=3)
-
-
-def _stream(out, which):
-    """One stream (``act``, ``pos`` or ``neg``) of a split output, tuples kept."""
-    if isinstance(out, Split):
-        return getattr(out, which)
-    if isinstance(out, (tuple, list)):
-        return type(out)(_stream(o, which) for o in out)
-    return out if which == "act" else torch.zeros_like(out)
-
-
-def _acts(v):
-    if isinstance(v, Split):
-        return v.act
-    if isinstance(v, (tuple, list)):
-        return type(v)(_acts(u) for u in v)
-    return v
-
-
-class _SplitInterpreter(torch.fx.Interpreter):
-    """Runs the graph on :class:`Split` values: activations and the +/- parts of deltas."""
-
-    def __init__(self, module, plan, rules, n, held=frozenset(), dims=None):
-        super().__init__(module, garbage_collect_values=True)
-        self.plan, self.rules, self.n, self.held, self.dims = plan, rules, n, held, dims or {}
-
-    def run(self, x):
-        self.rows = x.act.shape[0]
-        return super().run(x)
-
-    def run_node(self, node):
-        op_rule: OpRule | None = self.plan.get(node)
-        if node.op not in ("call_function", "call_method", "call_module"):
-            return super().run_node(node)
-        args, kwargs = self.fetch_args_kwargs_from_env(node)
-        if node in self.held:
-            act = hold_inputs(node.target(*_acts(args), **_acts(kwargs)), self.n, self.dims.get(node, 0), self.rows)
-            return Split(act, torch.zeros_like(act), torch.zeros_like(act))
-        if op_rule is None:  # does not depend on the input, or only on its shape
-            return getattr(self, node.op)(node.target, _acts(args), _acts(kwargs))
-        op = node.target
-        if op_rule.kind == "product":
-            f, a, b = _bilinear(node, op_rule, args, kwargs)
-            return product(f, a, b)
-        if op_rule.kind == "elementwise":
-            rest = args[1:]
-            return self.rules[node].elementwise(lambda t: op(t, *rest, **kwargs), args[0], op)
-        if op_rule.kind == "max":
-            return op_rule.apply(self.rules[node], op, args, kwargs, self.dims.get(node.args[0], 0), self.rows)
-        if op in PASSTHROUGH:
-            return op(*args, **kwargs)
-        act = op(*_acts(args), **_acts(kwargs))
-        pos, neg = (op_rule.split or streamwise)(op, args, kwargs)
-        if isinstance(act, (tuple, list)):
-            return [a if p is None else Split(a, p, q) for a, p, q in zip(act, pos, neg)]
-        if pos.shape != act.shape:  # an input-dependent value broadcast against a constant
-            pos, neg = pos.expand_as(act), neg.expand_as(act)
-        return Split(act, pos, neg)
-
-
-def _bilinear(node, op_rule: OpRule, args, kwargs):
-    """``(f, a, b)``: the node's op as a function ``f(a, b)`` of its two input-dependent operands."""
-    leaves, spec = torch.utils._pytree.tree_flatten((args, kwargs))
-    i, j = op_rule.operands
-
-    def f(a, b):
-        filled = list(leaves)
-        filled[i], filled[j] = a, b
-        fa, fk = torch.utils._pytree.tree_unflatten(filled, spec)
-        return node.target(*fa, **fk)
-
-    if (i, j) == (0, 1) and len(leaves) == 2:
-        f.op = node.target  # f(a, b) is the op itself: its backward may be written out (_PRODUCT_VJPS)
-    return f, leaves[i], leaves[j]
-
-
-class _Interpreter(torch.fx.Interpreter):
-    def __init__(self, module, plan, rule, held=frozenset(), dims=None):
-        super().__init__(module, garbage_collect_values=True)
-        self.plan = plan
-        self.rule = rule
-        self.held = held
-        self.dims = dims or {}
-
-    def run_node(self, node):
-        op_rule: OpRule | None = self.plan.get(node)
-        if self.rule is not None and node in self.held:
-            return self.rule.hold(super().run_node(node), self.dims.get(node, 0))
-        if self.rule is None or op_rule is None or op_rule.kind == "linear":
-            return super().run_node(node)
-        args, kwargs = self.fetch_args_kwargs_from_env(node)
-        if op_rule.kind == "elementwise":
-            rest = args[1:]
-            return self.rule.elementwise(lambda t: node.target(t, *rest, **kwargs), args[0], node.target,
-                                         self.dims.get(node.args[0], 0))
-        if op_rule.kind == "product":
-            f, a, b = _bilinear(node, op_rule, args, kwargs)
-            leaves = torch.utils._pytree.tree_leaves((node.args, node.kwargs))
-            dims = tuple(self.dims.get(leaves[i], 0) for i in op_rule.operands)
-            return self.rule.product(f, a, b, dims)
-        return op_rule.apply(self.rule, node.target, args, kwargs, self.dims.get(node.args[0], 0), self.rule.rows)
-
-
-class _Callable(Target):
-    """A user function of the output as a target; it must be linear for summation-to-delta to hold."""
-
-    def __init__(self, fn):
-        super().__init__("callable")
-        object.__setattr__(self, "fn", fn)
-
-    def bind(self, output, n, activation=None):
-        return self.fn
-
-
-def as_target(target, output_index: int | None = None) -> Target:
-    """A :class:`~seqlift.targets.Target` from an int, a Target or a callable ``f(output) -> (B,)``."""
-    if isinstance(target, Target):
-        return target
-    if callable(target):
-        return _Callable(target)
-    return Target("index", int(target), output_index)
-
-
-def select_target(output, target=0, output_index: int | None = None) -> torch.Tensor:
-    """The target (B,) of a plain forward pass's ``output`` (every row is an input)."""
-    t = as_target(target, output_index)
-    head = _stream(output, "act")
-    rows = (head[0] if isinstance(head, (tuple, list)) else head).shape[0]
-    return t.bind(output, rows)(output)
 
 
 def prepare(
@@ -660,7 +217,7 @@ def prepare(
     -------
     Engine
     """
-    spec = _rule_spec(rule)
+    spec = rule_spec(rule)
     if max_rule not in MAX_RULES:
         raise UsageError(f"unknown max rule {max_rule!r}; choose one of {', '.join(MAX_RULES)}")
     # Under Rescale everywhere, LSTM and GRU layers stay whole (their fused rule); split rules unroll them.
@@ -704,7 +261,7 @@ def prepare(
         )
     params = list(captured.module.parameters()) + list(captured.module.buffers())
     dtype = next((p.dtype for p in params if p.is_floating_point()), None)
-    layer_rules = {node: _rule_for(node, spec) for node, r in plan.items() if r.kind in ("elementwise", "max")}
+    layer_rules = {node: rule_for(node, spec) for node, r in plan.items() if r.kind in ("elementwise", "max")}
     if all(name == "rescale" for name in layer_rules.values()):
         layer_rules = None  # the paired engine: one multiplier, no split streams
     elif any(r.kind == "fused" for r in plan.values()):
@@ -712,51 +269,6 @@ def prepare(
                          "capture(model, length, unroll_recurrent=True)")
     return Engine(captured=captured, plan=plan, rule=rule if isinstance(rule, str) else "custom", eps=eps,
                   device=device, dtype=dtype, layer_rules=layer_rules, compile=compile, dims=dims, max_rule=max_rule)
-
-
-def _rule_spec(rule) -> dict:
-    """A rule name or a mapping of layer kind / module path -> rule, checked."""
-    if isinstance(rule, str):
-        if rule not in RULE_PRESETS:
-            raise UsageError(f"unknown rule {rule!r}; choose one of {', '.join(RULE_PRESETS)}, or give a mapping")
-        return RULE_PRESETS[rule]
-    if not isinstance(rule, dict):
-        raise UsageError(f"a rule is a name or a mapping of layer to rule, not {rule!r}")
-    bad = {k: v for k, v in rule.items() if v not in _LAYER_RULES}
-    if bad:
-        key, value = next(iter(bad.items()))
-        raise UsageError(f"rule {value!r} for {key!r} is not one of {', '.join(_LAYER_RULES)}")
-    return rule
-
-
-_CONV = {aten.conv1d, aten.conv2d, aten.convolution, aten._convolution, aten.conv_transpose1d}
-_DENSE = {aten.linear, aten.addmm, aten.mm, aten.bmm, aten.matmul}
-
-
-def _rule_for(node, spec: dict) -> str:
-    """The rule for a nonlinearity: by module path (longest matching key), else by the
-    kind of weighted layer that feeds it (``conv`` or ``dense``), else ``default``."""
-    if "seqlift_rule" in node.meta:  # set by graph.lower
-        return node.meta["seqlift_rule"]
-    path = module_path(node)
-    matches = [k for k in spec if k not in ("conv", "dense", "default") and (path == k or path.startswith(k + "."))]
-    if matches:
-        return spec[max(matches, key=len)]
-    return spec.get(_feeding_layer(node), spec.get("default", "rescale"))
-
-
-def _feeding_layer(node) -> str:
-    """``conv`` or ``dense``: the nearest weighted op upstream of ``node``'s input."""
-    current = node.args[0] if node.args else None
-    while isinstance(current, torch.fx.Node) and current.op == "call_function":
-        packet = getattr(current.target, "overloadpacket", None)
-        if packet in _CONV:
-            return "conv"
-        if packet in _DENSE:
-            return "dense"
-        first = current.args[0] if current.args else None
-        current = first[0] if isinstance(first, (list, tuple)) and first else first
-    return "conv"
 
 
 def deeplift(
@@ -816,4 +328,4 @@ def deeplift(
     return Attributions(*(None if field[0] is None else np.concatenate(field) for field in zip(*parts)))
 
 
-__all__ = ["Attributions", "Engine", "deeplift", "prepare", "select_target", "op_name"]
+__all__ = ["Attributions", "Engine", "RULE_PRESETS", "deeplift", "prepare", "select_target", "op_name"]

@@ -2,7 +2,7 @@
 
 They run the same captured ATen graph as DeepLIFT (:func:`.graph.capture`), as
 a plain forward with autograd, so any op the graph holds is allowed, and they
-return the same :class:`~.deeplift.Attributions` so results are stored alike.
+return the same :class:`~.result.Attributions` so results are stored alike.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, ReferencesError, UsageError
-from .deeplift import Attributions, from_multipliers, select_target
+from ..targets import select_target
 from .graph import CapturedModel, capture
+from .result import Attributions, from_multipliers
 
 
 def _gauss_legendre(steps: int):
@@ -89,7 +90,7 @@ def predict(
     X : torch.Tensor, shape=(N, C, L)
         On the model's device, in its dtype (see :func:`model_inputs`).
     target, output_index
-        See :func:`~.deeplift.select_target`.
+        See :func:`seqlift.targets.select_target`.
     batch_size : int
         Rows per model call.
 
@@ -124,7 +125,7 @@ def saliency(
         One-hot DNA, channels A, C, G, T.
     target : int, seqlift.targets.Target or callable
         Output column to explain, a :class:`~seqlift.targets.Target`, or a
-        function of the output giving shape (N,); see :func:`~.deeplift.select_target`.
+        function of the output giving shape (N,); see :func:`seqlift.targets.select_target`.
     output_index : int, optional
         Element of a tuple output.
     batch_size : int
@@ -193,7 +194,7 @@ def integrated_gradients(
         ``K`` baselines per input; a 3-d array is one baseline per input.
     target : int, seqlift.targets.Target or callable
         Output column to explain, a :class:`~seqlift.targets.Target`, or a
-        function of the output giving shape (N,); see :func:`~.deeplift.select_target`.
+        function of the output giving shape (N,); see :func:`seqlift.targets.select_target`.
     steps : int
         Number of points on each path.
     method : str

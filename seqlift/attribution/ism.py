@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch.fx.node import map_arg
 
-from .deeplift import Attributions, select_target
+from ..targets import select_target
 from .gradients import model_inputs, predict
 from .graph import CapturedModel
+from .result import Attributions
 
 aten = torch.ops.aten
 
@@ -57,7 +58,7 @@ def ism(
         One-hot DNA, channels A, C, G, T.
     target : int, seqlift.targets.Target or callable
         Output column to explain, a :class:`~seqlift.targets.Target`, or a
-        function of the output giving shape (N,); see :func:`~.deeplift.select_target`.
+        function of the output giving shape (N,); see :func:`seqlift.targets.select_target`.
     output_index : int, optional
         Element of a tuple output.
     batch_size : int

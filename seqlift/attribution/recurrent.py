@@ -33,6 +33,8 @@ from __future__ import annotations
 import torch
 
 from ..errors import ModelError
+from .derivatives import DERIVATIVES
+from .paired import pairs
 from .split import rescale_multiplier
 
 aten = torch.ops.aten
@@ -51,31 +53,18 @@ def _layer_weights(params, has_biases: bool, num_layers: int, layer: int, direct
     return out, flat
 
 
-def _pairs(t: torch.Tensor, n: int):
-    """Input rows (..., n, 1, C) and reference rows (..., n, k, C) of a tensor with rows in dim -2."""
-    x = t[..., :n, :].unsqueeze(-2)
-    r = t[..., n:, :].unflatten(-2, (n, -1))
-    return x, r
-
-
 def _mid(t: torch.Tensor, n: int) -> torch.Tensor:
     """Midpoints of input and reference for the reference rows, shape (..., n * k, C)."""
-    x, r = _pairs(t, n)
+    x, r = pairs(t, n, dim=-2)  # (..., n, 1, C) and (..., n, k, C)
     return ((x + r) * 0.5).flatten(-3, -2)
 
 
 def _rescale(z: torch.Tensor, y: torch.Tensor, n: int, eps: float, derivative) -> torch.Tensor:
     """Rescale multipliers ``Δy / Δz`` of the reference rows, shape (..., n * k, C)."""
-    return rescale_multiplier(*_pairs(z, n), *_pairs(y, n), eps, derivative).flatten(-3, -2)
+    return rescale_multiplier(*pairs(z, n, dim=-2), *pairs(y, n, dim=-2), eps, derivative).flatten(-3, -2)
 
 
-def _dsigmoid(t):
-    s = torch.sigmoid(t)
-    return s * (1 - s)
-
-
-def _dtanh(t):
-    return 1 - torch.tanh(t) ** 2
+_dsigmoid, _dtanh = DERIVATIVES[aten.sigmoid.default], DERIVATIVES[aten.tanh.default]
 
 
 def _lstm_gate_derivative(hidden):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ModelError
+from .derivatives import derivative
 
 aten = torch.ops.aten
 
@@ -97,14 +98,17 @@ def activations(x):
     return x.act if isinstance(x, Split) else x
 
 
+def stream(x, which: str):
+    """One stream (``act``, ``pos`` or ``neg``) of ``x``, through tuples and lists; a value that is not a
+    :class:`Split` is all activation (its deltas are zeros)."""
+    if isinstance(x, Split):
+        return getattr(x, which)
+    if isinstance(x, (tuple, list)):
+        return type(x)(stream(o, which) for o in x)
+    return x if which == "act" else torch.zeros_like(x)
+
+
 # ---------------------------------------------------------------- nonlinearities
-
-
-def _derivative(fn, t):
-    with torch.enable_grad():
-        t = t.detach().requires_grad_(True)
-        (d,) = torch.autograd.grad(fn(t).sum(), t)
-    return d
 
 
 def rescale_multiplier(ax, ar, yx, yr, eps: float, derivative):
@@ -143,11 +147,11 @@ class _SplitNonlinear(torch.autograd.Function):
             dy_pos = 0.5 * ((f_p - f_r) + (f_pn - f_n))
             dy_neg = 0.5 * ((f_n - f_r) + (f_pn - f_p))
             # limits as dx+ -> 0 (resp. dx- -> 0) of dy+/dx+ (resp. dy-/dx-)
-            m_pos = _safe_ratio(dy_pos, pos, lambda: 0.5 * (_derivative(fn, r) + _derivative(fn, r + neg)), eps)
-            m_neg = _safe_ratio(dy_neg, neg, lambda: 0.5 * (_derivative(fn, r) + _derivative(fn, r + pos)), eps)
+            m_pos = _safe_ratio(dy_pos, pos, lambda: 0.5 * (derivative(fn, r) + derivative(fn, r + neg)), eps)
+            m_neg = _safe_ratio(dy_neg, neg, lambda: 0.5 * (derivative(fn, r) + derivative(fn, r + pos)), eps)
         else:
             d = pos + neg
-            m_pos = m_neg = _safe_ratio(fn(r + d) - f_r, d, lambda: _derivative(fn, r + 0.5 * d), eps)
+            m_pos = m_neg = _safe_ratio(fn(r + d) - f_r, d, lambda: derivative(fn, r + 0.5 * d), eps)
             dy_pos, dy_neg = m_pos * pos, m_neg * neg
         ctx.save_for_backward(m_pos, m_neg)
         return dy_pos, dy_neg

@@ -1,0 +1,211 @@
+"""The paired engine's rules: Rescale's backward on a batch of inputs followed by their references.
+
+A paired batch holds ``n`` input rows, then ``k`` reference rows per input,
+``[x_1 .. x_n, r_11 .. r_1k, r_21 .. r_nk]``. Each op here runs forward on the
+whole batch as it is, and its backward gives reference row ``r_ij`` the
+multiplier taken between it and its input row ``x_i`` (Rescale for
+nonlinearities, the max rule for maxima, the midpoints for products); input
+rows get no gradient. :class:`Rescale` is the rule object the interpreter
+(:mod:`.interpreter`) hands these ops to.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .derivatives import derivative
+from .split import DEFAULT_MAX_RULE, batch_back, batch_first, max_multipliers, rescale_multiplier
+
+aten = torch.ops.aten
+
+
+def pairs(t: torch.Tensor, n: int, dim: int = 0):
+    """Input rows (shape ``n, 1`` in ``dim``) and reference rows (``n, k``) of a paired batch whose rows lie
+    along ``dim``; both are views of ``t``."""
+    dim = dim % t.dim()
+    return t.narrow(dim, 0, n).unsqueeze(dim + 1), t.narrow(dim, n, t.shape[dim] - n).unflatten(dim, (n, -1))
+
+
+def _paired_grad(a: torch.Tensor, n: int):
+    """Gradient buffer for the whole batch: zero input rows, and a (n, k, ...) view of the reference rows."""
+    out = a.new_empty(a.shape)
+    out[:n] = 0
+    return out, out[n:].view((n, -1) + tuple(a.shape[1:]))
+
+
+def _relu_rescale_grad(ax, ar, yx, yr, grad, eps: float):
+    """Gradient of reference rows through ReLU under Rescale, in one expression (fusable)."""
+    dx = ax - ar
+    small = dx.abs() < eps
+    m = torch.where(small, ((ax + ar) > 0).to(ar.dtype), (yx - yr) / torch.where(small, torch.ones_like(dx), dx))
+    return grad * m
+
+
+_COMPILED: dict = {}
+
+
+def _fused_relu_rescale_grad():
+    """``_relu_rescale_grad`` compiled into one kernel (torch.compile), built on first use."""
+    if "relu" not in _COMPILED:
+        _COMPILED["relu"] = torch.compile(_relu_rescale_grad, dynamic=True)
+    return _COMPILED["relu"]
+
+
+class _PairedRescale(torch.autograd.Function):
+    """Elementwise ``fn`` whose backward is the Rescale multiplier ``dy/dx``.
+
+    ``a`` holds ``n`` input rows followed by ``n * k`` reference rows. The
+    multiplier of reference row ``(i, j)`` is ``(fn(x_i) - fn(r_ij)) / (x_i - r_ij)``,
+    falling back to the derivative at the midpoint where ``|x_i - r_ij| < eps``.
+    Input rows get no gradient (only the pairs' multipliers are wanted).
+    """
+
+    @staticmethod
+    def forward(ctx, a, fn, target, n, eps, fused):
+        y = fn(a)
+        ctx.fn, ctx.target, ctx.n, ctx.eps, ctx.fused = fn, target, n, eps, fused
+        ctx.save_for_backward(a, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, y = ctx.saved_tensors
+        ax, ar = pairs(a, ctx.n)
+        yx, yr = pairs(y, ctx.n)
+        if ctx.fused and ctx.target == torch.ops.aten.relu.default:
+            out, refs = _paired_grad(a, ctx.n)
+            refs.copy_(_fused_relu_rescale_grad()(ax, ar, yx, yr, grad[ctx.n :].view(refs.shape), ctx.eps))
+            return out, None, None, None, None, None
+        m = rescale_multiplier(ax, ar, yx, yr, ctx.eps, lambda t: derivative(ctx.fn, t, ctx.target))
+        out, refs = _paired_grad(a, ctx.n)
+        torch.mul(grad[ctx.n :].view(m.shape), m, out=refs)
+        return out, None, None, None, None, None
+
+
+class _PairedMax(torch.autograd.Function):
+    """Max of ``a`` at ``index`` whose backward splits each window's delta exactly.
+
+    ``a`` has shape (B, ..., S) and ``index`` (B, ..., O): for every output, the
+    position in the last dim where that row peaks. For reference row ``(i, j)``,
+    with ``p`` where input ``i`` peaks and ``q`` where the reference peaks,
+    ``max = max(v[p], v[q])`` for both rows, and the max rule (see
+    :func:`~.split.max_multipliers`) gives ``p`` and ``q`` their multipliers.
+    """
+
+    @staticmethod
+    def forward(ctx, a, index, n, eps, max_rule):
+        ctx.n, ctx.eps, ctx.max_rule = n, eps, max_rule
+        ctx.save_for_backward(a, index)
+        return a.gather(-1, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, index = ctx.saved_tensors
+        ax, ar = pairs(a, ctx.n)
+        ix, ir = pairs(index, ctx.n)
+        ix = ix.expand_as(ir)
+        ax = ax.expand((-1, ir.shape[1]) + tuple(ax.shape[2:]))
+        m_p, m_q = max_multipliers(ctx.max_rule, ax.gather(-1, ix), ar.gather(-1, ix), ax.gather(-1, ir),
+                                   ar.gather(-1, ir), ctx.eps)
+        g = grad[ctx.n :].reshape(ir.shape)
+        out, refs = _paired_grad(a, ctx.n)
+        refs.zero_()
+        refs.scatter_add_(-1, ix, g * m_p)
+        refs.scatter_add_(-1, ir, g * m_q)
+        return out, None, None, None, None
+
+
+class _PairedProduct(torch.autograd.Function):
+    """``f(a, b)`` for ``f`` linear in each operand, whose backward uses the midpoints.
+
+    For reference row ``(i, j)``, ``f(a_x, b_x) - f(a_r, b_r) = f(a̅, Δb) + f(Δa, b̅)``
+    with ``a̅ = (a_x + a_r) / 2`` (see :mod:`.rules`), so the gradient of ``a``
+    is taken at ``(a, b̅)`` and that of ``b`` at ``(a̅, b)``. ``midpoint(t, i)``
+    gives operand ``i``'s midpoints over the whole batch.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, f, midpoint):
+        ctx.f, ctx.midpoint = f, midpoint
+        ctx.save_for_backward(a, b)
+        return f(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        am, bm = ctx.midpoint(a, 0), ctx.midpoint(b, 1)
+        vjp = _PRODUCT_VJPS.get(getattr(ctx.f, "op", None))
+        grads = None if vjp is None else vjp(grad, am, bm)
+        if grads is not None:
+            return (*grads, None, None)
+        with torch.enable_grad():
+            am, bm = am.requires_grad_(True), bm.requires_grad_(True)
+            ga, gb = torch.autograd.grad(ctx.f(am, bm), (am, bm), grad)
+        return ga, gb, None, None
+
+
+def _mul_vjp(grad, a, b):
+    return (grad * b).sum_to_size(a.shape), (grad * a).sum_to_size(b.shape)
+
+
+def _matmul_vjp(grad, a, b):
+    if a.dim() < 2 or b.dim() < 2:  # vector operands: let autograd handle the squeezed dims
+        return None
+    return (torch.matmul(grad, b.transpose(-1, -2)).sum_to_size(a.shape),
+            torch.matmul(a.transpose(-1, -2), grad).sum_to_size(b.shape))
+
+
+#: Backward of the commonest products written out, so the product is not run again to differentiate it.
+_PRODUCT_VJPS = {aten.mul.Tensor: _mul_vjp, aten.bmm.default: _matmul_vjp, aten.matmul.default: _matmul_vjp}
+
+
+class Rescale:
+    """The Rescale rule for a paired batch of ``n`` inputs followed by their references.
+
+    ``rows`` is the size of that batch (``n + n * k``); values whose batch is
+    not in dimension 0 alone (see :func:`~.graph.batch_dims`) are paired through
+    :func:`batch_first`.
+    """
+
+    def __init__(self, n: int, eps: float, fused: bool = False, rows: int | None = None,
+                 max_rule: str = DEFAULT_MAX_RULE):
+        self.n, self.eps, self.fused, self.rows, self.max_rule = n, eps, fused, rows, max_rule
+
+    def _paired(self, t, dim):
+        return dim == 0 and (self.rows is None or t.shape[0] == self.rows)
+
+    def elementwise(self, fn, a, target=None, dim=0):
+        """``fn(a)`` elementwise, with the Rescale multiplier as its backward."""
+        if self._paired(a, dim):
+            return _PairedRescale.apply(a, fn, target, self.n, self.eps, self.fused)
+        out = _PairedRescale.apply(batch_first(a, dim, self.rows), fn, target, self.n, self.eps, False)
+        return batch_back(out, dim)
+
+    def max(self, a, index):
+        """Max of ``a`` (B, ..., S) at ``index`` (B, ..., O), split exactly by the max rule."""
+        return _PairedMax.apply(a, index, self.n, self.eps, self.max_rule)
+
+    def hold(self, t, dim=0):
+        """Reference rows take their input's value: no delta, no gradient."""
+        return hold_inputs(t, self.n, dim, self.rows)
+
+    def product(self, f, a, b, dims=(0, 0)):
+        """``f(a, b)``, linear in each of ``a`` and ``b``, with the midpoint multipliers as its backward."""
+
+        def midpoint(t, i):
+            t, paired = t.detach(), self._paired(t, dims[i])
+            u = t if paired else batch_first(t, dims[i], self.rows)
+            x, r = pairs(u, self.n)
+            mid = torch.cat([u[: self.n], torch.lerp(r, x.expand_as(r), 0.5).flatten(0, 1)])
+            return mid if paired else batch_back(mid, dims[i])
+
+        return _PairedProduct.apply(a, b, f, midpoint)
+
+
+def hold_inputs(t: torch.Tensor, n: int, dim: int = 0, rows: int | None = None) -> torch.Tensor:
+    """``t`` with every reference row replaced by its input row's value (detached)."""
+    t = t.detach()
+    if dim or (rows is not None and t.shape[0] != rows):
+        return batch_back(hold_inputs(batch_first(t, dim, rows), n), dim)
+    k = (t.shape[0] - n) // n
+    return torch.cat([t[:n], t[:n].repeat_interleave(k, dim=0)])
