@@ -103,14 +103,14 @@ def _captured(attribute: Callable) -> Callable[..., Scorer]:
     def build(loaded, length, options, device, batch_size) -> Scorer:
         from .attribution.gradients import as_captured
         from .attribution.graph import CapturedModel, strip_output_activation
+        from .targets import output_activation, target_space
 
         if loaded.kind == "torchscript":
             captured = CapturedModel(module=loaded.model.to(device), input_length=length)
         else:
             captured = strip_output_activation(as_captured(loaded.model, length, device))
-        activation = lambda t: (captured.output_activations[t.output_index or 0]
-                                if (t.output_index or 0) < len(captured.output_activations) else None)
-        space = lambda t: {"sigmoid": "logits", "softmax": "mean-normalised logits"}.get(activation(t), "output")
+        activation = lambda t: output_activation(t, captured.output_activations)
+        space = lambda t: target_space(t, captured.output_activations)
         fast = loaded.kind != "torchscript"
 
         def bound(t):
