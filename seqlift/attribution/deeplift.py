@@ -37,6 +37,8 @@ from .interpreter import PairedInterpreter, SplitInterpreter
 from .layer_rules import LAYER_RULES, RULE_PRESETS, rule_for, rule_spec
 from .paired import Rescale
 from .result import Attributions, from_multipliers
+from . import chunking
+from .chunking import CPU_TENSOR_BUDGET
 from .rules import lookup
 from .split import DEFAULT_MAX_RULE, MAX_RULES, Split, SplitRule, stream
 
@@ -60,6 +62,14 @@ class Engine:
     compile: bool = False  # fuse the ReLU Rescale backward with torch.compile
     dims: dict | None = None  # node -> its batch dimension, where that is not 0 (graph.batch_dims)
     max_rule: str = DEFAULT_MAX_RULE  # how max pooling and max reductions split their delta (split.MAX_RULES)
+    tensor_budget: int | None = CPU_TENSOR_BUDGET  # bytes: a CPU batch is split so no tensor outgrows it (chunking)
+    row_bytes: int | None = None  # bytes per batch row of the largest tensor (chunking.row_bytes)
+
+    def rows_per_call(self) -> int | None:
+        """Paired rows per call on a CPU under :attr:`tensor_budget`; None: the whole batch in one call."""
+        if self.tensor_budget is None or not self.row_bytes or self.device.type != "cpu":
+            return None
+        return max(2, self.tensor_budget // self.row_bytes)
 
     @property
     def input_length(self) -> int | None:
@@ -99,11 +109,16 @@ class Engine:
         self.check_split_signs(split_signs)
         X, R = self._tensor(X), self._tensor(references)
         n, k = R.shape[:2]
-        flat = R.reshape((n * k,) + tuple(R.shape[2:]))
-        if self.layer_rules is None:
-            passes = self._paired(X, flat, n, targets)
-        else:
-            passes = self._split(X, flat, n, k, targets, split_signs)
+        calls = []
+        for inputs, refs in chunking.plan(n, k, self.rows_per_call()):
+            x, r = X[inputs], R[inputs, refs]
+            a, b = r.shape[:2]
+            flat = r.reshape((a * b,) + tuple(r.shape[2:]))
+            if self.layer_rules is None:
+                calls.append(((inputs, refs), self._paired(x, flat, a, targets)))
+            else:
+                calls.append(((inputs, refs), self._split(x, flat, a, b, targets, split_signs)))
+        passes = chunking.join(calls, n, k)
         results = [self._attributions(X, R, n, k, *p) for p in passes]
         return results if isinstance(target, list) else results[0]
 
@@ -180,6 +195,7 @@ def prepare(
     compile: bool = False,
     max_rule: str = DEFAULT_MAX_RULE,
     fuse: bool = True,
+    tensor_budget: int | None = CPU_TENSOR_BUDGET,
 ) -> Engine:
     """Capture ``model`` and give every op that depends on the input its rule.
 
@@ -212,6 +228,11 @@ def prepare(
         Under Rescale everywhere, keep LSTM and GRU layers whole, with the
         multipliers of their unrolled cells (the same scores, much faster).
         False unrolls them, as the split rules do.
+    tensor_budget : int or None
+        On a CPU, split each batch into calls whose largest intermediate
+        tensor stays under this many bytes, so that the C allocator reuses
+        memory instead of faulting in fresh pages (see
+        :mod:`~seqlift.attribution.chunking`); the same scores. None: one call.
 
     Returns
     -------
@@ -268,7 +289,8 @@ def prepare(
         raise ModelError("the split rules need recurrent layers unrolled: capture the model with "
                          "capture(model, length, unroll_recurrent=True)")
     return Engine(captured=captured, plan=plan, rule=rule if isinstance(rule, str) else "custom", eps=eps,
-                  device=device, dtype=dtype, layer_rules=layer_rules, compile=compile, dims=dims, max_rule=max_rule)
+                  device=device, dtype=dtype, layer_rules=layer_rules, compile=compile, dims=dims, max_rule=max_rule,
+                  tensor_budget=tensor_budget, row_bytes=chunking.row_bytes(captured.module.graph, captured.input_node))
 
 
 def deeplift(

@@ -1,0 +1,63 @@
+"""A DeepLIFT batch split into calls under a tensor budget gives the scores of one call."""
+
+import numpy as np
+import pytest
+import torch
+
+from seqlift.attribution import prepare
+from seqlift.attribution.chunking import join, plan, row_bytes
+from seqlift.demo.model import DemoAttention, DemoCNN
+
+L = 64
+
+
+@pytest.mark.parametrize("n, k, rows", [(4, 20, None), (4, 20, 84), (4, 20, 50), (2, 20, 8), (3, 5, 6), (1, 3, 2),
+                                        (5, 1, 3)])
+def test_plan_covers_every_pair_once_within_the_budget(n, k, rows):
+    calls = plan(n, k, rows)
+    seen = np.zeros((n, k), int)
+    for inputs, refs in calls:
+        a, b = inputs.stop - inputs.start, refs.stop - refs.start
+        assert a >= 1 and b >= 1
+        assert rows is None or a * (b + 1) <= max(rows, 2)
+        seen[inputs, refs] += 1
+    assert (seen == 1).all()
+    assert len(calls) == (1 if rows is None or n * (k + 1) <= rows else len(calls))
+
+
+def test_row_bytes_reads_the_largest_tensor_per_row():
+    length = 256
+    engine = prepare(DemoAttention(input_length=length).double().eval(), length)
+    heads, tokens, channels = 4, length // 4, 32
+    # attention scores, (rows * heads, tokens, tokens) float64, outgrow the convolution's (rows, channels, length)
+    assert heads * tokens * tokens > channels * length
+    assert row_bytes(engine.captured.module.graph, engine.captured.input_node) == heads * tokens * tokens * 8
+    assert engine.row_bytes == heads * tokens * tokens * 8
+
+
+@pytest.mark.parametrize("model, rule", [(DemoAttention, "rescale"), (DemoCNN, "rescale"),
+                                         (DemoCNN, "genomics-default")])
+def test_calls_under_a_budget_give_the_scores_of_one_call(model, rule):
+    torch.manual_seed(0)
+    m = model(input_length=L).double().eval()
+    rng = np.random.default_rng(0)
+    X = np.moveaxis(np.eye(4)[rng.integers(0, 4, (3, L))], -1, -2)
+    R = np.moveaxis(np.eye(4)[rng.integers(0, 4, (3, 7, L))], -1, -2)
+    whole = prepare(m, L, rule=rule, tensor_budget=None)
+    split = prepare(m, L, rule=rule, tensor_budget=3 * whole.row_bytes)  # 3 rows per call: one input, 2 references
+    assert len(plan(3, 7, split.rows_per_call())) == 12
+    signs = rule != "rescale"
+    for a, b in zip(whole.run(X, R, target=[0, 2], split_signs=signs), split.run(X, R, target=[0, 2], split_signs=signs)):
+        for field in a._fields:
+            va, vb = getattr(a, field), getattr(b, field)
+            if va is None:
+                assert vb is None
+            elif field in ("delta_error", "relative_error"):  # rounding residues, ~1e-14 either way
+                assert np.abs(vb).max() < 1e-12 and np.abs(va).max() < 1e-12
+            else:
+                np.testing.assert_allclose(vb, va, rtol=1e-12, atol=1e-14, err_msg=field)
+
+
+def test_join_of_one_call_is_that_call():
+    passes = [(torch.zeros(3), torch.ones(2, 4), None, [])]
+    assert join([((slice(0, 1), slice(0, 2)), passes)], 1, 2) is passes
