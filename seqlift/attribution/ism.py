@@ -236,13 +236,12 @@ class _Incremental:
         column = torch.nn.functional.one_hot(b, self.X.shape[1]).to(self.X.dtype)[:, :, None]
         env = {self.x_node: _Span(self.base[self.x_node], l, column)}
         self.full_at = []
+        lookup = self._lookup = lambda a: env[a] if a in env else self.constants[a]  # also read by _windowed
         for node in self.nodes:
             if node.op == "output":
-                out = map_arg(node.args[0], lambda a: self._full(env[a]) if a in env else self.constants[a])
-                return self.module.graph.process_outputs(out)
+                return self.module.graph.process_outputs(map_arg(node.args[0], lambda a: self._full(lookup(a))))
             if node.op != "call_function":
                 continue
-            lookup = self._lookup = lambda a: env[a] if a in env else self.constants[a]  # noqa: B023
             args, kwargs = map_arg((node.args, node.kwargs), lookup)
             out = self._step(node, args, kwargs)
             if out is None:
