@@ -1,4 +1,4 @@
-"""Helpers for tests that run the command line: invoking it, and checking a one-line user error."""
+"""Helpers for tests that run the command line: invoking it, checking a one-line user error, reading a TSV it wrote."""
 
 from click.testing import CliRunner
 
@@ -18,3 +18,11 @@ def assert_one_line_error(result, *fragments):
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def read_tsv(path):
+    """A TSV written by a command: its ``#`` note lines, its header, and its rows as dicts of strings."""
+    lines = path.read_text().splitlines()
+    notes = [line for line in lines if line.startswith("#")]
+    body = [line.split("\t") for line in lines if not line.startswith("#")]
+    return notes, body[0], [dict(zip(body[0], row)) for row in body[1:]]

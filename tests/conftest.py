@@ -1,13 +1,18 @@
-"""Shared fixtures: a small genome with edge cases, a BED, and tiny models in each supported format."""
+"""Shared fixtures: a small genome with edge cases, a BED, tiny models in each supported format, demo scores."""
 
 import os
+import shutil
 import textwrap
 
+import h5py
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 from torch.export import Dim
+
+import seqlift
+from seqlift.demo import demo_paths
 
 LENGTH = 50
 
@@ -106,3 +111,29 @@ def data(tmp_path, genome_seqs):
         "fasta": str(fasta), "bed": str(bed), "pt2": str(pt2), "model": model, "class": f"{source}:TinyCNN",
         "weights": str(weights), "dir": tmp_path,
     }
+
+
+#: Demo regions scored by :func:`demo_scores_60`.
+N_DEMO_REGIONS = 60
+
+
+@pytest.fixture(scope="session")
+def demo_scores_60(tmp_path_factory):
+    """DeepLIFT scores of the demo model's GATA task (target 0) on the first 60 demo regions."""
+    demo = demo_paths()
+    folder = tmp_path_factory.mktemp("evaluate")
+    bed = folder / "regions.bed"
+    with open(demo["regions"]) as fh:
+        bed.write_text("".join(fh.readlines()[:N_DEMO_REGIONS]))
+    [scores] = seqlift.score(str(bed), demo["fasta"], demo["model_pt2"], folder / "scores.h5", n_refs=5,
+                             progress=False)
+    return scores
+
+
+def copy_scores(src, dst, **datasets):
+    """A copy of a scores file with some datasets overwritten (same shape); ``a__b`` names dataset ``a/b``."""
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as h5:
+        for name, value in datasets.items():
+            h5[name.replace("__", "/")][...] = value
+    return dst

@@ -1,50 +1,40 @@
-"""Evaluating contribution scores: faithfulness by perturbation, and recovery of known motif sites.
+"""Faithfulness by perturbation: mutate the top-k scored bases and the model's target should drop.
 
-Perturbation (:func:`perturbation`)
-    Scores are faithful when the bases they rank highest matter most to the
-    model. For each region of a scores file the positions are ranked by the
-    actual base's contribution (``projected_shap/seq`` summed over A, C, G, T)
-    and the top ``k`` positions with a *positive* contribution are mutated; as
-    a control, as many random non-N positions are mutated the same way. The
-    model is run on both, in the target space the scores explain (a final
-    sigmoid or softmax removed, the target read as when scoring), and the
-    change of the target (mutated - original) is averaged over regions. A
-    faithful method lowers the target far more with its top positions than at
-    random.
+Scores are faithful when the bases they rank highest matter most to the
+model. For each region of a scores file the positions are ranked by the
+actual base's contribution (``projected_shap/seq`` summed over A, C, G, T)
+and the top ``k`` positions with a *positive* contribution are mutated; as
+a control, as many random non-N positions are mutated the same way. The
+model is run on both, in the target space the scores explain (a final
+sigmoid or softmax removed, the target read as when scoring), and the
+change of the target (mutated - original) is averaged over regions. A
+faithful method lowers the target far more with its top positions than at
+random.
 
-Motif sites (:func:`site_recovery`)
-    With known sites (a BED of planted or annotated motif instances), the
-    per-base contribution should single them out: AUROC and AUPRC (average
-    precision) of ``|contribution|`` and of the signed contribution, positions
-    inside a site against every other scored position.
-
-Coordinates are 0-based half-open throughout. Scores of minus-strand windows
-(``meta/strand`` '-') are in the region's orientation and are mapped back to
-the genome's by reversing the length axis.
+This module owns :func:`perturbation`, the ``--k`` parser, the table's
+columns and notes, its figure, and :func:`evaluate_perturbation` (what
+``seqlift evaluate perturb`` runs).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .attribution.gradients import as_captured, model_inputs
-from .attribution.graph import strip_output_activation
-from .errors import ModelError, RegionError, UsageError
-from .models import load_model, resolve_length
-from .outputs import atomic_output, check_absent
-from .devices import resolve_device
-from .references import dinucleotide_shuffle, region_seed
-from .regions import read_regions
-from .targets import parse_targets
-from .writers import open_scores as _open_scores
+from ..attribution.gradients import as_captured, model_inputs
+from ..attribution.graph import strip_output_activation
+from ..errors import ModelError, UsageError
+from ..models import load_model, resolve_length
+from ..outputs import atomic_output, check_absent
+from ..devices import resolve_device
+from ..references import dinucleotide_shuffle, region_seed
+from ..targets import parse_targets
+from .tables import open_scores, write_table
 
 #: How ``perturbation`` mutates a chosen position.
 MUTATIONS = ("shuffle", "reference")
@@ -56,36 +46,11 @@ PERTURB_COLUMNS = (
     "n_regions",
 )
 
-#: Columns of the site-recovery table, one row per scores file.
-SITE_COLUMNS = (
-    "file", "target", "method", "n_positions", "n_site_positions", "auroc_abs", "auprc_abs", "auroc_signed",
-    "auprc_signed",
-)
-
 #: Explains the flip columns in the table's header.
 FLIP_NOTE = (
     "flip_frac_*: fraction of regions whose target changes sign (predicted class flips); meaningful only for a "
     "binary classifier whose target is a logit (nan for counts/profile targets)"
 )
-
-_NEEDED = ("raw/seq", "projected_shap/seq", "coords_chrom", "coords_start", "coords_end", "meta/strand")
-
-
-def open_scores(path) -> h5py.File:
-    """Open a scores file written by ``seqlift score`` for reading, checking its datasets.
-
-    Parameters
-    ----------
-    path : str or Path
-        HDF5 file with at least ``raw/seq``, ``projected_shap/seq`` (N, 4, L),
-        ``coords_chrom``, ``coords_start``, ``coords_end`` and ``meta/strand`` (N,).
-
-    Returns
-    -------
-    h5py.File
-        Open read-only; close it (or use it in a ``with`` block).
-    """
-    return _open_scores(path, _NEEDED)
 
 
 def parse_ks(text) -> list[int]:
@@ -284,210 +249,6 @@ def _check_predictions(y, h5, attrs, model, scores):
         )
 
 
-def auroc(y_true, y_score) -> float:
-    """Area under the ROC curve, from ranks (the Mann-Whitney U statistic); tied scores count one half.
-
-    Parameters
-    ----------
-    y_true : array_like, shape=(n,)
-        Labels (bool or 0/1); both classes must be present.
-    y_score : array_like, shape=(n,)
-        Scores, higher meaning more likely positive.
-
-    Returns
-    -------
-    float
-    """
-    y, s = _labels_scores(y_true, y_score)
-    order = np.argsort(s, kind="stable")
-    ordered = s[order]
-    first = np.r_[True, ordered[1:] != ordered[:-1]]
-    starts = np.flatnonzero(first)
-    ends = np.r_[starts[1:], len(s)]
-    ranks = np.empty(len(s))
-    ranks[order] = ((starts + ends + 1) / 2.0)[np.cumsum(first) - 1]  # mean 1-based rank of each tie group
-    n_pos = y.sum()
-    n_neg = len(y) - n_pos
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def auprc(y_true, y_score) -> float:
-    """Average precision: ``sum_t (R_t - R_{t-1}) P_t`` over the distinct score thresholds, highest first.
-
-    Parameters
-    ----------
-    y_true : array_like, shape=(n,)
-        Labels (bool or 0/1); both classes must be present.
-    y_score : array_like, shape=(n,)
-        Scores, higher meaning more likely positive.
-
-    Returns
-    -------
-    float
-    """
-    y, s = _labels_scores(y_true, y_score)
-    order = np.argsort(-s, kind="stable")
-    ordered = s[order]
-    last = np.flatnonzero(np.r_[ordered[1:] != ordered[:-1], True])  # end of each tie group
-    tp = np.cumsum(y[order])[last]
-    precision = tp / (last + 1.0)
-    recall = tp / tp[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-
-
-def _labels_scores(y_true, y_score):
-    y = np.asarray(y_true).astype(bool).ravel()
-    s = np.asarray(y_score, dtype=np.float64).ravel()
-    if y.shape != s.shape:
-        raise ValueError(f"labels of shape {y.shape} and scores of shape {s.shape} differ; give one score per label")
-    if y.all() or not y.any():
-        raise ValueError("the labels hold one class only; AUROC and AUPRC need positives and negatives")
-    return y, s
-
-
-def read_sites(path, motifs=None) -> dict[str, np.ndarray]:
-    """Known sites from a BED file, merged per chromosome.
-
-    Parameters
-    ----------
-    path : str or Path
-        BED3+ of sites (0-based half-open); the name column names the motif.
-    motifs : sequence of str, optional
-        Keep only sites with these names.
-
-    Returns
-    -------
-    dict
-        Chromosome -> np.ndarray, shape=(M, 2), int64: disjoint sorted
-        ``[start, end)`` intervals covering the sites.
-    """
-    sites = read_regions(path)
-    if motifs:
-        names = {s.name for s in sites}
-        unknown = [m for m in motifs if m not in names]
-        if unknown:
-            raise RegionError(
-                f"--motif {unknown[0]} names no site in {path}; its names are {', '.join(sorted(names)[:10])}"
-            )
-        sites = [s for s in sites if s.name in set(motifs)]
-    merged = {}
-    for chrom in sorted({s.chrom for s in sites}):
-        spans = sorted((s.start, s.end) for s in sites if s.chrom == chrom)
-        out = [list(spans[0])]
-        for start, end in spans[1:]:
-            if start <= out[-1][1]:
-                out[-1][1] = max(out[-1][1], end)
-            else:
-                out.append([start, end])
-        merged[chrom] = np.array(out, np.int64)
-    return merged
-
-
-def site_labels(chroms, starts, ends, sites) -> np.ndarray:
-    """Which positions of each window lie inside a site, in genome orientation.
-
-    Parameters
-    ----------
-    chroms : sequence of str, shape=(N,)
-    starts, ends : np.ndarray, shape=(N,)
-        Windows, 0-based half-open, all of length L.
-    sites : dict
-        From :func:`read_sites`.
-
-    Returns
-    -------
-    np.ndarray, shape=(N, L), bool
-    """
-    length = int(ends[0] - starts[0])
-    labels = np.zeros((len(starts), length), bool)
-    for i, (chrom, lo, hi) in enumerate(zip(chroms, starts, ends)):
-        spans = sites.get(chrom)
-        if spans is None:
-            continue
-        first = np.searchsorted(spans[:, 1], lo, side="right")
-        last = np.searchsorted(spans[:, 0], hi, side="left")
-        for start, end in spans[first:last]:
-            labels[i, max(start, lo) - lo : min(end, hi) - lo] = True
-    return labels
-
-
-def site_recovery(scores, sites, motifs=None, batch_size: int = 1024, progress: bool = False) -> list[dict]:
-    """AUROC and AUPRC of per-base contributions for the positions of known sites.
-
-    Each scored window position (N columns left out) is one example, labelled
-    positive when it lies inside a site (of any strand); a position covered
-    by two overlapping windows counts once per window. The score is the actual
-    base's contribution, as ``|c|`` and as signed ``c``.
-
-    Parameters
-    ----------
-    scores : str, Path or sequence of them
-        Scores files of ``seqlift score``.
-    sites : str or Path
-        BED of known sites (0-based half-open), motif in the name column.
-    motifs : sequence of str, optional
-        Use only the sites with these names.
-    batch_size : int
-        Windows read at a time.
-    progress : bool
-        Show a progress bar on stderr.
-
-    Returns
-    -------
-    list of dict
-        One row per file with the keys of :data:`SITE_COLUMNS`.
-    """
-    known = read_sites(sites, motifs)
-    paths = [scores] if isinstance(scores, (str, os.PathLike)) else list(scores)
-    table = []
-    for path in tqdm(paths, unit="file", desc="sites", disable=not progress, file=sys.stderr):
-        with open_scores(path) as h5:
-            chroms, strands = h5["coords_chrom"].asstr()[:], h5["meta/strand"].asstr()[:]
-            starts, ends = h5["coords_start"][:], h5["coords_end"][:]
-            labels = site_labels(chroms, starts, ends, known)
-            contrib, called = [], []
-            for lo in range(0, len(starts), batch_size):
-                rows = slice(lo, lo + batch_size)
-                c, x = h5["projected_shap/seq"][rows].sum(axis=1), h5["raw/seq"][rows].any(axis=1)
-                minus = strands[rows] == "-"
-                c[minus], x[minus] = c[minus, ::-1], x[minus, ::-1]  # to genome orientation
-                contrib.append(c)
-                called.append(x)
-            contrib, called = np.concatenate(contrib), np.concatenate(called)
-            attrs = dict(h5.attrs)
-        y, c = labels[called], contrib[called].astype(np.float64)
-        if not y.any():
-            what = f"{'/'.join(motifs)} site" if motifs else "site"
-            raise RegionError(
-                f"no {what} of {sites} overlaps a scored position of {path} ({len(starts)} windows on "
-                f"{', '.join(sorted(set(chroms))[:5])}); check that both files use the same genome and names"
-            )
-        if y.all():
-            raise RegionError(f"every scored position of {path} lies in a site of {sites}; AUROC needs positions "
-                              "outside sites too: score wider windows")
-        table.append({
-            "file": str(path), "target": str(attrs.get("target", "")), "method": str(attrs.get("method", "")),
-            "n_positions": len(y), "n_site_positions": int(y.sum()),
-            "auroc_abs": auroc(y, np.abs(c)), "auprc_abs": auprc(y, np.abs(c)),
-            "auroc_signed": auroc(y, c), "auprc_signed": auprc(y, c),
-        })
-    return table
-
-
-def write_table(rows, columns, path, notes=(), force: bool = False) -> Path:
-    """Write ``rows`` as a TSV: ``# `` note lines, a header of ``columns``, one line per row.
-
-    Written under ``<path>.partial`` and renamed when complete. Floats are
-    written with 6 significant digits (``nan`` when undefined).
-    """
-    path = Path(path)
-    with atomic_output(path, force=force) as tmp, open(tmp, "w") as fh:
-        fh.writelines(f"# {note}\n" for note in notes)
-        fh.write("\t".join(columns) + "\n")
-        for row in rows:
-            fh.write("\t".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in columns) + "\n")
-    return path
-
 
 def plot_perturbation(rows, path, title: str = "", force: bool = False) -> Path:
     """Plot the mean change of the target against k, top-k against random-k, with matplotlib (Agg).
@@ -564,42 +325,4 @@ def evaluate_perturbation(scores, model, output, *, plot=None, force: bool = Fal
     write_table(table, PERTURB_COLUMNS, output, notes, force)
     if plot is not None:
         plot_perturbation(table, plot, f"{Path(scores).name}: {mutation} mutation", force)
-    return table
-
-
-def evaluate_sites(scores, sites, output, *, motifs=None, force: bool = False, command: str | None = None,
-                   progress: bool = False) -> list[dict]:
-    """:func:`site_recovery` written as a TSV table: what ``seqlift evaluate sites`` does.
-
-    Parameters
-    ----------
-    scores : str, Path or sequence of them
-        Scores files.
-    sites : str or Path
-        BED of known sites (0-based half-open), motif in the name column.
-    output : str or Path
-        TSV to write, one row per scores file, columns :data:`SITE_COLUMNS`.
-    motifs : sequence of str, optional
-        Use only the sites with these names.
-    force : bool
-        Overwrite an existing output.
-    command : str, optional
-        The command line, written in the table's header.
-    progress : bool
-        Show a progress bar on stderr.
-
-    Returns
-    -------
-    list of dict
-        The table's rows.
-    """
-    check_absent(output, force)
-    table = site_recovery(scores, sites, motifs, progress=progress)
-    notes = [
-        command or "seqlift evaluate sites",
-        f"sites {sites} ({', '.join(motifs) if motifs else 'all motifs'}); positive = a scored position inside a "
-        "site, negative = every other scored (non-N) position",
-        "*_abs: scored by |actual-base contribution|; *_signed: by the signed contribution; auprc = average precision",
-    ]
-    write_table(table, SITE_COLUMNS, output, notes, force)
     return table

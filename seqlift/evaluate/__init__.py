@@ -1,0 +1,38 @@
+"""Evaluating contribution scores: faithfulness by perturbation, and recovery of known motif sites.
+
+Perturbation (:func:`perturbation`, :mod:`seqlift.evaluate.perturbation`)
+    Mutate each region's top-k scored bases and, as a control, k random ones;
+    faithful scores lower the model's target far more with their top positions
+    than at random. ``seqlift evaluate perturb`` runs :func:`evaluate_perturbation`.
+
+Motif sites (:func:`site_recovery`, :mod:`seqlift.evaluate.sites`)
+    With known sites (a BED of planted or annotated motif instances), AUROC and
+    AUPRC of the per-base contributions, positions inside a site against every
+    other scored position. ``seqlift evaluate sites`` runs :func:`evaluate_sites`.
+
+Metrics (:mod:`seqlift.evaluate.metrics`)
+    :func:`auroc` and :func:`auprc` in numpy alone.
+
+Tables (:mod:`seqlift.evaluate.tables`)
+    What both evaluations share: :func:`open_scores` (a scores file with the
+    datasets they read) and :func:`write_table` (the TSV they write).
+
+Coordinates are 0-based half-open throughout. The names below are re-exported
+here, so ``from seqlift.evaluate import perturbation`` gives the function; the
+module of the same name is ``seqlift.evaluate.perturbation`` only through
+``from seqlift.evaluate.perturbation import ...`` (as an attribute of the
+package, ``perturbation`` is the function).
+"""
+
+from .metrics import auprc, auroc
+from .perturbation import (
+    FLIP_NOTE, MUTATIONS, PERTURB_COLUMNS, evaluate_perturbation, parse_ks, perturbation, plot_perturbation,
+)
+from .sites import SITE_COLUMNS, evaluate_sites, read_sites, site_labels, site_recovery
+from .tables import open_scores, write_table
+
+__all__ = [
+    "FLIP_NOTE", "MUTATIONS", "PERTURB_COLUMNS", "SITE_COLUMNS", "auprc", "auroc", "evaluate_perturbation",
+    "evaluate_sites", "open_scores", "parse_ks", "perturbation", "plot_perturbation", "read_sites", "site_labels",
+    "site_recovery", "write_table",
+]
