@@ -19,12 +19,15 @@ from tqdm import tqdm
 from .errors import ScoresError, UsageError
 from .outputs import atomic_output, check_absent
 from .shards import parse_shard
-from .writers import RUN_KEYS, _norm
+from .writers import RUN_KEYS, _norm, open_scores
 
 #: Attributes that must be equal in every shard of one run (those that change the scores).
 MERGE_KEYS = tuple(k for k in RUN_KEYS if k not in ("batch_size", "n_regions", "shard")) + (
     "n_models", "target_space", "n_regions_total",
 )
+
+#: Datasets a shard must have to be merged (the rows are put in order by ``meta/row``; the rest is copied as it is).
+_NEEDED = ("meta/row",)
 
 #: Per-row counts, summed over the shards.
 _COUNTS = ("n_regions", "rows_done", "n_delta_violations", "n_low_complexity")
@@ -69,8 +72,9 @@ def merge_scores(inputs, output, *, force: bool = False, progress: bool = True, 
     UsageError
         When no shard is given.
     ScoresError
-        When a shard is not HDF5 or not a shard, or the shards come from different runs, hold other datasets, overlap
-        (a ``meta/row`` twice) or are incomplete (a shard ``k`` missing).
+        When a shard file is missing, is not HDF5, has no ``meta/row`` or is not a shard (the first three as
+        :func:`seqlift.writers.open_scores` says them), or the shards come from different runs, hold other
+        datasets, overlap (a ``meta/row`` twice) or are incomplete (a shard ``k`` missing).
     OutputError
         When ``output`` exists and ``force`` is false, or its folder does not exist.
     """
@@ -82,12 +86,7 @@ def merge_scores(inputs, output, *, force: bool = False, progress: bool = True, 
     files = []
     try:
         for path in paths:
-            try:
-                files.append(h5py.File(path, "r"))
-            except OSError as exc:
-                raise ScoresError(
-                    f"cannot read {path} as HDF5 ({exc}); give score files of seqlift score --shard"
-                ) from None
+            files.append(open_scores(path, _NEEDED))
         files, shards = _order(files)
         datasets = _check_same_run(files)
         n_rows = _check_rows(files, shards)
@@ -143,8 +142,6 @@ def _check_same_run(files) -> dict:
 
 
 def _datasets(h5) -> dict:
-    if "meta/row" not in h5:
-        raise ScoresError(f"{h5.filename} has no dataset 'meta/row'; give the score files of seqlift score --shard")
     n = h5["meta/row"].shape[0]
     found = {}
 

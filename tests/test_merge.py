@@ -132,7 +132,14 @@ def test_merge_refuses_overlapping_and_incomplete_shards(runs):
                    "the shards overlap: region row 0 (0-based, input order) is in")
     one_line_error(run("merge", runs[3], runs[1], "-o", runs["dir"] / "bad.h5"),
                    "shard(s) 2-of-3 missing: 2 of 3 shards given")
-    one_line_error(run("merge", runs[1], runs["dir"] / "none.h5", "-o", runs["dir"] / "bad.h5"), "none.h5")
+    one_line_error(run("merge", runs[1], runs["dir"] / "none.h5", "-o", runs["dir"] / "bad.h5"),
+                   f"scores file {runs['dir'] / 'none.h5'} does not exist")
+    text = runs["dir"] / "text.h5"
+    text.write_text("not hdf5")
+    one_line_error(run("merge", runs[1], text, "-o", runs["dir"] / "bad.h5"), "text.h5 is not an HDF5 scores file")
+    no_rows = edited_copy(runs, 2, "no-rows.h5", lambda h5: h5.__delitem__("meta/row"))
+    one_line_error(run("merge", runs[1], no_rows, runs[3], "-o", runs["dir"] / "bad.h5"),
+                   "no-rows.h5 is not a seqlift scores file: it has no dataset meta/row")
 
 
 @pytest.mark.parametrize("shard", ["0-of-3", "4-of-3", "a-of-b", "2of3", "1-of-0"])
