@@ -37,7 +37,7 @@ from .references import identical_to_input, make_references
 from .regions import SkippedSidecar, iter_regions, read_regions, to_windows
 from .outputs import refuse_inputs
 from .score_options import PathLike, ScoreOptions
-from .writers import ScoreWriter, check_output, partial_path, write_npz
+from .writers import ScoreWriter, check_output, partial_path, score_rows, write_npz
 
 
 class SeqliftWarning(UserWarning):
@@ -411,27 +411,6 @@ def _finite(a: Attributions, refs) -> np.ndarray:
     if refs.shape[1]:
         ok &= np.isfinite(refs).all(axis=(1, 2, 3))
     return ok
-
-
-def score_rows(X, a: Attributions, same, finite) -> dict:
-    """The rows of the score file (:mod:`seqlift.writers`) for one batch."""
-    hyp = a.hypothetical.astype(np.float32)
-    rows = {
-        "raw/seq": X,
-        "shap/seq": hyp,
-        "projected_shap/seq": hyp * X,
-        "meta/prediction": a.predictions,
-        "meta/reference_prediction": (a.reference_predictions.mean(axis=1) if a.reference_predictions.shape[1]
-                                      else np.full(len(X), np.nan, np.float32)),
-        "meta/delta_error": a.delta_error,
-        "meta/delta_rel_error": a.relative_error,
-        "meta/low_complexity": same,
-        "meta/finite": finite,
-    }
-    if a.hypothetical_positive is not None:
-        rows["positive_shap/seq"] = a.hypothetical_positive.astype(np.float32)
-        rows["negative_shap/seq"] = a.hypothetical_negative.astype(np.float32)
-    return rows
 
 
 def _check_outputs(options: ScoreOptions, paths=None):

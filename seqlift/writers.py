@@ -61,12 +61,16 @@ import shutil
 import zipfile
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
 from .errors import OutputError, ScoresError
 from .outputs import OutputLock, atomic_output, check_absent, disk_error, durable_replace, fsync_dir
+
+if TYPE_CHECKING:  # seqlift.attribution loads torch; the writer does not need it
+    from .attribution import Attributions
 
 _STR = h5py.string_dtype()
 
@@ -448,6 +452,44 @@ class ScoreWriter:
         finally:
             self.lock.release()
             self.lock = None
+
+
+def score_rows(X, a: Attributions, same, finite) -> dict:
+    """The rows of one batch for :meth:`ScoreWriter.write`: every dataset of the layout, from a method's result.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape=(B, 4, L)
+        One-hot inputs of the batch.
+    a : Attributions
+        The method's result for ``X``.
+    same : np.ndarray, shape=(B,), bool
+        Windows whose every reference equals the input (``meta/low_complexity``).
+    finite : np.ndarray, shape=(B,), bool
+        Windows whose predictions and scores are finite (``meta/finite``).
+
+    Returns
+    -------
+    dict
+        Dataset name -> array with one row per window.
+    """
+    hyp = a.hypothetical.astype(np.float32)
+    rows = {
+        "raw/seq": X,
+        "shap/seq": hyp,
+        "projected_shap/seq": hyp * X,
+        "meta/prediction": a.predictions,
+        "meta/reference_prediction": (a.reference_predictions.mean(axis=1) if a.reference_predictions.shape[1]
+                                      else np.full(len(X), np.nan, np.float32)),
+        "meta/delta_error": a.delta_error,
+        "meta/delta_rel_error": a.relative_error,
+        "meta/low_complexity": same,
+        "meta/finite": finite,
+    }
+    if a.hypothetical_positive is not None:
+        rows["positive_shap/seq"] = a.hypothetical_positive.astype(np.float32)
+        rows["negative_shap/seq"] = a.hypothetical_negative.astype(np.float32)
+    return rows
 
 
 def _key(name: str) -> str:
