@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 import seqlift
-from seqlift.cli import _Group
-from seqlift.commands.evaluate import evaluate
+from seqlift.cli.group import _Group
+from seqlift.cli.evaluate import evaluate
 from seqlift.demo import demo_paths
 from seqlift.errors import ModelError, OutputError, RegionError, SeqliftError, UsageError
 from seqlift.evaluate import (
