@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 import seqlift
-from seqlift.cli import _Group
-from seqlift.commands.logo import logo
+from seqlift.cli.group import _Group
+from seqlift.cli.logo import logo
 from seqlift.demo import demo_paths
 from seqlift.errors import RegionError
 from seqlift.genome import one_hot_encode

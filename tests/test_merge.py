@@ -8,8 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 import seqlift.merge
-from seqlift.cli import _Group, score
-from seqlift.commands.merge import merge
+from seqlift.cli.group import _Group
+from seqlift.cli.score import score
+from seqlift.cli.merge import merge
 from seqlift.demo import demo_paths
 from seqlift.shards import shard_rows
 

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from memelite.io import read_meme
 
-from seqlift.cli import _Group
-from seqlift.commands.motifs import motifs as motifs_command
+from seqlift.cli.group import _Group
+from seqlift.cli.motifs import motifs as motifs_command
 from seqlift.demo import demo_paths
 from seqlift.errors import ScoresError, UsageError
 from seqlift.motifs import benjamini_hochberg, find_motifs, read_windows, to_genome

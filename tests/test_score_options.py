@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import seqlift
-from seqlift.cli import score as score_command
+from seqlift.cli.score import score as score_command
 from seqlift.errors import SeqliftError
 from seqlift.methods import METHODS, get_method
 from seqlift.pipeline import provenance

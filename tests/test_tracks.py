@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 import seqlift
-from seqlift.cli import _Group
-from seqlift.commands.tracks import tracks
+from seqlift.cli.group import _Group
+from seqlift.cli.tracks import tracks
 from seqlift.demo import demo_paths
 from seqlift.errors import GenomeError, UsageError
 from seqlift.regions import Window

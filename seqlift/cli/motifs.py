@@ -2,8 +2,8 @@
 
 import click
 
-from ..cli import config_option
-from . import readable_scores
+from .helpers import readable_scores
+from .options import config_option, force_option, quiet_option
 
 
 @click.command()
@@ -17,8 +17,8 @@ from . import readable_scores
 @click.option("--motif-db", type=click.Path(exists=True, dir_okay=False), default=None,
               help="MEME file of known motifs (e.g. JASPAR) to match the motifs against with TOMTOM.")
 @click.option("--pwm", is_flag=True, help="Also draw each motif's PWM as an information-content logo.")
-@click.option("--force", is_flag=True, help="Replace an existing output folder of an earlier run.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@force_option("Replace an existing output folder of an earlier run.")
+@quiet_option("No progress on stderr.")
 @config_option
 def motifs(scores, output, quiet, **options):
     """Find motifs in SCORES (a 'seqlift score' HDF5 file) with modisco-lite.

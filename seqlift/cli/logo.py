@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from ..cli import config_option
-from . import readable_scores
+from .helpers import readable_scores
+from .options import config_option, force_option, quiet_option
 from ..errors import OutputError
 from ..outputs import check_absent
 from ..logos import SPAN, WIDTH, figure, label, open_scores, parse_region, save, select_rows, top_rows
@@ -32,8 +32,8 @@ from ..logos import SPAN, WIDTH, figure, label, open_scores, parse_region, save,
 @click.option("--span", type=click.IntRange(min=0), default=SPAN, show_default=True,
               help="Without --region, draw this many bp around the strongest contributions; 0 for the whole window.")
 @click.option("--dpi", type=click.IntRange(min=10), default=150, show_default=True, help="Resolution of PNGs.")
-@click.option("--force", is_flag=True, help="Overwrite existing output.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@force_option()
+@quiet_option()
 @config_option
 def logo(scores, region, index, name, top, hypothetical, output, width, span, dpi, force, quiet):
     """Draw the contribution logo of one window (or part of it) of SCORES.

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
-
 import click
 
-from ..cli import config_option
+from .helpers import command_line
+from .options import config_option, force_option, quiet_option
 
 
 @click.command()
 @click.argument("shards", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Merged HDF5 file to write.")
-@click.option("--force", is_flag=True, help="Overwrite an existing output.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@force_option()
+@quiet_option()
 @config_option
 def merge(shards, output, force, quiet):
     """Join score files of `seqlift score --shard K-of-N` into one, in input order.
@@ -25,8 +23,6 @@ def merge(shards, output, force, quiet):
     """
     from ..merge import merge_scores
 
-    argv = click.get_current_context().meta.get("seqlift.argv", sys.argv[1:])
-    path = merge_scores(shards, output, force=force, progress=not quiet,
-                        command="seqlift " + " ".join(shlex.quote(str(a)) for a in argv))
+    path = merge_scores(shards, output, force=force, progress=not quiet, command=command_line())
     if not quiet:
         click.echo(f"wrote {path}", err=True)

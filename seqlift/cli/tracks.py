@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..cli import config_option
-from . import readable_scores
+from .helpers import readable_scores
+from .options import config_option, force_option, quiet_option
 
 
 @click.command()
@@ -19,8 +19,8 @@ from . import readable_scores
 @click.option("--overlap", type=click.Choice(["midpoint", "mean"]), default="midpoint", show_default=True,
               help="Overlapping windows: each base from the window with the nearest centre (midpoint), "
                    "or the mean of the windows covering it (mean).")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@force_option()
+@quiet_option()
 @config_option
 def tracks(scores, output, fasta, hypothetical, overlap, force, quiet):
     """bigWig tracks of the per-base contributions in SCORES, in genome coordinates.

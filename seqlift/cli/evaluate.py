@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
-
 import click
 
-from ..cli import _Mapping, config_option, device_option
-from . import readable_scores
-from ..evaluate import MUTATIONS, evaluate_perturbation, evaluate_sites
+from .helpers import command_line, readable_scores
+from .options import MODEL_FORMS, config_option, device_option, force_option, model_options, quiet_option
 
-
-def _command() -> str:
-    argv = click.get_current_context().meta.get("seqlift.argv", sys.argv[1:])
-    return "seqlift " + " ".join(shlex.quote(str(a)) for a in argv)
+#: The choices of --mutation: :data:`seqlift.evaluate.MUTATIONS`, written out so that ``--help`` need not import
+#: :mod:`seqlift.evaluate` (and torch); tests/test_cli_group.py checks that they are the same.
+MUTATIONS = ("shuffle", "reference")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,12 +19,7 @@ def evaluate():
 
 @evaluate.command(short_help="Mutate top-k scored bases vs k random bases.")
 @click.argument("scores", type=click.Path(dir_okay=False))
-@click.option("--model", "-m", required=True, help="The model the scores were made with: model.pt2, or "
-              "file.py:ClassName / package.module:ClassName with --weights.")
-@click.option("--weights", type=click.Path(dir_okay=False), help="State dict of a class model.")
-@click.option("--model-kwargs", type=_Mapping(), default=None, help="Constructor arguments of a class model.")
-@click.option("--trust-model", is_flag=True,
-              help="Also load a pickled full model (unpickling runs code from the file).")
+@model_options(f"The model the scores were made with: {MODEL_FORMS}")
 @click.option("--k", "ks", default="1,2,5,10,20", show_default=True,
               help="Numbers of positions to mutate, comma-separated.")
 @click.option("--mutation", type=click.Choice(MUTATIONS), default="shuffle", show_default=True,
@@ -41,8 +31,8 @@ def evaluate():
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="TSV table to write.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Also plot mean change vs k (png, pdf, svg).")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@force_option()
+@quiet_option()
 @config_option
 def perturb(scores, model, output, plot, force, quiet, **options):
     """Mutate the top-k scored bases of each region and k random ones; compare the change of the target.
@@ -54,8 +44,10 @@ def perturb(scores, model, output, plot, force, quiet, **options):
     the fractions of regions whose target changes sign (meaningful for binary
     classifiers only).
     """
+    from ..evaluate import evaluate_perturbation
+
     with readable_scores(scores):
-        evaluate_perturbation(scores, model, output, plot=plot, force=force, command=_command(),
+        evaluate_perturbation(scores, model, output, plot=plot, force=force, command=command_line(),
                               progress=not quiet, **options)
     if not quiet:
         click.echo(f"wrote {output}" + (f" and {plot}" if plot else ""), err=True)
@@ -68,13 +60,15 @@ def perturb(scores, model, output, plot, force, quiet, **options):
 @click.option("--motif", "motifs", multiple=True,
               help="Use only the sites of this motif (BED name); repeat for several.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="TSV table to write.")
-@click.option("--force", is_flag=True, help="Overwrite an existing output.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@force_option()
+@quiet_option()
 @config_option
 def sites(scores, sites, motifs, output, force, quiet):
     """AUROC and AUPRC of per-base contributions for positions inside known sites, one row per SCORES file."""
+    from ..evaluate import evaluate_sites
+
     with readable_scores(scores):
-        evaluate_sites(list(scores), sites, output, motifs=list(motifs) or None, force=force, command=_command(),
+        evaluate_sites(list(scores), sites, output, motifs=list(motifs) or None, force=force, command=command_line(),
                        progress=not quiet)
     if not quiet:
         click.echo(f"wrote {output}", err=True)

@@ -1,13 +1,20 @@
-"""Subcommands of ``seqlift`` beyond ``score``: thin click wrappers over the library modules.
-
-Each module defines one click command; :mod:`seqlift.cli` registers them on the group.
-"""
+"""What the commands share when they run: the command line for provenance, and damaged scores files as user errors."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from contextlib import contextmanager
 
+import click
+
 from ..errors import ScoresError, SeqliftError
+
+
+def command_line() -> str:
+    """The ``seqlift ...`` command line being run, quoted for a shell, to record in the outputs."""
+    argv = click.get_current_context().meta.get("seqlift.argv", sys.argv[1:])
+    return "seqlift " + " ".join(shlex.quote(str(a)) for a in argv)
 
 
 @contextmanager

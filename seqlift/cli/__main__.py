@@ -1,0 +1,5 @@
+"""``python -m seqlift.cli``: the ``seqlift`` command."""
+
+from . import main
+
+main()
