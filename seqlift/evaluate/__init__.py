@@ -1,6 +1,6 @@
 """Evaluating contribution scores: faithfulness by perturbation, and recovery of known motif sites.
 
-Perturbation (:func:`perturbation`, :mod:`seqlift.evaluate.perturbation`)
+Perturbation (:func:`perturbation`, :mod:`seqlift.evaluate.perturb`)
     Mutate each region's top-k scored bases and, as a control, k random ones;
     faithful scores lower the model's target far more with their top positions
     than at random. ``seqlift evaluate perturb`` runs :func:`evaluate_perturbation`.
@@ -18,14 +18,12 @@ Tables (:mod:`seqlift.evaluate.tables`)
     datasets they read) and :func:`write_table` (the TSV they write).
 
 Coordinates are 0-based half-open throughout. The names below are re-exported
-here, so ``from seqlift.evaluate import perturbation`` gives the function; the
-module of the same name is ``seqlift.evaluate.perturbation`` only through
-``from seqlift.evaluate.perturbation import ...`` (as an attribute of the
-package, ``perturbation`` is the function).
+here; each module is named after its subcommand (``evaluate perturb``,
+``evaluate sites``), so no module shares a name with a function.
 """
 
 from .metrics import auprc, auroc
-from .perturbation import (
+from .perturb import (
     FLIP_NOTE, MUTATIONS, PERTURB_COLUMNS, evaluate_perturbation, parse_ks, perturbation, plot_perturbation,
 )
 from .sites import SITE_COLUMNS, evaluate_sites, read_sites, site_labels, site_recovery

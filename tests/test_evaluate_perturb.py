@@ -7,7 +7,7 @@ from cli_helpers import read_tsv, run
 from conftest import N_DEMO_REGIONS, copy_scores
 from seqlift.demo import demo_paths
 from seqlift.errors import ModelError, OutputError, SeqliftError, UsageError
-from seqlift.evaluate.perturbation import (
+from seqlift.evaluate.perturb import (
     FLIP_NOTE, PERTURB_COLUMNS, _variants, evaluate_perturbation, perturbation,
 )
 
