@@ -718,3 +718,20 @@ def test_default_and_unknown_max_rule():
     assert prepare(model, L).max_rule == "sign"
     with pytest.raises(UsageError, match="unknown max rule 'half'; choose one of sign, pair, shapley"):
         prepare(model, L, max_rule="half")
+
+
+@pytest.mark.parametrize("fraction", [0.001, 0.5])
+def test_rescale_fallback_at_a_few_places_equals_the_fallback_everywhere(fraction):
+    """The derivative taken only where |x - r| < eps (few places) or over the whole tensor (many) gives the same
+    multipliers, bit for bit."""
+    from seqlift.attribution.split import rescale_multiplier
+
+    g = torch.Generator().manual_seed(0)
+    ax = torch.randn(3, 1, 50, 40, generator=g, dtype=torch.float64)
+    ar = torch.randn(3, 5, 50, 40, generator=g, dtype=torch.float64)
+    same = torch.rand(ar.shape, generator=g) < fraction
+    ar = torch.where(same, ax.expand_as(ar), ar)
+    assert same.any()
+    m = [rescale_multiplier(ax, ar, ax.exp(), ar.exp(), 1e-6, torch.exp, elementwise=e) for e in (False, True)]
+    assert torch.equal(m[0], m[1])
+    assert torch.equal(m[1][same], ax.expand_as(ar)[same].exp())

@@ -76,7 +76,7 @@ class _PairedRescale(torch.autograd.Function):
             out, refs = _paired_grad(a, ctx.n)
             refs.copy_(_fused_relu_rescale_grad()(ax, ar, yx, yr, grad[ctx.n :].view(refs.shape), ctx.eps))
             return out, None, None, None, None, None
-        m = rescale_multiplier(ax, ar, yx, yr, ctx.eps, lambda t: derivative(ctx.fn, t, ctx.target))
+        m = rescale_multiplier(ax, ar, yx, yr, ctx.eps, lambda t: derivative(ctx.fn, t, ctx.target), True)
         out, refs = _paired_grad(a, ctx.n)
         torch.mul(grad[ctx.n :].view(m.shape), m, out=refs)
         return out, None, None, None, None, None
@@ -196,7 +196,9 @@ class Rescale:
             t, paired = t.detach(), self._paired(t, dims[i])
             u = t if paired else batch_first(t, dims[i], self.rows)
             x, r = pairs(u, self.n)
-            mid = torch.cat([u[: self.n], torch.lerp(r, x.expand_as(r), 0.5).flatten(0, 1)])
+            mid = u.new_empty(u.shape)
+            mid[: self.n] = u[: self.n]
+            torch.lerp(r, x.expand_as(r), 0.5, out=mid[self.n :].view(r.shape))
             return mid if paired else batch_back(mid, dims[i])
 
         return _PairedProduct.apply(a, b, f, midpoint)
@@ -208,4 +210,7 @@ def hold_inputs(t: torch.Tensor, n: int, dim: int = 0, rows: int | None = None) 
     if dim or (rows is not None and t.shape[0] != rows):
         return batch_back(hold_inputs(batch_first(t, dim, rows), n), dim)
     k = (t.shape[0] - n) // n
-    return torch.cat([t[:n], t[:n].repeat_interleave(k, dim=0)])
+    out = t.new_empty(t.shape)
+    out[:n] = t[:n]
+    out[n:].view((n, k) + tuple(t.shape[1:])).copy_(t[:n].unsqueeze(1).expand((n, k) + tuple(t.shape[1:])))
+    return out
