@@ -9,7 +9,19 @@ The names below are imported when first used, so that ``seqlift --version`` and
 ``--help`` answer without loading torch.
 """
 
+from __future__ import annotations
+
 import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers; at run time the names are imported on first use (below)
+    from .attribution import Attributions as Attributions
+    from .attribution import deeplift as deeplift
+    from .attribution import prepare as prepare
+    from .pipeline import run_score as run_score
+    from .pipeline import score as score
+    from .references import dinucleotide_shuffle as dinucleotide_shuffle
+    from .score_options import ScoreOptions as ScoreOptions
 
 __version__ = "0.1.0"
 
@@ -27,7 +39,7 @@ _EXPORTS = {
 __all__ = [*sorted(_EXPORTS), "__version__"]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
         globals()[name] = value
@@ -35,5 +47,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'seqlift' has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))

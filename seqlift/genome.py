@@ -9,12 +9,16 @@ One-hot arrays have channels in the order A, C, G, T, length last, dtype
 uint8. A column of zeros stands for N or any other non-ACGT code.
 """
 
+from __future__ import annotations
+
 import contextlib
 import hashlib
 import json
 import os
 import time
 import warnings
+from collections.abc import Iterable
+from typing import Protocol
 
 import numpy as np
 import pyfaidx
@@ -42,6 +46,23 @@ def _preview_names(names, limit=5):
     return shown + ", ..." if len(names) > limit else shown
 
 
+class StrandedInterval(Protocol):
+    """What :func:`fetch_one_hot` reads from each window: a :class:`~seqlift.regions.Window`, or any object
+    with these attributes (0-based half-open ``start``, ``end``)."""
+
+    @property
+    def chrom(self) -> str: ...
+
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def end(self) -> int: ...
+
+    @property
+    def strand(self) -> str: ...
+
+
 class Genome:
     """An indexed FASTA file opened for random access.
 
@@ -64,7 +85,7 @@ class Genome:
         When the file is missing, is not a FASTA, or cannot be indexed.
     """
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
         if not os.path.isfile(self.path):
             raise GenomeError(f"FASTA file not found: {self.path}; check the path")
@@ -131,7 +152,7 @@ class Genome:
             "to a writable folder"
         )
 
-    def chrom_sizes(self):
+    def chrom_sizes(self) -> dict[str, int]:
         """Length of every sequence, in file order.
 
         Returns
@@ -141,7 +162,7 @@ class Genome:
         """
         return {name: record.rlen for name, record in self._fasta.faidx.index.items()}
 
-    def fetch(self, chrom, start, end, strand="+"):
+    def fetch(self, chrom: str, start: int, end: int, strand: str = "+") -> str:
         """Sequence of ``chrom`` from ``start`` to ``end``, 0-based half-open.
 
         Parameters
@@ -181,11 +202,11 @@ class Genome:
         seq = self._fasta.faidx.fetch(chrom, start + 1, end)
         return seq.translate(_COMPLEMENT)[::-1] if strand == "-" else seq
 
-    def sha256(self):
+    def sha256(self) -> str:
         """Hex SHA-256 of the FASTA file's bytes, from :func:`cached_sha256` (hashed once per version of the file)."""
         return cached_sha256(self.path)
 
-    def close(self):
+    def close(self) -> None:
         """Close the FASTA file."""
         self._fasta.close()
 
@@ -206,7 +227,7 @@ _DIGEST_CACHE_ENTRIES = 64
 _RACY_S = 2.0
 
 
-def cache_dir():
+def cache_dir() -> str:
     """seqlift's per-user cache folder: ``$SEQLIFT_CACHE_DIR``, else ``$XDG_CACHE_HOME/seqlift``, else
     ``~/.cache/seqlift``."""
     if os.environ.get("SEQLIFT_CACHE_DIR"):
@@ -221,7 +242,7 @@ def _stat_key(path):
             "device": st.st_dev}
 
 
-def cached_sha256(path):
+def cached_sha256(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a (large) file, hashed again only when the file changed.
 
     The digest is kept in ``sha256.json`` in :func:`cache_dir`, a per-user
@@ -288,7 +309,7 @@ def _plain_text(path):
 _HEADER_LOOKBACK = 4096
 
 
-def index_mismatch(fasta, fai):
+def index_mismatch(fasta: str | os.PathLike[str], fai: str | os.PathLike[str]) -> str | None:
     """Why the ``.fai`` index ``fai`` does not describe the plain-text ``fasta``, or None when it does.
 
     Every record of the index must point at a sequence that starts right after
@@ -364,7 +385,7 @@ def index_mismatch(fasta, fai):
     return None
 
 
-def one_hot_encode(seq):
+def one_hot_encode(seq: str) -> np.ndarray:
     """One-hot encode a DNA sequence.
 
     Parameters
@@ -382,7 +403,7 @@ def one_hot_encode(seq):
     return np.ascontiguousarray(_COLUMNS[_CHANNEL[codes]].T)
 
 
-def one_hot_decode(X):
+def one_hot_decode(X: np.ndarray) -> str:
     """Sequence of a one-hot matrix.
 
     Parameters
@@ -403,7 +424,7 @@ def one_hot_decode(X):
     return _LETTERS[channel].tobytes().decode("ascii")
 
 
-def reverse_complement(X):
+def reverse_complement(X: np.ndarray) -> np.ndarray:
     """Reverse complement of one-hot sequences.
 
     With channels A, C, G, T, complementing reverses the channel axis, so
@@ -425,7 +446,7 @@ def reverse_complement(X):
     return X[..., ::-1, ::-1].copy()
 
 
-def fetch_one_hot(genome, windows):
+def fetch_one_hot(genome: Genome, windows: Iterable[StrandedInterval]) -> np.ndarray:
     """One-hot sequences of equal-length windows.
 
     Parameters

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import h5py
 import logomaker
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
@@ -85,7 +87,7 @@ def format_region(chrom: str, start: int, end: int) -> str:
     return f"{chrom}:{start + 1:,}-{end:,}"
 
 
-def open_scores(path) -> h5py.File:
+def open_scores(path: str | Path) -> h5py.File:
     """Open a score file (written by ``seqlift score``) with the datasets a logo needs."""
     return _open_scores(path, _DATASETS)
 
@@ -99,7 +101,9 @@ def _windows(h5, rows=slice(None)) -> dict:
     return out
 
 
-def select_rows(h5, index: int | None = None, name: str | None = None, region=None) -> list[tuple[int, int, int]]:
+def select_rows(
+    h5: h5py.File, index: int | None = None, name: str | None = None, region: tuple[str, int, int] | None = None
+) -> list[tuple[int, int, int]]:
     """Rows of a score file to draw, and the stretch of each.
 
     Parameters
@@ -158,7 +162,7 @@ def select_rows(h5, index: int | None = None, name: str | None = None, region=No
     )
 
 
-def top_rows(h5, n: int, block: int = 1024) -> list[tuple[int, int, int]]:
+def top_rows(h5: h5py.File, n: int, block: int = 1024) -> list[tuple[int, int, int]]:
     """The ``n`` windows with the largest total absolute contribution.
 
     Parameters
@@ -184,7 +188,7 @@ def top_rows(h5, n: int, block: int = 1024) -> list[tuple[int, int, int]]:
     return [(int(r), int(starts[r]), int(ends[r])) for r in np.argsort(-total, kind="stable")[:n]]
 
 
-def draw_logo(ax, matrix, start: int) -> logomaker.Logo:
+def draw_logo(ax: Axes, matrix: np.ndarray, start: int) -> logomaker.Logo:
     """Draw a contribution logo on ``ax``.
 
     Parameters
@@ -211,7 +215,7 @@ def draw_logo(ax, matrix, start: int) -> logomaker.Logo:
     return logo
 
 
-def window(h5, row: int) -> dict:
+def window(h5: h5py.File, row: int) -> dict:
     """One window of a score file.
 
     Parameters
@@ -231,7 +235,9 @@ def window(h5, row: int) -> dict:
     return {**win, "start": int(win["start"]), "end": int(win["end"])}
 
 
-def matrix(h5, row: int, dataset: str = "projected_shap/seq", region=None) -> np.ndarray:
+def matrix(
+    h5: h5py.File, row: int, dataset: str = "projected_shap/seq", region: tuple[str, int, int] | None = None
+) -> np.ndarray:
     """One window's scores (or one-hot) in genome orientation.
 
     Parameters
@@ -267,7 +273,7 @@ def matrix(h5, row: int, dataset: str = "projected_shap/seq", region=None) -> np
     return values[:, lo - win["start"] : hi - win["start"]]
 
 
-def strongest_stretch(h5, row: int, span: int) -> tuple[str, int, int]:
+def strongest_stretch(h5: h5py.File, row: int, span: int) -> tuple[str, int, int]:
     """The ``span`` bp of a window with the largest total absolute contribution, ``(chrom, start, end)`` 0-based
     half-open; the whole window when ``span`` is 0 or at least its length."""
     win = window(h5, row)
@@ -280,8 +286,14 @@ def strongest_stretch(h5, row: int, span: int) -> tuple[str, int, int]:
     return win["chrom"], lo, lo + span
 
 
-def figure(files, row: int, region=None, hypothetical: bool = False, width: float = WIDTH,
-           span: int = 0) -> Figure:
+def figure(
+    files: Sequence[str | Path],
+    row: int,
+    region: tuple[str, int, int] | None = None,
+    hypothetical: bool = False,
+    width: float = WIDTH,
+    span: int = 0,
+) -> Figure:
     """The logo figure of one window, one panel per score file.
 
     Parameters
@@ -380,7 +392,7 @@ def _describe(attrs) -> str:
     return f"{method}{rule}, target {attrs.get('target', '?')}"
 
 
-def label(name: str, row: int, region=None) -> str:
+def label(name: str, row: int, region: tuple[str, int, int] | None = None) -> str:
     """A file-name-safe label: the region (1-based) if given, else the window's name, else ``row<row>``."""
     if region is not None:
         text = f"{region[0]}_{region[1] + 1}-{region[2]}"
@@ -389,7 +401,7 @@ def label(name: str, row: int, region=None) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
-def save(figures, path, dpi: int = 150) -> Path:
+def save(figures: Figure | Iterable[Figure], path: str | Path, dpi: int = 150) -> Path:
     """Write figures to ``path`` under a temporary name, then rename it.
 
     Parameters

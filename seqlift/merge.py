@@ -10,6 +10,7 @@ unsharded run.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
@@ -36,7 +37,8 @@ _COUNTS = ("n_regions", "rows_done", "n_delta_violations", "n_low_complexity")
 _STEP_BYTES = 32 << 20
 
 
-def merge_scores(inputs, output, *, force: bool = False, progress: bool = True, command: str | None = None) -> Path:
+def merge_scores(inputs: Sequence[str | Path], output: str | Path, *, force: bool = False, progress: bool = True,
+                 command: str | None = None) -> Path:
     """Join the shards of one ``seqlift score --shard k-of-n`` run into one score file.
 
     The result holds every dataset of the shards with the rows in input order

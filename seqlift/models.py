@@ -77,7 +77,7 @@ class LoadedModel:
     kind: str = "program"  # "program" (.pt2), "module" (class or trusted pickle) or "torchscript"
 
 
-def sha256_file(path) -> str:
+def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -320,7 +320,7 @@ def resolve_length(loaded: LoadedModel, window: int | None) -> int:
     return length
 
 
-def check_runs(model, spec: str, length: int) -> None:
+def check_runs(model: torch.nn.Module, spec: str, length: int) -> None:
     """Run ``model`` once on zeros of shape (2, 4, ``length``) and check what it returns.
 
     Raises
@@ -394,7 +394,7 @@ _LEGACY_PICKLES = ("serialized_state_dict.pt", "serialized_constants.pt", "seria
                    "serialized_state_dict.json", "serialized_constants.json")
 
 
-def program_code_risk(path) -> str | None:
+def program_code_risk(path: str | Path) -> str | None:
     """What in a ``torch.export`` archive would run code when it is loaded, or None.
 
     ``torch.export.load`` reads pickles (weights and constants marked

@@ -32,12 +32,16 @@ import html
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import OutputError, ScoresError, UsageError
 from .outputs import atomic_output, check_absent
 from .writers import open_scores
+
+if TYPE_CHECKING:  # modiscolite takes most of a second to import (numba); it is imported where it is used
+    from modiscolite.core import SeqletSet
 
 #: A motif's core: positions whose total |CWM| is at least this fraction of the largest.
 TRIM = 0.3
@@ -86,7 +90,7 @@ class Motif:
         return "".join(_LETTERS[(sign * self.cwm).argmax(axis=1)])
 
 
-def read_windows(path, window=400):
+def read_windows(path: str | Path, window: int = 400) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The central ``window`` bases of every scored window, laid out for modisco-lite.
 
     Parameters
@@ -126,7 +130,9 @@ def read_windows(path, window=400):
     return one_hot, hypothetical, coords
 
 
-def discover(one_hot, hypothetical, max_seqlets=2000, n_leiden=2):
+def discover(
+    one_hot: np.ndarray, hypothetical: np.ndarray, max_seqlets: int = 2000, n_leiden: int = 2
+) -> tuple[list[SeqletSet] | None, list[SeqletSet] | None]:
     """Run modisco-lite with the settings of its ``modisco motifs`` command.
 
     Parameters
@@ -154,7 +160,7 @@ def discover(one_hot, hypothetical, max_seqlets=2000, n_leiden=2):
     )
 
 
-def core_span(cwm, trim=TRIM):
+def core_span(cwm: np.ndarray, trim: float = TRIM) -> tuple[int, int]:
     """The core of a motif: first and one-past-last position with total |CWM| >= ``trim`` x its maximum.
 
     Parameters
@@ -171,7 +177,12 @@ def core_span(cwm, trim=TRIM):
     return int(keep[0]), int(keep[-1]) + 1
 
 
-def to_motifs(pos_patterns, neg_patterns, one_hot, hypothetical):
+def to_motifs(
+    pos_patterns: list[SeqletSet] | None,
+    neg_patterns: list[SeqletSet] | None,
+    one_hot: np.ndarray,
+    hypothetical: np.ndarray,
+) -> list[Motif]:
     """Core-trimmed :class:`Motif` records of modisco-lite's patterns.
 
     Parameters
@@ -206,7 +217,14 @@ def to_motifs(pos_patterns, neg_patterns, one_hot, hypothetical):
     return motifs
 
 
-def to_genome(start, end, strand, win_start, win_end, win_strand):
+def to_genome(
+    start: np.ndarray,
+    end: np.ndarray,
+    strand: np.ndarray,
+    win_start: np.ndarray,
+    win_end: np.ndarray,
+    win_strand: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Map spans in windows (in each window's orientation) to genome coordinates.
 
     Parameters
@@ -235,7 +253,7 @@ def to_genome(start, end, strand, win_start, win_end, win_strand):
     return g_start, g_end, g_strand
 
 
-def write_bed(path, motifs, coords):
+def write_bed(path: str | Path, motifs: list[Motif], coords: dict[str, Any]) -> None:
     """Write every seqlet core as BED6 (chrom, start, end, motif, score, strand), sorted by position.
 
     Parameters
@@ -257,7 +275,7 @@ def write_bed(path, motifs, coords):
     Path(path).write_text("".join(f"{c}\t{s}\t{e}\t{n}\t{v:.4g}\t{d}\n" for c, s, e, n, v, d in rows))
 
 
-def write_meme(path, motifs, background):
+def write_meme(path: str | Path, motifs: list[Motif], background: np.ndarray) -> None:
     """Write the motifs' PPMs as minimal MEME text.
 
     Parameters
@@ -277,7 +295,7 @@ def write_meme(path, motifs, background):
     Path(path).write_text("\n".join(lines))
 
 
-def information(ppm, background):
+def information(ppm: np.ndarray, background: np.ndarray) -> np.ndarray:
     """Each base's height in an information-content logo: frequency x the position's information (bits).
 
     Parameters
@@ -295,7 +313,7 @@ def information(ppm, background):
     return ppm * bits
 
 
-def plot_logo(matrix, path, title, ylabel):
+def plot_logo(matrix: np.ndarray, path: str | Path, title: str, ylabel: str) -> None:
     """Save a sequence logo of ``matrix``, shape=(w, 4) with channels A, C, G, T, as a PNG."""
     import logomaker
     import pandas as pd
@@ -312,7 +330,7 @@ def plot_logo(matrix, path, title, ylabel):
     fig.savefig(path, dpi=100)
 
 
-def benjamini_hochberg(p):
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     """q-values of the p-values in each row of ``p``, shape=(n, m), over that row."""
     order = np.argsort(p, axis=1)
     ranked = np.take_along_axis(p, order, axis=1) * p.shape[1] / np.arange(1, p.shape[1] + 1)
@@ -322,7 +340,7 @@ def benjamini_hochberg(p):
     return q
 
 
-def match_motifs(motifs, motif_db, n=3):
+def match_motifs(motifs: list[Motif], motif_db: str | Path, n: int = 3) -> None:
     """Fill each motif's ``matches`` with its ``n`` best TOMTOM matches (memelite) in a MEME file.
 
     p-values come from memelite's TOMTOM (both strands); q-values are
@@ -355,7 +373,9 @@ def match_motifs(motifs, motif_db, n=3):
         m.matches = [(names[j], float(p_row[j]), float(q_row[j])) for j in best]
 
 
-def write_report(path, motifs, scores, pwm=False, motif_db=None):
+def write_report(
+    path: str | Path, motifs: list[Motif], scores: str | Path, pwm: bool = False, motif_db: str | Path | None = None
+) -> None:
     """Write one HTML page: a row per motif with its logos (relative paths), seqlet count and matches.
 
     Parameters
@@ -413,8 +433,18 @@ def _check_outdir(outdir: Path, force: bool):
                           "--force only replaces an earlier motifs output, so choose another -o")
 
 
-def find_motifs(scores, outdir, *, max_seqlets=2000, window=400, n_leiden=2, motif_db=None, pwm=False,
-                force=False, progress=True):
+def find_motifs(
+    scores: str | Path,
+    outdir: str | Path,
+    *,
+    max_seqlets: int = 2000,
+    window: int = 400,
+    n_leiden: int = 2,
+    motif_db: str | Path | None = None,
+    pwm: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> list[Motif]:
     """Discover motifs in a scores file with modisco-lite and write them into ``outdir``.
 
     Parameters

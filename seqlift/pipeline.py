@@ -32,7 +32,7 @@ from .genome import Genome, fetch_one_hot, reverse_complement
 from .methods import DEFAULT_BATCH_SIZE, Method, Scorer
 from .shards import shard_rows
 from .models import LoadedModel, load_model, resolve_length, sha256_file
-from .targets import parse_targets
+from .targets import Target, parse_targets
 from .references import identical_to_input, make_references
 from .regions import SkippedSidecar, iter_regions, read_regions, to_windows
 from .outputs import refuse_inputs
@@ -151,8 +151,8 @@ def _attribute(scorers: list[Scorer], targets, rc_average: bool):
 
 
 def provenance(options: ScoreOptions, *, models: list[LoadedModel], input_length: int, n_refs: int, batch_size: int,
-               batch_how: str, fasta_sha256: str, n_regions: int, n_skipped: int, n_regions_total: int, device,
-               target: str, target_space: str) -> dict:
+               batch_how: str, fasta_sha256: str, n_regions: int, n_skipped: int, n_regions_total: int,
+               device: torch.device | str, target: str, target_space: str) -> dict:
     """The attributes of one output file: how its scores were made (the README lists them).
 
     ``options`` is what the run was given; the keywords are what it found or
@@ -249,7 +249,7 @@ def _report_run(options: ScoreOptions, method: Method, paths, bad: _Named, low: 
     _report(low, "references all equal the input (low-complexity window; scores are 0)", "consider --reference uniform for these")
 
 
-def target_paths(output, targets) -> list[Path]:
+def target_paths(output: PathLike, targets: Sequence[Target]) -> list[Path]:
     """One output per target: ``output`` itself for one target, else ``<stem>.<target>.h5`` beside it."""
     output = Path(output)
     if len(targets) == 1:

@@ -12,11 +12,14 @@ every field, so that each error can name the file, the line, the value and
 the fix. The tests use pybedtools as an oracle on valid files.
 """
 
+from __future__ import annotations
+
 import gzip
 import numbers
 import os
 import re
 import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from seqlift.errors import RegionError
@@ -153,7 +156,7 @@ def _parse_region(fields, path, line):
     return Region(chrom, start, end, name, strand, summit, line, path)
 
 
-def read_regions(path):
+def read_regions(path: str | os.PathLike[str]) -> list[Region]:
     """Read and validate the regions of a BED file: :func:`iter_regions` as a list.
 
     Accepts BED3 and wider, strand in column 6, and narrowPeak (exactly 10
@@ -180,7 +183,7 @@ def read_regions(path):
     return list(iter_regions(path))
 
 
-def iter_regions(path):
+def iter_regions(path: str | os.PathLike[str]) -> Iterator[Region]:
     """The regions of a BED file one by one, as :func:`read_regions` reads them (same checks and errors), for
     a caller that does not keep them all."""
     path = str(path)
@@ -235,7 +238,13 @@ def _invalid(region, start, end, chrom_sizes):
     return None
 
 
-def to_windows(regions, width, chrom_sizes, skip_invalid=False, on_skip=None):
+def to_windows(
+    regions: Iterable[Region],
+    width: int,
+    chrom_sizes: Mapping[str, int],
+    skip_invalid: bool = False,
+    on_skip: Callable[[Region, str], object] | None = None,
+) -> tuple[list[Window], list[tuple[Region, str]]]:
     """Windows of ``width`` bases centred on each region's summit or midpoint.
 
     The centre is the summit when the region has one, else
@@ -299,7 +308,7 @@ def to_windows(regions, width, chrom_sizes, skip_invalid=False, on_skip=None):
     return windows, skipped
 
 
-def write_skipped(path, skipped):
+def write_skipped(path: str | os.PathLike[str], skipped: Iterable[tuple[Region, str]]) -> None:
     """Write skipped regions as a tab-separated, BED-like file.
 
     Columns: chrom, start, end (the region's own coordinates, 0-based
@@ -325,7 +334,7 @@ class SkippedSidecar:
     removes it. Only the count stays in memory.
     """
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self.tmp = f"{self.path}.{os.getpid()}.tmp"
         self.count = 0
@@ -341,7 +350,7 @@ class SkippedSidecar:
         self._open().write(f"{region.chrom}\t{region.start}\t{region.end}\t{region.name}\t{region.line}\t{reason}\n")
         self.count += 1
 
-    def commit(self):
+    def commit(self) -> None:
         """Move the file into place (a header alone when nothing was skipped)."""
         self._open().close()
         os.replace(self.tmp, self.path)

@@ -27,11 +27,18 @@ activation was stripped from the output a target reads, and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Union
 
 import torch
 
 from .errors import UsageError
+
+#: A model's output on a batch: one tensor, or a tuple (or list) of them.
+ModelOutput = Union[torch.Tensor, tuple[torch.Tensor, ...], list[torch.Tensor]]
+#: A linear read-out of a batch's output: ``f(output) -> (B,)``.
+ReadOut = Callable[[ModelOutput], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ class Target:
         """Short name for file names and provenance: ``0``, ``counts``, ``profile``."""
         return str(self.index) if self.kind == "index" else self.kind
 
-    def bind(self, output, n: int, activation: str | None = None):
+    def bind(self, output: ModelOutput, n: int, activation: str | None = None) -> ReadOut:
         """A linear read-out ``f(stream_output) -> (B,)`` for this batch.
 
         Parameters
@@ -117,6 +124,9 @@ class Target:
         return self.output_index
 
 
+#: What :func:`as_target` takes: a column, a :class:`Target`, or a read-out ``f(output) -> (B,)``.
+TargetLike = Union[int, Target, ReadOut]
+
 
 class _Callable(Target):
     """A user function of the output as a target; it must be linear for summation-to-delta to hold."""
@@ -129,7 +139,7 @@ class _Callable(Target):
         return self.fn
 
 
-def as_target(target, output_index: int | None = None) -> Target:
+def as_target(target: TargetLike, output_index: int | None = None) -> Target:
     """A :class:`Target` from an int, a Target or a callable ``f(output) -> (B,)``."""
     if isinstance(target, Target):
         return target
@@ -138,7 +148,7 @@ def as_target(target, output_index: int | None = None) -> Target:
     return Target("index", int(target), output_index)
 
 
-def select_target(output, target=0, output_index: int | None = None) -> torch.Tensor:
+def select_target(output: ModelOutput, target: TargetLike = 0, output_index: int | None = None) -> torch.Tensor:
     """The target (B,) of a plain forward pass's ``output`` (every row is an input)."""
     t = as_target(target, output_index)
     rows = (output[0] if isinstance(output, (tuple, list)) else output).shape[0]
@@ -200,7 +210,11 @@ def _profile_weights(head: torch.Tensor, n: int) -> torch.Tensor:
         return torch.cat([w, w.repeat_interleave(k, dim=0)])
 
 
-def parse_targets(spec, output_index: int | None = None, n_outputs: int | None = None) -> list[Target]:
+def parse_targets(
+    spec: int | str | list[int | str] | tuple[int | str, ...],
+    output_index: int | None = None,
+    n_outputs: int | None = None,
+) -> list[Target]:
     """Targets from the command line's ``--target``.
 
     Parameters

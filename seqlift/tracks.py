@@ -47,8 +47,9 @@ _ROWS = 256
 _BASES = 1 << 20
 
 
-def write_tracks(scores, prefix, *, fasta=None, hypothetical: bool = False, overlap: str = "midpoint",
-                 force: bool = False, progress: bool = True) -> list[Path]:
+def write_tracks(scores: str | Path, prefix: str | Path, *, fasta: str | Path | None = None,
+                 hypothetical: bool = False, overlap: str = "midpoint", force: bool = False,
+                 progress: bool = True) -> list[Path]:
     """Write bigWig tracks of a score file and a BED of its windows.
 
     Outputs: ``<prefix>.contrib.bw``; with ``hypothetical``,

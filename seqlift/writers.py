@@ -60,8 +60,9 @@ import re
 import shutil
 import zipfile
 import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -69,8 +70,9 @@ import numpy as np
 from .errors import OutputError, ScoresError
 from .outputs import OutputLock, atomic_output, check_absent, disk_error, durable_replace, fsync_dir
 
-if TYPE_CHECKING:  # seqlift.attribution loads torch; the writer does not need it
+if TYPE_CHECKING:  # seqlift.attribution loads torch, seqlift.regions pyfaidx; the writer needs neither
     from .attribution import Attributions
+    from .regions import Window
 
 _STR = h5py.string_dtype()
 
@@ -108,12 +110,12 @@ _MAX_CHUNK_ROWS = 64
 _FRAGMENT = re.compile(r"rows-([0-9]{10})-([0-9]{10})\.npz")
 
 
-def partial_path(path) -> Path:
+def partial_path(path: str | Path) -> Path:
     """Where an unfinished output is written (a file for most commands, a folder of fragments for ``score``)."""
     return Path(str(path) + ".partial")
 
 
-def check_output(path, force: bool = False, resume: bool = False) -> dict | None:
+def check_output(path: str | Path, force: bool = False, resume: bool = False) -> dict | None:
     """Refuse, before any work, what :class:`ScoreWriter` would refuse: an existing output without ``force``,
     a missing folder, an unfinished run without ``resume`` or ``force``.
 
@@ -225,7 +227,8 @@ class ScoreWriter:
         another process is writing it, or its folder cannot be written.
     """
 
-    def __init__(self, path, windows, length, attrs, batch_size=None, force=False, resume=False):
+    def __init__(self, path: str | Path, windows: Sequence[Window], length: int, attrs: Mapping[str, Any],
+                 batch_size: int | None = None, force: bool = False, resume: bool = False) -> None:
         self.path = Path(path)
         self.dir = partial_path(self.path)
         self.windows = windows
@@ -454,7 +457,7 @@ class ScoreWriter:
             self.lock = None
 
 
-def score_rows(X, a: Attributions, same, finite) -> dict:
+def score_rows(X: np.ndarray, a: Attributions, same: np.ndarray, finite: np.ndarray) -> dict[str, np.ndarray]:
     """The rows of one batch for :meth:`ScoreWriter.write`: every dataset of the layout, from a method's result.
 
     Parameters
@@ -510,7 +513,9 @@ def _norm(value):
     return value
 
 
-def open_scores(path, needed=("raw/seq", "shap/seq", "coords_chrom", "coords_start", "coords_end")) -> h5py.File:
+def open_scores(
+    path: str | Path, needed: Iterable[str] = ("raw/seq", "shap/seq", "coords_chrom", "coords_start", "coords_end")
+) -> h5py.File:
     """Open a scores file (written by ``seqlift score``) for reading, checking that it has ``needed`` datasets.
 
     Raises :class:`~seqlift.errors.ScoresError` (one line, with the fix) when the
@@ -530,7 +535,7 @@ def open_scores(path, needed=("raw/seq", "shap/seq", "coords_chrom", "coords_sta
     return h5
 
 
-def write_npz(prefix, h5_path) -> tuple[Path, Path]:
+def write_npz(prefix: str | Path, h5_path: str | Path) -> tuple[Path, Path]:
     """modisco-lite inputs from a finished score file.
 
     Writes ``<prefix>.ohe.npz`` (one-hot, (N, 4, L)) and ``<prefix>.shap.npz``

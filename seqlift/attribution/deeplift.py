@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import overload
 
 import numpy as np
 import torch
 
 from ..errors import ModelError, UnsupportedOpError, UsageError
-from ..targets import as_target, output_activation, select_target
+from ..targets import ModelOutput, TargetLike, as_target, output_activation, select_target
 from ..targets import target_space as space_of
-from .graph import CapturedModel, active_nodes, batch_dims, capture, lower, op_name
+from .graph import ArrayOrTensor, CapturedModel, ModelLike, active_nodes, batch_dims, capture, lower, op_name
 from .graph import normalize_input_weights as normalize_weights
 from .graph import strip_output_activation, where
 from .interpreter import PairedInterpreter, SplitInterpreter
@@ -75,7 +75,7 @@ class Engine:
     def input_length(self) -> int | None:
         return self.captured.input_length
 
-    def forward(self, x: torch.Tensor, rule=None):
+    def forward(self, x: torch.Tensor, rule: Rescale | None = None) -> ModelOutput:
         """Run the graph on ``x``; with a ``rule`` object, nonlinearities follow it."""
         return PairedInterpreter(self.captured.module, self.plan, rule, self.captured.held, self.dims or {}).run(x)
 
@@ -85,7 +85,16 @@ class Engine:
             raise UsageError("--split-signs needs a rule that keeps signs apart: --rule revealcancel or "
                              "genomics-default")
 
-    def run(self, X, references, target=0, output_index: int | None = None, split_signs: bool = False):
+    @overload
+    def run(self, X: ArrayOrTensor, references: ArrayOrTensor, target: list[TargetLike],
+            output_index: int | None = None, split_signs: bool = False) -> list[Attributions]: ...
+
+    @overload
+    def run(self, X: ArrayOrTensor, references: ArrayOrTensor, target: TargetLike = 0,
+            output_index: int | None = None, split_signs: bool = False) -> Attributions: ...
+
+    def run(self, X: ArrayOrTensor, references: ArrayOrTensor, target: TargetLike | list[TargetLike] = 0,
+            output_index: int | None = None, split_signs: bool = False) -> Attributions | list[Attributions]:
         """DeepLIFT for one batch.
 
         Parameters
@@ -130,7 +139,7 @@ class Engine:
     def _read_outs(self, out, n, targets):
         return [t.bind(out, n, output_activation(t, self.captured.output_activations)) for t in targets]
 
-    def target_space(self, target=0, output_index=None) -> str:
+    def target_space(self, target: TargetLike = 0, output_index: int | None = None) -> str:
         """What a target reads: ``output``, ``logits`` (sigmoid removed) or ``mean-normalised logits``."""
         return space_of(as_target(target, output_index), self.captured.output_activations)
 
@@ -177,7 +186,7 @@ class Engine:
         dtype = self.dtype or (a.dtype if a.is_floating_point() else torch.float32)
         return a.to(self.device, dtype)
 
-    def predict(self, X, target: int | Callable = 0, output_index: int | None = None) -> np.ndarray:
+    def predict(self, X: ArrayOrTensor, target: TargetLike = 0, output_index: int | None = None) -> np.ndarray:
         """Target values for ``X`` of shape (N, C, L): a plain forward pass."""
         X = self._tensor(X)
         with torch.no_grad():
@@ -185,7 +194,7 @@ class Engine:
 
 
 def prepare(
-    model,
+    model: ModelLike,
     length: int | None = None,
     rule: str = "rescale",
     allow_unsupported: bool = False,
@@ -294,10 +303,10 @@ def prepare(
 
 
 def deeplift(
-    model,
-    X,
-    references,
-    target: int | Callable = 0,
+    model: ModelLike | Engine,
+    X: ArrayOrTensor,
+    references: ArrayOrTensor,
+    target: TargetLike = 0,
     output_index: int | None = None,
     rule: str = "rescale",
     batch_size: int = 64,

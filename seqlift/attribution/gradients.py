@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, ReferencesError, UsageError
-from ..targets import select_target
-from .graph import CapturedModel, capture
+from ..targets import TargetLike, select_target
+from .graph import ArrayOrTensor, CapturedModel, ModelLike, capture
 from .result import Attributions, from_multipliers
 
 
@@ -29,7 +29,7 @@ def _trapezoid(steps: int):
 QUADRATURES = {"gausslegendre": _gauss_legendre, "riemann_trapezoid": _trapezoid}
 
 
-def as_captured(model, length: int | None = None, device: str | torch.device = "cpu") -> CapturedModel:
+def as_captured(model: ModelLike, length: int | None = None, device: str | torch.device = "cpu") -> CapturedModel:
     """The captured graph of ``model``, on ``device``, so a pipeline can capture once.
 
     Parameters
@@ -56,7 +56,9 @@ def as_captured(model, length: int | None = None, device: str | torch.device = "
     return captured
 
 
-def model_inputs(model, X, device: str | torch.device = "cpu") -> tuple[CapturedModel, torch.Tensor]:
+def model_inputs(
+    model: ModelLike, X: ArrayOrTensor, device: str | torch.device = "cpu"
+) -> tuple[CapturedModel, torch.Tensor]:
     """The captured model (see :func:`as_captured`) and ``X`` on its device, in its parameters' dtype.
 
     Parameters
@@ -80,7 +82,8 @@ def model_inputs(model, X, device: str | torch.device = "cpu") -> tuple[Captured
 
 
 def predict(
-    captured: CapturedModel, X: torch.Tensor, target=0, output_index: int | None = None, batch_size: int = 256
+    captured: CapturedModel, X: torch.Tensor, target: TargetLike = 0, output_index: int | None = None,
+    batch_size: int = 256,
 ) -> torch.Tensor:
     """Target values of a plain forward pass.
 
@@ -113,7 +116,8 @@ def _gradient(captured: CapturedModel, x: torch.Tensor, target, output_index):
 
 
 def saliency(
-    model, X, target=0, output_index: int | None = None, batch_size: int = 64, device: str | torch.device = "cpu"
+    model: ModelLike, X: ArrayOrTensor, target: TargetLike = 0, output_index: int | None = None,
+    batch_size: int = 64, device: str | torch.device = "cpu",
 ) -> Attributions:
     """Gradient of the target with respect to the input (signed, not its absolute value).
 
@@ -155,7 +159,8 @@ def saliency(
 
 
 def gradient_x_input(
-    model, X, target=0, output_index: int | None = None, batch_size: int = 64, device: str | torch.device = "cpu"
+    model: ModelLike, X: ArrayOrTensor, target: TargetLike = 0, output_index: int | None = None,
+    batch_size: int = 64, device: str | torch.device = "cpu",
 ) -> Attributions:
     """Gradient x input: the gradient of the target times the one-hot input.
 
@@ -167,10 +172,10 @@ def gradient_x_input(
 
 
 def integrated_gradients(
-    model,
-    X,
-    references,
-    target=0,
+    model: ModelLike,
+    X: ArrayOrTensor,
+    references: ArrayOrTensor,
+    target: TargetLike = 0,
     steps: int = 50,
     method: str = "gausslegendre",
     output_index: int | None = None,

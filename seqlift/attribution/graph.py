@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
+from typing import Union
 
+import numpy.typing as npt
 import torch
 from torch.export import Dim, ExportedProgram
 
@@ -47,6 +49,13 @@ class CapturedModel:
     def input_node(self) -> torch.fx.Node:
         """The placeholder of the sequence input (the only user input)."""
         return next(n for n in self.module.graph.nodes if n.op == "placeholder")
+
+
+#: A model as the attribution methods take it: an eager module (captured on use), an exported program, or a
+#: graph already captured.
+ModelLike = Union[torch.nn.Module, ExportedProgram, CapturedModel]
+#: Inputs or references as the attribution methods take them: a numpy array (or anything array-like) or a tensor.
+ArrayOrTensor = Union[npt.ArrayLike, torch.Tensor]
 
 
 def capture(model, length: int | None = None, channels: int = 4, unroll_recurrent: bool = True) -> CapturedModel:

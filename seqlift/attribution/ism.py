@@ -27,21 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch.fx.node import map_arg
 
-from ..targets import select_target
+from ..targets import TargetLike, select_target
 from .gradients import model_inputs, predict
-from .graph import CapturedModel
+from .graph import ArrayOrTensor, CapturedModel, ModelLike
 from .result import Attributions
 
 aten = torch.ops.aten
 
 def ism(
-    model,
-    X,
-    target=0,
-    output_index: int | None = None,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    fast: bool = True,
+    model: ModelLike, X: ArrayOrTensor, target: TargetLike = 0, output_index: int | None = None,
+    batch_size: int = 256, device: str | torch.device = "cpu", fast: bool = True,
 ) -> Attributions:
     """Saturation mutagenesis: the change of the target under every single-base substitution.
 

@@ -8,9 +8,10 @@ ties included.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 
-def auroc(y_true, y_score) -> float:
+def auroc(y_true: npt.ArrayLike, y_score: npt.ArrayLike) -> float:
     """Area under the ROC curve, from ranks (the Mann-Whitney U statistic); tied scores count one half.
 
     Parameters
@@ -37,7 +38,7 @@ def auroc(y_true, y_score) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def auprc(y_true, y_score) -> float:
+def auprc(y_true: npt.ArrayLike, y_score: npt.ArrayLike) -> float:
     """Average precision: ``sum_t (R_t - R_{t-1}) P_t`` over the distinct score thresholds, highest first.
 
     Parameters

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,7 +55,7 @@ FLIP_NOTE = (
 )
 
 
-def parse_ks(text) -> list[int]:
+def parse_ks(text: str | list[int] | tuple[int, ...]) -> list[int]:
     """The k values of ``--k``: ``"1,2,5"`` or a list of ints, each at least 1, sorted and unique."""
     items = text if isinstance(text, (list, tuple)) else [p.strip() for p in str(text).split(",") if p.strip()]
     try:
@@ -112,13 +114,13 @@ def _variants(X, contrib, seeds, ks, mutation, ref_bases):
 
 
 def perturbation(
-    scores,
-    model,
+    scores: str | Path,
+    model: str,
     *,
-    weights=None,
-    model_kwargs=None,
+    weights: str | None = None,
+    model_kwargs: dict | None = None,
     trust_model: bool = False,
-    ks=(1, 2, 5, 10, 20),
+    ks: str | list[int] | tuple[int, ...] = (1, 2, 5, 10, 20),
     mutation: str = "shuffle",
     seed: int = 0,
     batch_size: int = 32,
@@ -250,7 +252,8 @@ def _check_predictions(y, h5, attrs, model, scores):
 
 
 
-def plot_perturbation(rows, path, title: str = "", force: bool = False) -> Path:
+def plot_perturbation(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "",
+                      force: bool = False) -> Path:
     """Plot the mean change of the target against k, top-k against random-k, with matplotlib (Agg).
 
     The format follows the suffix of ``path`` (png, pdf, svg); written under
@@ -280,8 +283,16 @@ def plot_perturbation(rows, path, title: str = "", force: bool = False) -> Path:
     return path
 
 
-def evaluate_perturbation(scores, model, output, *, plot=None, force: bool = False, command: str | None = None,
-                          **options) -> list[dict]:
+def evaluate_perturbation(
+    scores: str | Path,
+    model: str,
+    output: str | Path,
+    *,
+    plot: str | Path | None = None,
+    force: bool = False,
+    command: str | None = None,
+    **options: Any,
+) -> list[dict]:
     """:func:`perturbation`, written as a TSV table (and a figure): what ``seqlift evaluate perturb`` does.
 
     Parameters

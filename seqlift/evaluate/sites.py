@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -35,7 +36,7 @@ SITE_COLUMNS = (
 )
 
 
-def read_sites(path, motifs=None) -> dict[str, np.ndarray]:
+def read_sites(path: str | os.PathLike[str], motifs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Known sites from a BED file, merged per chromosome.
 
     Parameters
@@ -73,7 +74,9 @@ def read_sites(path, motifs=None) -> dict[str, np.ndarray]:
     return merged
 
 
-def site_labels(chroms, starts, ends, sites) -> np.ndarray:
+def site_labels(
+    chroms: Sequence[str] | np.ndarray, starts: np.ndarray, ends: np.ndarray, sites: Mapping[str, np.ndarray]
+) -> np.ndarray:
     """Which positions of each window lie inside a site, in genome orientation.
 
     Parameters
@@ -101,7 +104,13 @@ def site_labels(chroms, starts, ends, sites) -> np.ndarray:
     return labels
 
 
-def site_recovery(scores, sites, motifs=None, batch_size: int = 1024, progress: bool = False) -> list[dict]:
+def site_recovery(
+    scores: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    sites: str | os.PathLike[str],
+    motifs: Sequence[str] | None = None,
+    batch_size: int = 1024,
+    progress: bool = False,
+) -> list[dict]:
     """AUROC and AUPRC of per-base contributions for the positions of known sites.
 
     Each scored window position (N columns left out) is one example, labelled
@@ -164,8 +173,16 @@ def site_recovery(scores, sites, motifs=None, batch_size: int = 1024, progress: 
     return table
 
 
-def evaluate_sites(scores, sites, output, *, motifs=None, force: bool = False, command: str | None = None,
-                   progress: bool = False) -> list[dict]:
+def evaluate_sites(
+    scores: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    sites: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    motifs: Sequence[str] | None = None,
+    force: bool = False,
+    command: str | None = None,
+    progress: bool = False,
+) -> list[dict]:
     """:func:`site_recovery` written as a TSV table: what ``seqlift evaluate sites`` does.
 
     Parameters

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 
@@ -12,7 +14,7 @@ from ..writers import open_scores as _open_scores
 _NEEDED = ("raw/seq", "projected_shap/seq", "coords_chrom", "coords_start", "coords_end", "meta/strand")
 
 
-def open_scores(path) -> h5py.File:
+def open_scores(path: str | Path) -> h5py.File:
     """Open a scores file written by ``seqlift score`` for reading, checking its datasets.
 
     Parameters
@@ -29,7 +31,13 @@ def open_scores(path) -> h5py.File:
     return _open_scores(path, _NEEDED)
 
 
-def write_table(rows, columns, path, notes=(), force: bool = False) -> Path:
+def write_table(
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str],
+    path: str | Path,
+    notes: Iterable[str] = (),
+    force: bool = False,
+) -> Path:
     """Write ``rows`` as a TSV: ``# `` note lines, a header of ``columns``, one line per row.
 
     Written under ``<path>.partial`` and renamed when complete. Floats are

@@ -23,10 +23,16 @@ One-hot channel order is A, C, G, T; an all-zero column is N and stays all-zero
 in every reference.
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+
 import numpy as np
 
 from seqlift.errors import UsageError
-from seqlift.regions import read_regions
+from seqlift.genome import Genome
+from seqlift.regions import Region, Window, read_regions
 
 from .checks import identical_to_input
 from .gc import GCIndex, gc_fraction, gc_matched
@@ -54,7 +60,7 @@ __all__ = [
 ]
 
 
-def check_kind(kind):
+def check_kind(kind: str) -> None:
     """Raise :class:`UsageError` unless ``kind`` is a kind of reference that :func:`make_references` makes."""
     if kind not in REFERENCES and kind != "gc-matched" and not kind.startswith("file:"):
         raise UsageError(
@@ -62,8 +68,20 @@ def check_kind(kind):
         )
 
 
-def make_references(kind, length, *, n=20, seed=0, shuffle_k=2, genome=None, windows=(), regions=(),
-                    tolerance=0.02, exclude=None, n_regions=None):
+def make_references(
+    kind: str | None,
+    length: int,
+    *,
+    n: int = 20,
+    seed: int = 0,
+    shuffle_k: int = 2,
+    genome: Genome | None = None,
+    windows: Iterable[Window] = (),
+    regions: Iterable[Region] = (),
+    tolerance: float = 0.02,
+    exclude: str | os.PathLike[str] | None = None,
+    n_regions: int | None = None,
+) -> tuple[Callable[[np.ndarray, Sequence[Window]], np.ndarray], int]:
     """The references of a run of any kind: ``(make, K)``, with ``make(X, batch)`` the references of a batch.
 
     What is read or built once per run (the GC index of the genome, a

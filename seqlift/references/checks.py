@@ -1,5 +1,7 @@
 """Checks shared by every kind of reference: one-hot inputs, counts, and references equal to their input."""
 
+from __future__ import annotations
+
 import numpy as np
 
 from seqlift.errors import ReferencesError
@@ -41,7 +43,7 @@ def _check_count(name, meaning, value, lowest, highest=None):
         raise ReferencesError(f"{name}={value!r} is not a valid {meaning}; pass {limits}.")
 
 
-def identical_to_input(X, refs):
+def identical_to_input(X: np.ndarray, refs: np.ndarray) -> np.ndarray:
     """Which sequences have every reference equal to themselves.
 
     A dinucleotide shuffle of a low-complexity window such as 'AAAA...' or

@@ -23,6 +23,8 @@ read back from a temporary BED file. An exclude BED is read with
 :func:`seqlift.regions.read_regions`, whose errors name the file and line.
 """
 
+from __future__ import annotations
+
 import contextlib
 import hashlib
 import numbers
@@ -30,14 +32,16 @@ import os
 import warnings
 import zipfile
 from collections import namedtuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 from seqlift.errors import ReferencesError
-from seqlift.genome import fetch_one_hot
+from seqlift.genome import Genome, fetch_one_hot
 from seqlift.outputs import atomic_output
-from seqlift.regions import read_regions
+from seqlift.regions import Window, read_regions
 
 from .checks import _check_count
 from .shuffle import _below, _mix, region_seed
@@ -52,7 +56,7 @@ _NOT_ACGT[list(b"ACGTacgt")] = False
 _Span = namedtuple("_Span", "chrom start end strand")
 
 
-def gc_fraction(X):
+def gc_fraction(X: np.ndarray) -> np.ndarray:
     """GC fraction of one-hot sequences, over their non-N positions.
 
     Parameters
@@ -248,7 +252,8 @@ class GCIndex:
     30 million (600 MB) for L = 200; a larger stride makes it smaller.
     """
 
-    def __init__(self, chrom_sizes, length, stride, starts, gc):
+    def __init__(self, chrom_sizes: Mapping[str, int], length: int, stride: int, starts: np.ndarray,
+                 gc: np.ndarray) -> None:
         # starts: increasing int64 starts on the genome laid end to end; gc: their C + G counts.
         self.length, self.stride = length, stride
         self.chroms = tuple(chrom_sizes)
@@ -259,7 +264,14 @@ class GCIndex:
         self._first = np.concatenate([[0], np.cumsum(np.bincount(gc, minlength=length + 1))])
 
     @classmethod
-    def build(cls, genome, length, exclude=(), stride=None, cache=None):
+    def build(
+        cls,
+        genome: Genome,
+        length: int,
+        exclude: str | os.PathLike[str] | Iterable[Any] = (),
+        stride: int | None = None,
+        cache: bool | str | os.PathLike[str] | None = None,
+    ) -> GCIndex:
         """Index the candidate windows of ``genome``, reading it one block at a time.
 
         Parameters
@@ -308,7 +320,7 @@ class GCIndex:
     def __len__(self):
         return len(self._starts)
 
-    def overlapping(self, intervals):
+    def overlapping(self, intervals: Iterable[Any]) -> np.ndarray:
         """Which intervals overlap a candidate window.
 
         Parameters
@@ -339,7 +351,7 @@ class GCIndex:
         high = np.clip(np.floor((gc + tolerance) * self.length + slack) + 1, 0, self.length + 1).astype(np.int64)
         return self._first[low], self._first[np.maximum(low, high)]
 
-    def count(self, gc, tolerance=0.02):
+    def count(self, gc: np.ndarray, tolerance: float = 0.02) -> np.ndarray:
         """Number of candidates with GC fraction within ``tolerance`` of each ``gc``.
 
         Parameters
@@ -356,7 +368,9 @@ class GCIndex:
         lo, hi = self._band(gc, tolerance)
         return hi - lo
 
-    def sample(self, gc, n, seeds, tolerance=0.02):
+    def sample(
+        self, gc: np.ndarray, n: int, seeds: np.ndarray, tolerance: float = 0.02
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n`` distinct candidates for each GC fraction.
 
         Parameters
@@ -406,7 +420,16 @@ def _label(window):
     return f"Region {window.name} ({window.path} line {window.line}, window {window.chrom}:{window.start}-{window.end})"
 
 
-def gc_matched(genome, windows, X, n=20, seed=0, tolerance=0.02, exclude=None, index=None):
+def gc_matched(
+    genome: Genome,
+    windows: Sequence[Window],
+    X: np.ndarray,
+    n: int = 20,
+    seed: int = 0,
+    tolerance: float = 0.02,
+    exclude: str | os.PathLike[str] | Iterable[Any] | None = None,
+    index: GCIndex | None = None,
+) -> np.ndarray:
     """GC-matched genomic references for scored windows.
 
     Reference j of window i is a window of the genome, read on the '+' strand,

@@ -8,6 +8,8 @@ helpers :func:`_mix` and :func:`_below` also draw the GC-matched windows of
 :mod:`seqlift.references.gc`.
 """
 
+from __future__ import annotations
+
 import hashlib
 
 import numpy as np
@@ -185,7 +187,7 @@ def _shuffle(hot, k, n, seeds, out):
                 out[i, j, buf[t], pos[t]] = 1.0
 
 
-def dinucleotide_shuffle(X, n=20, seeds=None, k=2):
+def dinucleotide_shuffle(X: np.ndarray, n: int = 20, seeds: np.ndarray | None = None, k: int = 2) -> np.ndarray:
     """Uniformly random k-mer-preserving shuffles of each sequence, N-safe.
 
     Each shuffle is drawn uniformly from all sequences with the same k-mer
@@ -233,7 +235,7 @@ def dinucleotide_shuffle(X, n=20, seeds=None, k=2):
     return out
 
 
-def region_seed(seed, chrom, start, end, strand="+"):
+def region_seed(seed: int, chrom: str, start: int, end: int, strand: str = "+") -> int:
     """A stable seed for one region, from the run's seed and the region.
 
     The same arguments give the same seed in every process and on every

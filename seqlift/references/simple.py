@@ -5,6 +5,10 @@
 are the same for every draw, so one per sequence is enough.
 """
 
+from __future__ import annotations
+
+import os
+
 import h5py
 import numpy as np
 
@@ -13,7 +17,7 @@ from seqlift.errors import ReferencesError
 from .checks import _check_count, _onehot_mask
 
 
-def zeros(X, n=1, seeds=None):
+def zeros(X: np.ndarray, n: int = 1, seeds: np.ndarray | None = None) -> np.ndarray:
     """All-zero references (``seeds`` is ignored).
 
     Parameters
@@ -34,7 +38,7 @@ def zeros(X, n=1, seeds=None):
     return np.zeros((hot.shape[0], n, 4, hot.shape[2]), np.float32)
 
 
-def uniform(X, n=1, seeds=None):
+def uniform(X: np.ndarray, n: int = 1, seeds: np.ndarray | None = None) -> np.ndarray:
     """References of 0.25 in every channel of every non-N column (``seeds`` is ignored).
 
     Parameters
@@ -56,7 +60,7 @@ def uniform(X, n=1, seeds=None):
     return np.repeat(np.repeat(column[:, None, None, :], 4, axis=2), n, axis=1)
 
 
-def read_references(path, n_regions, length):
+def read_references(path: str | os.PathLike[str], n_regions: int | None, length: int) -> np.ndarray:
     """References from dataset ``references`` of the HDF5 file ``path``.
 
     Parameters
