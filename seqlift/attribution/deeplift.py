@@ -118,8 +118,10 @@ class Engine:
         self.check_split_signs(split_signs)
         X, R = self._tensor(X), self._tensor(references)
         n, k = R.shape[:2]
-        calls = []
-        for inputs, refs in chunking.plan(n, k, self.rows_per_call()):
+        calls, rows = [], self.rows_per_call()
+        if rows is not None:
+            chunking.keep_freed_memory()
+        for inputs, refs in chunking.plan(n, k, rows):
             x, r = X[inputs], R[inputs, refs]
             a, b = r.shape[:2]
             flat = r.reshape((a * b,) + tuple(r.shape[2:]))
