@@ -171,6 +171,7 @@ ZOO = {
     "no-rule-needed": _seq(NoRuleNeeded()),
     "strand-max": _seq(StrandMax()),
     "gating": _seq(Gating()),
+    "adaptive-max-pool": lambda: ConvHead(nn.AdaptiveMaxPool1d(5), out_features=6 * 5),
     "attention-einsum-layernorm": _tokens(Attention()),
     "sdpa-rmsnorm": _tokens(SDPA()),
     "multihead-attention": _tokens(MHA()),

@@ -199,6 +199,19 @@ def _max_pool(nd):
     return apply
 
 
+def _adaptive_max_pool(nd):
+    """``adaptive_max_pool{nd}d`` (windows of any overlap, e.g. global max pooling) through ``rule.max``."""
+
+    def apply(rule, op, args, kwargs, dim=0, rows=None):  # the batch is first (prepare checks)
+        x, size = args[0], args[1] if len(args) > 1 else kwargs["output_size"]
+        pool = torch.nn.functional.adaptive_max_pool1d if nd == 1 else torch.nn.functional.adaptive_max_pool2d
+        with torch.no_grad():
+            values, indices = pool(activations(x), size, return_indices=True)
+        return rule.max(x.flatten(-nd), indices.flatten(-nd)).reshape(values.shape), indices
+
+    return apply
+
+
 def _reduced_dims(op, args, kwargs, x):
     dims = args[1] if len(args) > 1 else kwargs.get("dim", ())
     keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
@@ -296,6 +309,8 @@ RULES.update({
     aten.max_pool2d: OpRule("max", apply=_max_pool(2)),
     aten.max_pool1d_with_indices: OpRule("max", apply=_max_pool(1)),
     aten.max_pool2d_with_indices: OpRule("max", apply=_max_pool(2)),
+    aten.adaptive_max_pool1d: OpRule("max", apply=_adaptive_max_pool(1)),
+    aten.adaptive_max_pool2d: OpRule("max", apply=_adaptive_max_pool(2)),
     aten.amax: OpRule("max", check=_keeps_batch(1), apply=_max_reduce),
     aten.lstm: OpRule("fused", check=_padded_sequences, apply=lstm_rule),
     aten.gru: OpRule("fused", check=_padded_sequences, apply=gru_rule),
