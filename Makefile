@@ -40,7 +40,7 @@ test: install-test
 	@echo "== 3/3 workflow: snakemake lint, dry run and a tiny run"
 	$(MAKE) --no-print-directory workflow-check
 
-quick-test:  # the tests not marked slow (no architecture zoo, kill loops, modisco or workflow runs)
+quick-test:  # the tests not marked slow (no architecture zoo, torch.compile, kill loops, modisco or workflow runs)
 	$(PYTHON) -m pytest -q -m "not slow"
 
 

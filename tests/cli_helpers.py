@@ -1,8 +1,18 @@
-"""Helpers for tests that run the command line: invoking it, checking a one-line user error, reading a TSV it wrote."""
+"""Helpers for tests that run the command line: invoking it, checking a one-line user error, reading a TSV it wrote,
+comparing the score files it wrote."""
 
+import h5py
+import numpy as np
 from click.testing import CliRunner
 
 from seqlift.cli import main
+
+#: The per-row datasets of a score file: two runs of the same regions that must agree, agree on each of them.
+DATASETS = [
+    "raw/seq", "shap/seq", "projected_shap/seq", "coords_chrom", "coords_start", "coords_end", "meta/strand",
+    "meta/name", "meta/row", "meta/line", "meta/prediction", "meta/reference_prediction", "meta/delta_error",
+    "meta/delta_rel_error", "meta/low_complexity",
+]
 
 
 def run(*args):
@@ -26,3 +36,10 @@ def read_tsv(path):
     notes = [line for line in lines if line.startswith("#")]
     body = [line.split("\t") for line in lines if not line.startswith("#")]
     return notes, body[0], [dict(zip(body[0], row)) for row in body[1:]]
+
+
+def assert_same(a_path, b_path):
+    """Two score files hold equal :data:`DATASETS`, byte for byte."""
+    with h5py.File(a_path, "r") as a, h5py.File(b_path, "r") as b:
+        for name in DATASETS:
+            np.testing.assert_array_equal(a[name][:], b[name][:], err_msg=name)

@@ -73,6 +73,12 @@ def write_fasta(path, seqs, width=60, description=""):
     return path
 
 
+def random_one_hot(rng, *shape, length):
+    """Random one-hot DNA of shape (*shape, 4, length) as float64."""
+    idx = rng.integers(0, 4, size=shape + (length,))
+    return np.moveaxis(np.eye(4)[idx], -1, -2)
+
+
 @pytest.fixture(scope="session")
 def genome_seqs():
     rng = np.random.default_rng(7)

@@ -12,6 +12,8 @@ chrombpnet = pytest.importorskip("bpnetlite.chrombpnet")
 
 L = 500
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _bpnet(filters, layers):
     return bpnet.BPNet(n_filters=filters, n_layers=layers, n_outputs=2, n_control_tracks=0, trimming=100,

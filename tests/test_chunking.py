@@ -14,6 +14,8 @@ from seqlift.demo.model import DemoAttention, DemoCNN
 
 L = 64
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.mark.parametrize("n, k, rows", [(4, 20, None), (4, 20, 84), (4, 20, 50), (2, 20, 8), (3, 5, 6), (1, 3, 2),
                                         (5, 1, 3)])
@@ -39,8 +41,9 @@ def test_row_bytes_reads_the_largest_tensor_per_row():
     assert engine.row_bytes == heads * tokens * tokens * 8
 
 
-@pytest.mark.parametrize("model, rule", [(DemoAttention, "rescale"), (DemoCNN, "rescale"),
-                                         (DemoCNN, "genomics-default")])
+# attention's split calls take seconds; the DemoCNN cases keep the quick loop's check of a budget's calls
+@pytest.mark.parametrize("model, rule", [pytest.param(DemoAttention, "rescale", marks=pytest.mark.slow),
+                                         (DemoCNN, "rescale"), (DemoCNN, "genomics-default")])
 def test_calls_under_a_budget_give_the_scores_of_one_call(model, rule):
     torch.manual_seed(0)
     m = model(input_length=L).double().eval()

@@ -14,18 +14,9 @@ from seqlift.genome import Genome, fetch_one_hot
 from seqlift.regions import read_regions, to_windows
 from seqlift.writers import ScoreWriter
 
-from cli_helpers import assert_one_line_error
+from cli_helpers import DATASETS, assert_one_line_error, assert_same, run
 
-DATASETS = [
-    "raw/seq", "shap/seq", "projected_shap/seq", "coords_chrom", "coords_start", "coords_end", "meta/strand",
-    "meta/name", "meta/row", "meta/line", "meta/prediction", "meta/reference_prediction", "meta/delta_error",
-    "meta/delta_rel_error", "meta/low_complexity",
-]
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def score_args(data, out, *extra):
@@ -135,6 +126,7 @@ def test_skip_invalid_writes_sidecar(data, tmp_path):
     assert "chr1\t580\t600\toffend\t3\twindow off chromosome end" in sidecar
 
 
+@pytest.mark.slow  # three scoring runs under tracemalloc, one of 20,000 regions
 def test_memory_while_scoring_does_not_grow_with_the_regions_skipped_or_read(data, tmp_path, monkeypatch):
     """Python memory held while batches are scored is the same for a BED of 4 regions and for one with 20,000
     more that --skip-invalid skips: the regions read and the regions skipped are not kept (the sidecar is
@@ -276,10 +268,7 @@ def test_resume_after_interruption_is_identical(data, monkeypatch):
     r = run(*score_args(data, out), "--seed", 3, "--resume")
     assert r.exit_code == 1 and "started with seed=0, this run has seed=3" in r.output
     assert run(*score_args(data, out), "--resume").exit_code == 0
-    a, _ = read_all(full)
-    b, _ = read_all(out)
-    for name in DATASETS:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert_same(full, out)
 
 
 def test_strict_and_unsupported(data, tmp_path):
@@ -321,10 +310,7 @@ def test_python_api_matches_cli(data):
     assert run(*score_args(data, cli_out)).exit_code == 0
     assert seqlift.score(data["bed"], data["fasta"], data["pt2"], api_out, n_refs=5, batch_size=2,
                          progress=False) == [api_out]
-    a, _ = read_all(cli_out)
-    b, _ = read_all(api_out)
-    for name in DATASETS:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert_same(cli_out, api_out)
 
 
 def test_python_api_warnings_name_the_callers_line(data, tmp_path):
@@ -433,10 +419,7 @@ def test_sigterm_keeps_finished_rows_and_resume_completes(data):
     assert done.returncode == 0, done.stderr
     full = data["dir"] / "full.h5"
     assert run("score", bed, "-o", full, *options).exit_code == 0
-    a, _ = read_all(full)
-    b, _ = read_all(out)
-    for name in DATASETS:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert_same(full, out)
 
 
 def test_revealcancel_rule_and_split_signs(data, tmp_path):

@@ -1,6 +1,7 @@
 """The DeepLIFT engine: summation-to-delta on every supported layer, worked examples, oracles."""
 
 import copy
+from functools import partial
 
 import numpy as np
 import pytest
@@ -9,17 +10,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.export import Dim
 
+from conftest import random_one_hot
 from seqlift.attribution import deeplift, prepare
 from seqlift.attribution.deeplift import Engine
 from seqlift.errors import ModelError, UnsupportedOpError, UsageError
 
 L = 60
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-def one_hot(rng, *shape):
-    """Random one-hot DNA of shape (*shape, 4, L) as float64."""
-    idx = rng.integers(0, 4, size=shape + (L,))
-    return np.moveaxis(np.eye(4)[idx], -1, -2)
+one_hot = partial(random_one_hot, length=L)
 
 
 class Seq(nn.Module):
@@ -537,6 +537,7 @@ def test_normalize_input_weights(rule):
     assert normed[0].delta_error.max() < 1e-10
 
 
+@pytest.mark.slow  # torch.compile: seconds, tens of seconds with a cold inductor cache
 def test_compiled_relu_rescale_matches_eager():
     """The fused ReLU multiplier (torch.compile) gives the eager engine's scores."""
     pytest.importorskip("torch._inductor")

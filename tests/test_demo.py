@@ -35,6 +35,7 @@ def _site_mask(h5, sites):
     return mask
 
 
+@pytest.mark.slow  # 200 regions x 20 references; test_evaluate_sites.py checks GATA sites on 60 in the quick loop
 def test_demo_scores_highlight_planted_gata_sites(demo_scores):
     sites = [(r.chrom, r.start, r.end) for r in read_regions(demo_paths()["sites"]) if "GATA" in r.name.upper()]
     with h5py.File(demo_scores, "r") as h5:

@@ -1,11 +1,14 @@
 """Saliency, gradient x input and integrated gradients: exact values, completeness, captum as an oracle."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 from torch.export import Dim
 
+from conftest import random_one_hot
 from seqlift.attribution.gradients import as_captured, gradient_x_input, integrated_gradients, saliency
 from seqlift.errors import ModelError, ReferencesError, UsageError
 
@@ -14,11 +17,7 @@ L = 40
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-def one_hot(rng, *shape):
-    """Random one-hot DNA of shape (*shape, 4, L)."""
-    idx = rng.integers(0, 4, size=shape + (L,))
-    return np.moveaxis(np.eye(4)[idx], -1, -2)
+one_hot = partial(random_one_hot, length=L)
 
 
 class ConvNet(nn.Module):

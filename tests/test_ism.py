@@ -16,7 +16,7 @@ L = 30
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def one_hot(rng, n):
+def one_hot(rng, n):  # not conftest.random_one_hot: the N run in sequence 1 is what the N-column checks read
     """Random one-hot DNA of shape (n, 4, L) with an N run in the second sequence."""
     X = np.moveaxis(np.eye(4)[rng.integers(0, 4, size=(n, L))], -1, -2)
     X[1, :, 4:7] = 0
@@ -217,7 +217,9 @@ INCREMENTAL = {  # model, where full mutant tensors are first needed
 }
 
 
-@pytest.mark.parametrize("name", INCREMENTAL)
+# the BiLSTM takes seconds (as tests/test_recurrent.py, all slow); the other layer kinds stay in the quick loop
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "demo-bilstm" else n
+                                  for n in INCREMENTAL])
 def test_incremental_equals_plain_on_every_layer_kind(X, name):
     build, full_at = INCREMENTAL[name]
     m = build().double().eval()

@@ -8,24 +8,22 @@ import matplotlib.image
 import numpy as np
 import pyfaidx
 import pytest
-from click.testing import CliRunner
 
 import seqlift
-from seqlift.cli.group import _Group
-from seqlift.cli.logo import logo
 from seqlift.demo import demo_paths
 from seqlift.errors import RegionError
 from seqlift.genome import one_hot_encode
 from seqlift.logos import figure, format_region, matrix, open_scores, parse_region, select_rows, top_rows, window
 
-CLI = _Group(commands={"logo": logo})
+import cli_helpers
+
 #: Demo regions scored for the tests; the ones named here are on the minus strand.
 ROWS = [0, 1, 2, 3, 4, 5, 19]
 MINUS = {"region_0004_tal", "region_0019_both"}
 
 
 def run(*args):
-    return CliRunner().invoke(CLI, ["logo", *[str(a) for a in args]])
+    return cli_helpers.run("logo", *args)
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +181,7 @@ def test_cli_index_writes_png_with_default_name(scores):
     assert image.shape[:2] == (110, 300)  # the default 100 bp at 6 in / 100 bp, 2.2 in tall, 50 dpi
 
 
+@pytest.mark.slow  # three PNGs, one of them two 100-bp panels; test_cli_index_writes_png_with_default_name stays quick
 def test_cli_region_width_dpi_and_hypothetical(scores, tmp_path):
     result = run(scores, "--region", "chr1:3,383-3,482", "--width", 10, "--dpi", 40, "-o", tmp_path / "r.png")
     assert result.exit_code == 0, result.output

@@ -5,25 +5,18 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import seqlift.merge
-from seqlift.cli.group import _Group
-from seqlift.cli.score import score
-from seqlift.cli.merge import merge
 from seqlift.demo import demo_paths
 from seqlift.shards import shard_rows
 
-CLI = _Group(name="seqlift", commands={"score": score, "merge": merge})
+from cli_helpers import run
+
 
 #: Attributes that a shard may hold differently from the unsharded run.
 SHARD_ONLY = {"shard", "n_regions", "n_regions_total", "rows_done", "command", "n_delta_violations", "n_low_complexity"}
 #: Chosen per run when --batch-size is left out (each shard probes its own); they do not change the scores.
 PER_RUN = {"batch_size", "batch_size_probe"}
-
-
-def run(*args):
-    return CliRunner().invoke(CLI, [str(a) for a in args])
 
 
 def read(path):
@@ -107,7 +100,7 @@ def edited_copy(runs, k, name, edit):
     return path
 
 
-def one_line_error(result, message):
+def one_line_error(result, message):  # unlike cli_helpers.assert_one_line_error, no warning line may come first
     assert result.exit_code == 1, result.output
     assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1, result.output
     assert message in result.output, result.output

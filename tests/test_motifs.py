@@ -4,18 +4,16 @@ import re
 import subprocess
 import sys
 
-import click
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from memelite.io import read_meme
 
-from seqlift.cli.group import _Group
-from seqlift.cli.motifs import motifs as motifs_command
 from seqlift.demo import demo_paths
 from seqlift.errors import ScoresError, UsageError
 from seqlift.motifs import benjamini_hochberg, find_motifs, read_windows, to_genome
+
+import cli_helpers
 
 N_RUN = ("chr2", 146317, 146367)  # the demo genome's N run, 0-based half-open
 
@@ -27,16 +25,8 @@ TAL1 = [[.60, .14, .13, .13], [.05, .85, .05, .05], [.01, .97, .01, .01], [.97, 
         [.08, .09, .08, .75], [.13, .60, .14, .13]]
 
 
-@click.group(cls=_Group)
-def cli():
-    pass
-
-
-cli.add_command(motifs_command)
-
-
 def invoke(*args):
-    return CliRunner().invoke(cli, ["motifs", *[str(a) for a in args]])
+    return cli_helpers.run("motifs", *args)
 
 
 def write_meme_db(path, motifs):
@@ -80,6 +70,7 @@ def scored(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(scored):
+    """``seqlift motifs`` (modisco-lite) on the scored windows, in a child process: the tests using it are slow."""
     tmp, scores, _ = scored
     rng = np.random.default_rng(0)
     decoys = {f"decoy{i}": rng.dirichlet(np.ones(4), size=rng.integers(6, 12)) for i in range(28)}
@@ -112,6 +103,7 @@ def test_modisco_finds_the_gata_motif(run):
     assert counts[gata[0]] >= 50
 
 
+@pytest.mark.slow
 def test_meme_file_reads_with_memelite(run):
     out, _ = run
     meme = read_meme(str(out / "motifs.meme"))
@@ -125,6 +117,7 @@ def test_meme_file_reads_with_memelite(run):
     assert any(gata_like("".join("ACGT"[i] for i in pwm.argmax(axis=0))) for pwm in meme.values())
 
 
+@pytest.mark.slow
 def test_seqlets_lie_in_windows_and_on_planted_sites(run, scored):
     out, _ = run
     _, _, win = scored
@@ -157,6 +150,7 @@ def test_seqlets_lie_in_windows_and_on_planted_sites(run, scored):
     assert observed > 3 * np.mean(shuffled), (observed, np.mean(shuffled))
 
 
+@pytest.mark.slow
 def test_report_shows_logos_and_the_gata_match_first(run):
     out, _ = run
     page = (out / "report.html").read_text()
@@ -174,6 +168,7 @@ def test_report_shows_logos_and_the_gata_match_first(run):
             assert float(re.search(r"GATA \(p=([0-9.e-]+)", matches).group(1)) < 0.01
 
 
+@pytest.mark.slow
 def test_n_bases_carry_no_hypothetical_contribution(run, scored):
     _, scores, win = scored
     w = int(np.flatnonzero(win["chrom"] == N_RUN[0])[-1])
@@ -202,7 +197,7 @@ def test_benjamini_hochberg():
     np.testing.assert_allclose(q, [[0.04, 0.16 / 3, 0.16 / 3, 0.5]])  # p x 4 / rank, then running minimum
 
 
-def test_report_without_database_says_so(run, tmp_path):
+def test_report_without_database_says_so(tmp_path):  # needs no modisco run (it took the run fixture unused)
     from seqlift.motifs import write_report
 
     write_report(tmp_path / "r.html", [], "x.h5")

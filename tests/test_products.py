@@ -18,6 +18,8 @@ import torch.nn.functional as F
 
 from seqlift.attribution import prepare
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 RULES = ["rescale", "revealcancel", "genomics-default"]
 
 

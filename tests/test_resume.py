@@ -14,27 +14,12 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from torch.export import Dim
 
+from cli_helpers import assert_same, run
 from conftest import LENGTH, TinyCNN
-from seqlift.cli import main
 
-DATASETS = [
-    "raw/seq", "shap/seq", "projected_shap/seq", "coords_chrom", "coords_start", "coords_end", "meta/strand",
-    "meta/name", "meta/row", "meta/line", "meta/prediction", "meta/reference_prediction", "meta/delta_error",
-    "meta/delta_rel_error", "meta/low_complexity",
-]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_same(a_path, b_path):
-    with h5py.File(a_path, "r") as a, h5py.File(b_path, "r") as b:
-        for name in DATASETS:
-            np.testing.assert_array_equal(a[name][:], b[name][:], err_msg=name)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fragments(out):

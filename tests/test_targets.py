@@ -8,6 +8,8 @@ import seqlift
 from seqlift.errors import UsageError
 from seqlift.targets import parse_targets
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 class TwoHeads(torch.nn.Module):
     """chrombpnet's layout: profile logits (N, L') and log-counts (N, 1); ``order`` swaps them."""

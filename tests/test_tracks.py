@@ -6,18 +6,16 @@ import h5py
 import numpy as np
 import pyBigWig
 import pytest
-from click.testing import CliRunner
 
 import seqlift
-from seqlift.cli.group import _Group
-from seqlift.cli.tracks import tracks
 from seqlift.demo import demo_paths
 from seqlift.errors import GenomeError, UsageError
 from seqlift.regions import Window
 from seqlift.tracks import write_tracks
 from seqlift.writers import ScoreWriter
 
-CLI = _Group(name="seqlift", commands={"tracks": tracks})
+from cli_helpers import run
+
 L = 10
 SIZES = {"chr1": 100, "chr2": 60, "chr3": 40}
 
@@ -25,10 +23,6 @@ SIZES = {"chr1": 100, "chr2": 60, "chr3": 40}
 #: one (20-30 and 24-34), a window touching the latter (34-44), a tie of centres 1 base apart and a duplicate window.
 WINDOWS = [("chr2", 5, "+"), ("chr1", 20, "-"), ("chr1", 24, "+"), ("chr1", 34, "."), ("chr1", 70, "+"),
            ("chr3", 0, "-"), ("chr3", 1, "+"), ("chr3", 1, "-")]
-
-
-def run(*args):
-    return CliRunner().invoke(CLI, [str(a) for a in args])
 
 
 @pytest.fixture
