@@ -33,8 +33,9 @@ demo: install
 	@$(PYTHON) -c "import h5py; f = h5py.File('results/demo.h5'); print('results/demo.h5:', dict(f.attrs)['n_regions'], 'regions,', 'shap/seq', f['shap/seq'].shape)"
 
 test: install-test
-	@echo "== 1/3 lint: ruff check"
+	@echo "== 1/3 lint: ruff check and ruff format --check"
 	$(PYTHON) -m ruff check seqlift tests benchmarks scripts workflows
+	$(PYTHON) -m ruff format --check seqlift tests benchmarks scripts workflows
 	@echo "== 2/3 tests: pytest"
 	$(PYTHON) -m pytest -q
 	@echo "== 3/3 workflow: snakemake lint, dry run and a tiny run"

@@ -65,13 +65,15 @@ def measure(arrays, repeats=5):
             sizes[name], seconds[name] = blob.nbytes, float(np.median(times))
         raw = sum(arrays[n].nbytes for n in DATASETS)
         total = sum(seconds.values())
-        rows.append({
-            "codec": codec,
-            **{f"ratio {n}": arrays[n].nbytes / sizes[n] for n in DATASETS},
-            "ratio all": raw / sum(sizes.values()),
-            "MB/s": raw / 1e6 / total,
-            "regions/s": len(arrays["raw/seq"]) / total,
-        })
+        rows.append(
+            {
+                "codec": codec,
+                **{f"ratio {n}": arrays[n].nbytes / sizes[n] for n in DATASETS},
+                "ratio all": raw / sum(sizes.values()),
+                "MB/s": raw / 1e6 / total,
+                "regions/s": len(arrays["raw/seq"]) / total,
+            }
+        )
     return rows
 
 

@@ -100,9 +100,16 @@ def basset_like(outputs=164):
 
     # length 600 -> conv 19: 582 -> pool 3: 194 -> conv 11: 184 -> pool 4: 46 -> conv 7: 40 -> pool 4: 10
     model = nn.Sequential(
-        *block(4, 300, 19, 3), *block(300, 200, 11, 4), *block(200, 200, 7, 4), nn.Flatten(),
-        nn.Linear(200 * 10, 1000), nn.ReLU(), nn.Dropout(0.3),
-        nn.Linear(1000, 1000), nn.ReLU(), nn.Dropout(0.3),
+        *block(4, 300, 19, 3),
+        *block(300, 200, 11, 4),
+        *block(200, 200, 7, 4),
+        nn.Flatten(),
+        nn.Linear(200 * 10, 1000),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        nn.Linear(1000, 1000),
+        nn.ReLU(),
+        nn.Dropout(0.3),
         nn.Linear(1000, outputs),
     )
     model.length = 600
@@ -176,8 +183,14 @@ def make_runner(tool, model, length, device):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # its per-batch convergence warnings
                 return deep_lift_shap(
-                    model, torch.from_numpy(X), target=0, references=torch.from_numpy(R), hypothetical=True,
-                    batch_size=b * R.shape[1], warning_threshold=float("inf"), device=device,
+                    model,
+                    torch.from_numpy(X),
+                    target=0,
+                    references=torch.from_numpy(R),
+                    hypothetical=True,
+                    batch_size=b * R.shape[1],
+                    warning_threshold=float("inf"),
+                    device=device,
                 ).numpy()
 
         return run
@@ -195,7 +208,9 @@ def make_runner(tool, model, length, device):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # "Setting forward, backward hooks ..." on every call
                     (hyp,) = explainer.attribute(
-                        (x,), baselines=(r,), target=0,
+                        (x,),
+                        baselines=(r,),
+                        target=0,
                         custom_attribution_func=lambda mult, inp, base: (hypothetical(mult[0], base[0]),),
                     )
                 out.append(hyp.detach().reshape(-1, k, *hyp.shape[1:]).mean(dim=1).cpu())
@@ -261,9 +276,15 @@ def worker(spec):
             times.append(time.perf_counter() - start)
         cpu = (cpu_seconds() - cpu) / spec["repeats"]
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else peak_rss_mib() - base
-        rows.append({
-            "regions_per_call": b, "seconds": times, "median_s": float(np.median(times)), "cpu_s": cpu, "peak_mib": peak,
-        })
+        rows.append(
+            {
+                "regions_per_call": b,
+                "seconds": times,
+                "median_s": float(np.median(times)),
+                "cpu_s": cpu,
+                "peak_mib": peak,
+            }
+        )
     if hyp is not None:
         np.save(spec["scores"], hyp)
     return {"model": spec["model"], "tool": spec["tool"], "sweep": rows}
@@ -271,9 +292,7 @@ def worker(spec):
 
 def spawn(spec):
     """Run :func:`worker` for ``spec`` in a fresh Python process and return its result."""
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True
-    )
+    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{spec['tool']} on {spec['model']} failed:\n{proc.stderr[-3000:]}")
@@ -287,7 +306,9 @@ def delta_errors(model, X, R, hyp, device):
     """Summation-to-delta error per region, ``|sum(hyp * X) - (f(x) - mean_j f(r_j))|``, and the deltas themselves."""
     n, k = R.shape[:2]
     with torch.no_grad():
-        f = lambda a: torch.cat([model(torch.from_numpy(c).to(device))[:, 0].cpu() for c in np.array_split(a, max(1, len(a) // 64))])
+        f = lambda a: torch.cat(
+            [model(torch.from_numpy(c).to(device))[:, 0].cpu() for c in np.array_split(a, max(1, len(a) // 64))]
+        )
         delta = (f(X) - f(R.reshape(n * k, *R.shape[2:])).reshape(n, k).mean(dim=1)).double().numpy()
     return np.abs((hyp.astype(np.float64) * X).sum(axis=(1, 2)) - delta), delta
 
@@ -337,9 +358,17 @@ def summarise(name, results, scores, model, X, R, refs, device):
     }
     scale = max(float(np.abs(h).max()) for h in scores.values()) if scores else float("nan")
     return {
-        "model": name, "length": X.shape[-1], "regions": n, "refs": refs, "sweep": tools, "best": best,
-        "ratios_at_pairs_per_call": at_size, "ratios_at_best": at_best, "summation_to_delta": errors,
-        "max_abs_difference": diffs, "max_abs_hypothetical": scale,
+        "model": name,
+        "length": X.shape[-1],
+        "regions": n,
+        "refs": refs,
+        "sweep": tools,
+        "best": best,
+        "ratios_at_pairs_per_call": at_size,
+        "ratios_at_best": at_best,
+        "summation_to_delta": errors,
+        "max_abs_difference": diffs,
+        "max_abs_hypothetical": scale,
     }
 
 
@@ -366,8 +395,11 @@ def markdown(report):
         ]
         for tool in TOOLS:
             for b, s in sorted(m["sweep"].get(tool, {}).items()):
-                rows = {"seqlift": b * (m["refs"] + 1), "seqlift-compiled": b * (m["refs"] + 1),
-                        "gradient": b * m["refs"]}.get(tool, 2 * b * m["refs"])
+                rows = {
+                    "seqlift": b * (m["refs"] + 1),
+                    "seqlift-compiled": b * (m["refs"] + 1),
+                    "gradient": b * m["refs"],
+                }.get(tool, 2 * b * m["refs"])
                 mark = " (best)" if s is m["best"][tool] else ""
                 out.append(
                     f"| {tool}{mark} | {b} | {b * m['refs']} | {rows} | {s['median_s']:.3f} | "
@@ -390,7 +422,11 @@ def markdown(report):
         ]
         for tool, e in m["summation_to_delta"].items():
             out.append(f"| {tool} | {e['max_delta_error']:.2e} | {e['max_abs_delta']:.2e} |")
-        out += ["", f"| scores compared | max \\|difference\\| (largest \\|score\\|: {m['max_abs_hypothetical']:.2e}) |", "| --- | ---: |"]
+        out += [
+            "",
+            f"| scores compared | max \\|difference\\| (largest \\|score\\|: {m['max_abs_hypothetical']:.2e}) |",
+            "| --- | ---: |",
+        ]
         out += [f"| {k} | {v:.2e} |" for k, v in m["max_abs_difference"].items()]
     return "\n".join(out) + "\n"
 
@@ -407,12 +443,20 @@ def environment(threads, device):
     import captum
     import tangermeme
 
-
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor(),
+    )
     env = {
-        "cpu": cpu, "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
-        "captum": captum.__version__, "tangermeme": tangermeme.__version__, "python": platform.python_version(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "seqlift_engine_sha256": engine_hash(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "captum": captum.__version__,
+        "tangermeme": tangermeme.__version__,
+        "python": platform.python_version(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "seqlift_engine_sha256": engine_hash(),
     }
     if device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name()
@@ -458,8 +502,13 @@ def main():
         for name in models:
             n = args.regions or default_regions[name]
             spec = {
-                "model": name, "device": device, "threads": args.threads, "regions": n, "refs": refs,
-                "repeats": repeats, "regions_per_call": [b for b in sizes if b <= n],
+                "model": name,
+                "device": device,
+                "threads": args.threads,
+                "regions": n,
+                "refs": refs,
+                "repeats": repeats,
+                "regions_per_call": [b for b in sizes if b <= n],
             }
             results, scores = [], {}
             for tool in tools:

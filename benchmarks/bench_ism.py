@@ -48,12 +48,16 @@ def runners(model, batch_size):
         return ism(model, X, target=0, batch_size=batch_size, fast=fast).hypothetical
 
     def tangermeme_ism(X):
-        out = saturation_mutagenesis(model, torch.as_tensor(X), target=0, hypothetical=True, batch_size=batch_size,
-                                     device="cpu")
+        out = saturation_mutagenesis(
+            model, torch.as_tensor(X), target=0, hypothetical=True, batch_size=batch_size, device="cpu"
+        )
         return out.detach().numpy()
 
-    return {"seqlift": seqlift_ism, "seqlift (fast=False)": lambda X: seqlift_ism(X, fast=False),
-            "tangermeme": tangermeme_ism}
+    return {
+        "seqlift": seqlift_ism,
+        "seqlift (fast=False)": lambda X: seqlift_ism(X, fast=False),
+        "tangermeme": tangermeme_ism,
+    }
 
 
 def main():
@@ -66,9 +70,11 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
-    print(f"# ISM throughput on cpu\n\n{platform.processor() or platform.machine()}, {args.threads} torch threads, "
-          f"torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}; batch {args.batch_size} mutants; "
-          f"median of {args.repeats}.\n")
+    print(
+        f"# ISM throughput on cpu\n\n{platform.processor() or platform.machine()}, {args.threads} torch threads, "
+        f"torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}; batch {args.batch_size} mutants; "
+        f"median of {args.repeats}.\n"
+    )
     for name in args.models.split(","):
         length = LENGTHS[name]
         n = args.regions or {"bpnet": 1, "basset": 4}[name]

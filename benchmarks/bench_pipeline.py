@@ -79,8 +79,9 @@ class Tiny(torch.nn.Module):
 
 
 def export(model, length, path):
-    program = torch.export.export(model.eval(), (torch.zeros(2, 4, length),),
-                                  dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    program = torch.export.export(
+        model.eval(), (torch.zeros(2, 4, length),), dynamic_shapes=({0: torch.export.Dim.AUTO},)
+    )
     torch.export.save(program, str(path))
     return path
 
@@ -101,8 +102,9 @@ def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20):
         batches = []
         for i in range(0, n, batch):
             X = fetch_one_hot(genome, windows[i : i + batch])
-            seeds = np.array([region_seed(0, w.chrom, w.start, w.end, w.strand) for w in windows[i : i + batch]],
-                             dtype=np.uint64)
+            seeds = np.array(
+                [region_seed(0, w.chrom, w.start, w.end, w.strand) for w in windows[i : i + batch]], dtype=np.uint64
+            )
             batches.append((X.astype(np.float32), dinucleotide_shuffle(X, refs, seeds)))
     engine = prepare(load_model(str(pt2)).model, length)
     engine.run(*batches[0], [0])  # warm-up
@@ -115,9 +117,16 @@ def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20):
     t0 = time.perf_counter()
     seqlift.score(str(bed), str(fasta), str(pt2), out, n_refs=refs, batch_size=batch, progress=False, force=True)
     end_to_end_s = time.perf_counter() - t0
-    return {"model": name, "length": length, "regions": n, "batch": batch, "refs": refs,
-            "engine regions/s": n / engine_s, "end-to-end regions/s": n / end_to_end_s,
-            "ratio": engine_s / end_to_end_s}
+    return {
+        "model": name,
+        "length": length,
+        "regions": n,
+        "batch": batch,
+        "refs": refs,
+        "engine regions/s": n / engine_s,
+        "end-to-end regions/s": n / end_to_end_s,
+        "ratio": engine_s / end_to_end_s,
+    }
 
 
 def scale_worker(spec):
@@ -125,21 +134,43 @@ def scale_worker(spec):
 
     imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    seqlift.score(spec["bed"], spec["fasta"], spec["model"], spec["out"], n_refs=spec["refs"],
-                  batch_size=spec["batch"], progress=False, force=True)
+    seqlift.score(
+        spec["bed"],
+        spec["fasta"],
+        spec["model"],
+        spec["out"],
+        n_refs=spec["refs"],
+        batch_size=spec["batch"],
+        progress=False,
+        force=True,
+    )
     seconds = time.perf_counter() - t0
-    return {"regions": spec["n"], "batch": spec["batch"], "seconds": seconds, "ms/region": 1000 * seconds / spec["n"],
-            "RSS after imports MiB": imported, "peak RSS MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "regions": spec["n"],
+        "batch": spec["batch"],
+        "seconds": seconds,
+        "ms/region": 1000 * seconds / spec["n"],
+        "RSS after imports MiB": imported,
+        "peak RSS MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def scale(folder, fasta, sizes, counts, refs=20, batch=256):
     pt2 = export(Tiny(), 200, Path(folder) / "tiny.pt2")
     rows = []
     for n in counts:
-        spec = {"bed": str(write_regions(folder, sizes, n, 200, seed=n)), "fasta": str(fasta), "model": str(pt2),
-                "out": str(Path(folder) / f"tiny{n}.h5"), "refs": refs, "batch": batch, "n": n}
-        done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
-                              text=True, check=True)
+        spec = {
+            "bed": str(write_regions(folder, sizes, n, 200, seed=n)),
+            "fasta": str(fasta),
+            "model": str(pt2),
+            "out": str(Path(folder) / f"tiny{n}.h5"),
+            "refs": refs,
+            "batch": batch,
+            "n": n,
+        }
+        done = subprocess.run(
+            [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, check=True
+        )
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         rows[-1]["peak / first"] = rows[-1]["peak RSS MiB"] / rows[0]["peak RSS MiB"]
         print(rows[-1], file=sys.stderr, flush=True)
@@ -174,17 +205,32 @@ def main():
         fasta, sizes = write_genome(folder)
         torch.manual_seed(0)
         quick = args.quick
-        part1 = [] if args.scale_only else [
-            overhead("DemoCNN", DemoCNN().eval(), 200, folder, fasta, sizes, 64 if quick else 512, 32),
-            overhead("BPNet-like", build_model("bpnet", "cpu"), 2114, folder, fasta, sizes, 8 if quick else 64, 8),
-        ]
+        part1 = (
+            []
+            if args.scale_only
+            else [
+                overhead("DemoCNN", DemoCNN().eval(), 200, folder, fasta, sizes, 64 if quick else 512, 32),
+                overhead("BPNet-like", build_model("bpnet", "cpu"), 2114, folder, fasta, sizes, 8 if quick else 64, 8),
+            ]
+        )
         if part1:
             print(table(part1), flush=True)
         counts = [1000, 2000] if quick else [int(c) for c in args.counts.split(",")]
         part2 = scale(folder, fasta, sizes, counts, batch=args.batch)
     load = os.getloadavg()[0]
-    text = ((f"## End-to-end against the engine alone ({args.threads} threads, load {load:.2f} at the end)\n\n"
-             + table(part1) + "\n") if part1 else "") + "## Genome scale: a tiny model, end to end\n\n" + table(part2)
+    text = (
+        (
+            (
+                f"## End-to-end against the engine alone ({args.threads} threads, load {load:.2f} at the end)\n\n"
+                + table(part1)
+                + "\n"
+            )
+            if part1
+            else ""
+        )
+        + "## Genome scale: a tiny model, end to end\n\n"
+        + table(part2)
+    )
     print(text)
     if not quick and not args.scale_only:
         (HERE / "results").mkdir(exist_ok=True)

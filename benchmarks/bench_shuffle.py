@@ -48,7 +48,8 @@ def main():
         X_torch = torch.from_numpy(X)
         ours = median_seconds(lambda X=X: dinucleotide_shuffle(X, n=args.n, seeds=seeds), args.repeats)
         theirs = median_seconds(
-            lambda X_torch=X_torch: tangermeme_shuffle(X_torch, n=args.n, random_state=seeds, n_jobs=args.n_jobs), args.repeats
+            lambda X_torch=X_torch: tangermeme_shuffle(X_torch, n=args.n, random_state=seeds, n_jobs=args.n_jobs),
+            args.repeats,
         )
         print(
             f"{length:>6} {ours:>10.4f} {shuffles / ours:>11.0f} {theirs:>13.4f} {shuffles / theirs:>11.0f} "

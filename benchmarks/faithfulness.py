@@ -58,23 +58,42 @@ def main():
             for label, options in METHODS.items():
                 out = out_dir / f"{model_name}-{task}-{label.replace(' ', '_')}.h5"
                 t0 = time.perf_counter()
-                seqlift.score(paths["regions"], paths["fasta"], str(MODELS[model_name]), out, target=task,
-                              n_refs=20, seed=0, batch_size=32, progress=False, **options)
+                seqlift.score(
+                    paths["regions"],
+                    paths["fasta"],
+                    str(MODELS[model_name]),
+                    out,
+                    target=task,
+                    n_refs=20,
+                    seed=0,
+                    batch_size=32,
+                    progress=False,
+                    **options,
+                )
                 seconds = time.perf_counter() - t0
                 with open_scores(out) as h5:
                     worst = float(h5["meta/delta_rel_error"][:].max())
                 site = site_recovery(out, paths["sites"], motifs=[MOTIF[task]])[0]
-                table = {r["k"]: r for r in perturbation(out, str(MODELS[model_name]), ks=(1, 5), seed=0,
-                                                          progress=False)}
-                rows.append({
-                    "model": model_name, "task": MOTIF[task], "method": label, "seconds": seconds,
-                    "auroc": site["auroc_signed"], "auprc": site["auprc_signed"],
-                    "top1_minus_random": table[1]["mean_delta_top"] - table[1]["mean_delta_random"],
-                    "top5_minus_random": table[5]["mean_delta_top"] - table[5]["mean_delta_random"],
-                    "max_rel_summation_error": worst if options["method"] == "deeplift" else float("nan"),
-                })
-                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()),
-                      flush=True)
+                table = {
+                    r["k"]: r for r in perturbation(out, str(MODELS[model_name]), ks=(1, 5), seed=0, progress=False)
+                }
+                rows.append(
+                    {
+                        "model": model_name,
+                        "task": MOTIF[task],
+                        "method": label,
+                        "seconds": seconds,
+                        "auroc": site["auroc_signed"],
+                        "auprc": site["auprc_signed"],
+                        "top1_minus_random": table[1]["mean_delta_top"] - table[1]["mean_delta_random"],
+                        "top5_minus_random": table[5]["mean_delta_top"] - table[5]["mean_delta_random"],
+                        "max_rel_summation_error": worst if options["method"] == "deeplift" else float("nan"),
+                    }
+                )
+                print(
+                    " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()),
+                    flush=True,
+                )
     columns = list(rows[0])
     (HERE / "results").mkdir(exist_ok=True)
     with open(HERE / "results" / "faithfulness.tsv", "w") as fh:
@@ -84,8 +103,10 @@ def main():
     print("\n| model | motif | method | site AUROC | site AUPRC | top-1 − random | top-5 − random | seconds |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['model']} | {r['task']} | {r['method']} | {r['auroc']:.3f} | {r['auprc']:.3f} | "
-              f"{r['top1_minus_random']:.3f} | {r['top5_minus_random']:.3f} | {r['seconds']:.1f} |")
+        print(
+            f"| {r['model']} | {r['task']} | {r['method']} | {r['auroc']:.3f} | {r['auprc']:.3f} | "
+            f"{r['top1_minus_random']:.3f} | {r['top5_minus_random']:.3f} | {r['seconds']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,7 @@ HERE = Path(__file__).resolve().parent
 DEMO = Path(demo_paths()["fasta"]).parent
 MODELS = {"cnn": DEMO / "model.pt2", "bilstm": DEMO / "bilstm.pt2", "attention": DEMO / "attention.pt2"}
 MOTIFS = {0: ["GATA"], 1: ["TAL1"], 2: ["GATA", "TAL1"]}
-COLUMNS = ["model", "rule", "reference", "max_rule", "task", "auroc", "auprc", "max_rel_summation_error",
-           "seconds"]
+COLUMNS = ["model", "rule", "reference", "max_rule", "task", "auroc", "auprc", "max_rel_summation_error", "seconds"]
 
 
 def _write(rows, path):
@@ -74,29 +73,57 @@ def main():
                 for max_rule in args.max_rules.split(","):
                     stem = out_dir / f"{model}-{rule}-{reference}-{max_rule}.h5"
                     t0 = time.perf_counter()
-                    outputs = seqlift.score(paths["regions"], paths["fasta"], str(MODELS[model]), stem,
-                                            target=",".join(map(str, MOTIFS)), rule=rule, max_rule=max_rule,
-                                            reference=reference, n_refs=args.n_refs, seed=0, batch_size=32,
-                                            progress=False)
+                    outputs = seqlift.score(
+                        paths["regions"],
+                        paths["fasta"],
+                        str(MODELS[model]),
+                        stem,
+                        target=",".join(map(str, MOTIFS)),
+                        rule=rule,
+                        max_rule=max_rule,
+                        reference=reference,
+                        n_refs=args.n_refs,
+                        seed=0,
+                        batch_size=32,
+                        progress=False,
+                    )
                     seconds = time.perf_counter() - t0
                     for task, out in zip(MOTIFS, outputs):
                         with open_scores(out) as h5:
                             worst = float(h5["meta/delta_rel_error"][:].max())
                         site = site_recovery(out, paths["sites"], motifs=MOTIFS[task])[0]
-                        rows.append({"model": model, "rule": rule, "reference": reference, "max_rule": max_rule,
-                                     "task": "+".join(MOTIFS[task]), "auroc": site["auroc_signed"],
-                                     "auprc": site["auprc_signed"], "max_rel_summation_error": worst,
-                                     "seconds": seconds})
-                        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                       for k, v in rows[-1].items()), flush=True)
+                        rows.append(
+                            {
+                                "model": model,
+                                "rule": rule,
+                                "reference": reference,
+                                "max_rule": max_rule,
+                                "task": "+".join(MOTIFS[task]),
+                                "auroc": site["auroc_signed"],
+                                "auprc": site["auprc_signed"],
+                                "max_rel_summation_error": worst,
+                                "seconds": seconds,
+                            }
+                        )
+                        print(
+                            " ".join(
+                                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()
+                            ),
+                            flush=True,
+                        )
                     _write(rows, args.output)
     print("\n| model | rule | reference | task | " + " | ".join(args.max_rules.split(",")) + " |")
     print("| --- | --- | --- | --- | " + " | ".join("---" for _ in args.max_rules.split(",")) + " |")
-    keys = sorted({(r["model"], r["rule"], r["reference"], r["task"]) for r in rows}, key=lambda k: [
-        list(MODELS).index(k[0]), k[1], k[2], k[3]])
+    keys = sorted(
+        {(r["model"], r["rule"], r["reference"], r["task"]) for r in rows},
+        key=lambda k: [list(MODELS).index(k[0]), k[1], k[2], k[3]],
+    )
     for key in keys:
-        cells = {r["max_rule"]: f"{r['auroc']:.3f} / {r['auprc']:.3f}" for r in rows
-                 if (r["model"], r["rule"], r["reference"], r["task"]) == key}
+        cells = {
+            r["max_rule"]: f"{r['auroc']:.3f} / {r['auprc']:.3f}"
+            for r in rows
+            if (r["model"], r["rule"], r["reference"], r["task"]) == key
+        }
         print(f"| {' | '.join(key)} | " + " | ".join(cells.get(m, "") for m in args.max_rules.split(",")) + " |")
 
 

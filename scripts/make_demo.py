@@ -34,28 +34,32 @@ BACKGROUND = np.array([0.3, 0.2, 0.2, 0.3])  # A, C, G, T: 40% GC
 
 # Position probability matrices, rows = positions, columns = A, C, G, T.
 MOTIFS = {
-    "GATA": np.array([  # consensus AGATAAGA
-        [0.93, 0.02, 0.03, 0.02],
-        [0.01, 0.01, 0.96, 0.02],
-        [0.98, 0.01, 0.005, 0.005],
-        [0.005, 0.005, 0.01, 0.98],
-        [0.98, 0.01, 0.005, 0.005],
-        [0.96, 0.01, 0.02, 0.01],
-        [0.03, 0.02, 0.93, 0.02],
-        [0.90, 0.03, 0.04, 0.03],
-    ]),
-    "TAL1": np.array([  # consensus ACCAGCTGTC, core CAGCTG or CATCTG
-        [0.60, 0.14, 0.13, 0.13],
-        [0.05, 0.85, 0.05, 0.05],
-        [0.01, 0.97, 0.01, 0.01],
-        [0.97, 0.01, 0.01, 0.01],
-        [0.02, 0.01, 0.60, 0.37],
-        [0.01, 0.97, 0.01, 0.01],
-        [0.01, 0.01, 0.01, 0.97],
-        [0.01, 0.01, 0.97, 0.01],
-        [0.08, 0.09, 0.08, 0.75],
-        [0.13, 0.60, 0.14, 0.13],
-    ]),
+    "GATA": np.array(
+        [  # consensus AGATAAGA
+            [0.93, 0.02, 0.03, 0.02],
+            [0.01, 0.01, 0.96, 0.02],
+            [0.98, 0.01, 0.005, 0.005],
+            [0.005, 0.005, 0.01, 0.98],
+            [0.98, 0.01, 0.005, 0.005],
+            [0.96, 0.01, 0.02, 0.01],
+            [0.03, 0.02, 0.93, 0.02],
+            [0.90, 0.03, 0.04, 0.03],
+        ]
+    ),
+    "TAL1": np.array(
+        [  # consensus ACCAGCTGTC, core CAGCTG or CATCTG
+            [0.60, 0.14, 0.13, 0.13],
+            [0.05, 0.85, 0.05, 0.05],
+            [0.01, 0.97, 0.01, 0.01],
+            [0.97, 0.01, 0.01, 0.01],
+            [0.02, 0.01, 0.60, 0.37],
+            [0.01, 0.97, 0.01, 0.01],
+            [0.01, 0.01, 0.01, 0.97],
+            [0.01, 0.01, 0.97, 0.01],
+            [0.08, 0.09, 0.08, 0.75],
+            [0.13, 0.60, 0.14, 0.13],
+        ]
+    ),
 }
 CLASSES = ("gata", "tal", "both", "none")
 SEQ_LEN = 200
@@ -118,7 +122,7 @@ def plant(rng, seq, names):
                 break
         inst = np.array([rng.choice(4, p=row) for row in ppm], dtype=np.uint8)
         strand = "+" if rng.random() < 0.5 else "-"
-        seq[start:start + width] = inst if strand == "+" else 3 - inst[::-1]
+        seq[start : start + width] = inst if strand == "+" else 3 - inst[::-1]
         sites.append((start, start + width, name, strand))
     return sites
 
@@ -154,8 +158,7 @@ def predict(model, X, batch_size=500):
     """Logits of ``model`` in eval mode, shape=(N, n_tasks), for X, shape=(N, 4, L)."""
     model.eval()
     with torch.no_grad():
-        return torch.cat([model(torch.from_numpy(X[i:i + batch_size]))
-                          for i in range(0, len(X), batch_size)]).numpy()
+        return torch.cat([model(torch.from_numpy(X[i : i + batch_size])) for i in range(0, len(X), batch_size)]).numpy()
 
 
 def train(X, y, X_val, y_val, seed, min_auroc, min_epochs, max_epochs, cls=DemoCNN):
@@ -179,8 +182,7 @@ def train(X, y, X_val, y_val, seed, min_auroc, min_epochs, max_epochs, cls=DemoC
         print(f"epoch {epoch}: validation AUROC " + " ".join(f"task{t}={a:.4f}" for t, a in enumerate(aucs)))
         if epoch >= min_epochs and min(aucs[:2]) > min_auroc:
             return model.eval()
-    raise SystemExit(f"validation AUROC stayed at or below {min_auroc} after {max_epochs} epochs; "
-                     "raise --max-epochs")
+    raise SystemExit(f"validation AUROC stayed at or below {min_auroc} after {max_epochs} epochs; raise --max-epochs")
 
 
 def make_genome(rng, lengths):
@@ -202,7 +204,7 @@ def make_genome(rng, lengths):
         for k in range(100):
             ws = 1000 + k * slot + int(rng.integers(300, 901))
             cls = str(classes[c * 100 + k])
-            sites = plant(rng, seq[ws:ws + SEQ_LEN], motif_names(rng, cls))
+            sites = plant(rng, seq[ws : ws + SEQ_LEN], motif_names(rng, cls))
             regions.append((chrom, ws, cls, sorted((ws + s, ws + e, n, st) for s, e, n, st in sites)))
         genome[chrom] = seq
     return genome, regions
@@ -216,12 +218,12 @@ def write_fasta(path, genome, rng, width=60):
             seq = chars[codes].copy()
             for _ in range(4):
                 start = int(rng.integers(0, len(seq) - 3000))
-                seq[start:start + int(rng.integers(300, 3000))] |= 32  # lowercase
+                seq[start : start + int(rng.integers(300, 3000))] |= 32  # lowercase
             if i == len(genome) - 1:
                 seq[-2000:-1950] = ord("N")
             text = seq.tobytes().decode()
             f.write(f">{chrom}\n")
-            f.writelines(text[j:j + width] + "\n" for j in range(0, len(text), width))
+            f.writelines(text[j : j + width] + "\n" for j in range(0, len(text), width))
 
 
 def write_beds(regions_path, sites_path, regions, rng, n_off_centre=10):
@@ -232,13 +234,23 @@ def write_beds(regions_path, sites_path, regions, rng, n_off_centre=10):
         for i, (chrom, ws, cls, sites) in enumerate(regions):
             if i in off:  # the 200 bp window centred on the summit is the planted one
                 length = int(rng.integers(300, 401))
-                summit = int(rng.choice(np.r_[30:length // 2 - 60, length // 2 + 61:length - 29]))
+                summit = int(rng.choice(np.r_[30 : length // 2 - 60, length // 2 + 61 : length - 29]))
             else:
                 length, summit = SEQ_LEN, SEQ_LEN // 2
             start = ws + SEQ_LEN // 2 - summit
             signal = 2.0 + 3.0 * len(sites) + rng.random()
-            fields = [chrom, start, start + length, f"region_{i:04d}_{cls}", min(1000, int(100 * signal)), ".",
-                      f"{signal:.3f}", f"{3 * signal:.3f}", f"{2.5 * signal:.3f}", summit]
+            fields = [
+                chrom,
+                start,
+                start + length,
+                f"region_{i:04d}_{cls}",
+                min(1000, int(100 * signal)),
+                ".",
+                f"{signal:.3f}",
+                f"{3 * signal:.3f}",
+                f"{2.5 * signal:.3f}",
+                summit,
+            ]
             fr.write("\t".join(map(str, fields)) + "\n")
             for s, e, name, strand in sites:
                 fs.write(f"{chrom}\t{s}\t{e}\t{name}\t0\t{strand}\n")
@@ -246,8 +258,7 @@ def write_beds(regions_path, sites_path, regions, rng, n_off_centre=10):
 
 def export_model(model, path):
     """Export ``model`` with a dynamic batch dimension, save it, and check the reloaded program."""
-    ep = torch.export.export(model.eval(), (torch.zeros(2, 4, SEQ_LEN),),
-                             dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    ep = torch.export.export(model.eval(), (torch.zeros(2, 4, SEQ_LEN),), dynamic_shapes=({0: torch.export.Dim.AUTO},))
     torch.export.save(ep, path)
     loaded = torch.export.load(path).module()
     gen = torch.Generator().manual_seed(1)
@@ -299,15 +310,17 @@ def main():
     print(f"exported ops: {', '.join(ops)}")
 
     with pyfaidx.Fasta(str(fasta)) as fa:
-        seqs = [str(fa[c][ws:ws + SEQ_LEN]) for c, ws, _, _ in regions]
+        seqs = [str(fa[c][ws : ws + SEQ_LEN]) for c, ws, _, _ in regions]
     codes = LOOKUP[np.frombuffer("".join(seqs).encode(), np.uint8)].reshape(len(seqs), -1)
     pred = predict(model, one_hot(codes))
     labels = np.array([[cls in ("gata", "both"), cls in ("tal", "both")] for _, _, cls, _ in regions])
     n_sites = sum(len(s) for *_, s in regions)
     sizes = ", ".join(f"{c} {len(s):,} bp" for c, s in genome.items())
-    print(f"genome: {sizes}; {len(regions)} regions, "
-          f"{n_sites} motif sites; AUROC on genome regions task0={auroc(labels[:, 0], pred[:, 0]):.4f} "
-          f"task1={auroc(labels[:, 1], pred[:, 1]):.4f}")
+    print(
+        f"genome: {sizes}; {len(regions)} regions, "
+        f"{n_sites} motif sites; AUROC on genome regions task0={auroc(labels[:, 0], pred[:, 0]):.4f} "
+        f"task1={auroc(labels[:, 1], pred[:, 1]):.4f}"
+    )
     for p in sorted(args.out.iterdir()):
         if p.suffix in {".fa", ".fai", ".bed", ".safetensors", ".pt2"}:
             print(f"{p}: {p.stat().st_size:,} bytes")

@@ -85,8 +85,9 @@ def _probe_cpu(call, n_regions, budget_s, clock) -> Probe:
     best = max(rates.values())
     chosen = max(b for b, rate in rates.items() if rate >= _NEAR_BEST * best)
     shown = ", ".join(f"{b}: {r:.3g}" for b, r in rates.items())
-    return Probe(chosen, f"cpu, largest within 10% of the fastest, regions/s by batch size {{{shown}}} in "
-                         f"{spent:.2g} s")
+    return Probe(
+        chosen, f"cpu, largest within 10% of the fastest, regions/s by batch size {{{shown}}} in {spent:.2g} s"
+    )
 
 
 def _probe_gpu(call, n_regions, device, budget_s, clock) -> Probe:
@@ -106,14 +107,21 @@ def _probe_gpu(call, n_regions, device, budget_s, clock) -> Probe:
             torch.cuda.empty_cache()
         if not fits:  # even the first size is too large: halve it
             if b == 1:
-                raise UsageError(f"one region with its references does not fit in the memory of {device}; "
-                                 "use fewer --n-refs, or another GPU")
+                raise UsageError(
+                    f"one region with its references does not fit in the memory of {device}; "
+                    "use fewer --n-refs, or another GPU"
+                )
             b //= 2
             continue
         following = min(2 * fits[-1], GPU_MAX, n_regions)
         if oom_at is not None or following == fits[-1] or spent >= budget_s:
             break
         b = following
-    stop = (f"out of memory at {oom_at}" if oom_at is not None else f"the {budget_s:g} s budget"
-            if spent >= budget_s else f"the limit of {min(GPU_MAX, n_regions)}")
+    stop = (
+        f"out of memory at {oom_at}"
+        if oom_at is not None
+        else f"the {budget_s:g} s budget"
+        if spent >= budget_s
+        else f"the limit of {min(GPU_MAX, n_regions)}"
+    )
     return Probe(fits[-1], f"{device}, largest that fit in memory of {fits} (stopped by {stop}) in {spent:.2g} s")

@@ -42,6 +42,8 @@ def resolve_device(device: str):
     index = _DEVICE.fullmatch(device)[1]
     count = torch.cuda.device_count()
     if index is not None and int(index) >= count:
-        raise UsageError(f"--device {device}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}; "
-                           "pick one of those (check CUDA_VISIBLE_DEVICES, which renumbers them)")
+        raise UsageError(
+            f"--device {device}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}; "
+            "pick one of those (check CUDA_VISIBLE_DEVICES, which renumbers them)"
+        )
     return torch.device(device)

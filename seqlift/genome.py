@@ -111,7 +111,9 @@ class Genome:
             with warnings.catch_warnings():  # an older index that still matches the FASTA is used as it is
                 warnings.filterwarnings("ignore", "Index file .* is older than FASTA file")
                 self._fasta = pyfaidx.Fasta(
-                    self.path, as_raw=True, sequence_always_upper=True,
+                    self.path,
+                    as_raw=True,
+                    sequence_always_upper=True,
                     rebuild=not _plain_text(self.path),
                 )
         except pyfaidx.FastaNotFoundError:
@@ -238,8 +240,13 @@ def cache_dir() -> str:
 
 def _stat_key(path):
     st = os.stat(path)
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino,
-            "device": st.st_dev}
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino,
+        "device": st.st_dev,
+    }
 
 
 def cached_sha256(path: str | os.PathLike[str]) -> str:

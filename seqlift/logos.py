@@ -48,7 +48,11 @@ FORMATS = (".png", ".pdf", ".svg")
 _REGION = re.compile(r"(?P<chrom>\S+):(?P<start>[0-9][0-9,]*)(?:-(?P<end>[0-9][0-9,]*))?")
 _REGION_HINT = "write chrom:start-end, 1-based and inclusive, e.g. chr1:1,001-1,100"
 _FIELDS = {
-    "chrom": "coords_chrom", "start": "coords_start", "end": "coords_end", "strand": "meta/strand", "name": "meta/name",
+    "chrom": "coords_chrom",
+    "start": "coords_start",
+    "end": "coords_end",
+    "strand": "meta/strand",
+    "name": "meta/name",
 }
 _DATASETS = ("projected_shap/seq", "shap/seq", *_FIELDS.values())
 _PANEL_HEIGHT = 1.7  # inches per logo panel
@@ -206,8 +210,15 @@ def draw_logo(ax: Axes, matrix: np.ndarray, start: int) -> logomaker.Logo:
     """
     matrix = np.asarray(matrix, dtype=np.float64)
     frame = pd.DataFrame(matrix.T, columns=list(ALPHABET), index=np.arange(start + 1, start + 1 + matrix.shape[1]))
-    logo = logomaker.Logo(frame, ax=ax, color_scheme="classic", font_name="DejaVu Sans", font_weight="bold",
-                          flip_below=False, baseline_width=0.6)
+    logo = logomaker.Logo(
+        frame,
+        ax=ax,
+        color_scheme="classic",
+        font_name="DejaVu Sans",
+        font_weight="bold",
+        flip_below=False,
+        baseline_width=0.6,
+    )
     logo.style_spines(visible=False)
     logo.style_spines(spines=["left", "bottom"], visible=True)
     ax.set_xlim(start + 0.5, start + matrix.shape[1] + 0.5)
@@ -374,7 +385,9 @@ def _same_window(h5, win, first, row) -> int:
     """Row of ``h5`` holding the window ``win`` (row ``row`` of ``first``)."""
     other = _windows(h5)
     same = np.flatnonzero(
-        (other["chrom"] == win["chrom"]) & (other["start"] == win["start"]) & (other["end"] == win["end"])
+        (other["chrom"] == win["chrom"])
+        & (other["start"] == win["start"])
+        & (other["end"] == win["end"])
         & (other["strand"] == win["strand"])
     )
     if not len(same):

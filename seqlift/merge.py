@@ -24,7 +24,9 @@ from .writers import RUN_KEYS, _norm, open_scores
 
 #: Attributes that must be equal in every shard of one run (those that change the scores).
 MERGE_KEYS = tuple(k for k in RUN_KEYS if k not in ("batch_size", "n_regions", "shard")) + (
-    "n_models", "target_space", "n_regions_total",
+    "n_models",
+    "target_space",
+    "n_regions_total",
 )
 
 #: Datasets a shard must have to be merged (the rows are put in order by ``meta/row``; the rest is copied as it is).
@@ -37,8 +39,14 @@ _COUNTS = ("n_regions", "rows_done", "n_delta_violations", "n_low_complexity")
 _STEP_BYTES = 32 << 20
 
 
-def merge_scores(inputs: Sequence[str | Path], output: str | Path, *, force: bool = False, progress: bool = True,
-                 command: str | None = None) -> Path:
+def merge_scores(
+    inputs: Sequence[str | Path],
+    output: str | Path,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+) -> Path:
     """Join the shards of one ``seqlift score --shard k-of-n`` run into one score file.
 
     The result holds every dataset of the shards with the rows in input order
@@ -194,9 +202,13 @@ def _copy(files, datasets, n, out, progress):
         src = first[name]
         rows = max((h5[name].chunks or (n,))[0] for h5 in files)
         out.create_dataset(
-            name, shape=(n,) + src.shape[1:], dtype=src.dtype,
+            name,
+            shape=(n,) + src.shape[1:],
+            dtype=src.dtype,
             chunks=(min(rows, n),) + src.chunks[1:] if src.chunks else None,
-            compression=src.compression, compression_opts=src.compression_opts, shuffle=src.shuffle,
+            compression=src.compression,
+            compression_opts=src.compression_opts,
+            shuffle=src.shuffle,
         )
     with tqdm(total=n, unit="region", disable=not progress, file=sys.stderr, desc="merging", dynamic_ncols=True) as bar:
         offset = 0

@@ -84,13 +84,23 @@ def _build_deeplift(loaded, length, options, device, batch_size) -> Scorer:
             f"{loaded.spec} is TorchScript, whose graph seqlift cannot rewrite for DeepLIFT; use it with --method "
             f"gradient, gradient-x-input, integrated-gradients or ism, or {EXPORT_HINT}"
         )
-    engine = prepare(loaded.model, length, rule=options.rule, allow_unsupported=options.allow_unsupported,
-                     device=device, normalize_input_weights=options.normalize_input_weights,
-                     compile=options.compile, max_rule=options.max_rule)
+    engine = prepare(
+        loaded.model,
+        length,
+        rule=options.rule,
+        allow_unsupported=options.allow_unsupported,
+        device=device,
+        normalize_input_weights=options.normalize_input_weights,
+        compile=options.compile,
+        max_rule=options.max_rule,
+    )
     split_signs = options.split_signs
     engine.check_split_signs(split_signs)  # before any work, not at the first batch
-    return Scorer(lambda X, refs, targets: engine.run(X, refs, targets, split_signs=split_signs), engine.forward,
-                  engine.target_space)
+    return Scorer(
+        lambda X, refs, targets: engine.run(X, refs, targets, split_signs=split_signs),
+        engine.forward,
+        engine.target_space,
+    )
 
 
 def _captured(attribute: Callable) -> Callable[..., Scorer]:
@@ -118,8 +128,10 @@ def _captured(attribute: Callable) -> Callable[..., Scorer]:
 
         def score_batch(X, refs, targets):
             rows = max(64, 8 * batch_size())
-            return [attribute(captured, X, refs, bound(t), rows=rows, device=device, options=options, fast=fast)
-                    for t in targets]
+            return [
+                attribute(captured, X, refs, bound(t), rows=rows, device=device, options=options, fast=fast)
+                for t in targets
+            ]
 
         return Scorer(score_batch, captured.module, space)
 
@@ -155,14 +167,22 @@ def _ism(captured, X, refs, target, *, rows, device, options, fast):
 
 
 #: Every method of ``seqlift score``, by ``--method`` name; the first is the default.
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("deeplift", _build_deeplift, uses_references=True, summation="exact", layer_rules=True, probed=True),
-    Method("gradient", _captured(_saliency), uses_references=False, summation="none"),
-    Method("gradient-x-input", _captured(_gradient_x_input), uses_references=False, summation="none"),
-    Method("integrated-gradients", _captured(_integrated_gradients), uses_references=True, summation="approximate",
-           uses_steps=True),
-    Method("ism", _captured(_ism), uses_references=False, summation="none"),
-)}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("deeplift", _build_deeplift, uses_references=True, summation="exact", layer_rules=True, probed=True),
+        Method("gradient", _captured(_saliency), uses_references=False, summation="none"),
+        Method("gradient-x-input", _captured(_gradient_x_input), uses_references=False, summation="none"),
+        Method(
+            "integrated-gradients",
+            _captured(_integrated_gradients),
+            uses_references=True,
+            summation="approximate",
+            uses_steps=True,
+        ),
+        Method("ism", _captured(_ism), uses_references=False, summation="none"),
+    )
+}
 
 
 def get_method(method: str) -> Method:

@@ -86,8 +86,9 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_model(spec: str, weights: str | None = None, model_kwargs: dict | None = None,
-               trust_model: bool = False) -> LoadedModel:
+def load_model(
+    spec: str, weights: str | None = None, model_kwargs: dict | None = None, trust_model: bool = False
+) -> LoadedModel:
     """Load a model from ``spec``.
 
     Parameters
@@ -124,7 +125,9 @@ def load_model(spec: str, weights: str | None = None, model_kwargs: dict | None 
         except Exception as exc:  # a damaged archive fails in many ways
             raise ModelError(f"{spec} could not be read as TorchScript: {_first_line(exc)}") from exc
         return LoadedModel(model=script, spec=spec, sha256=sha256_file(path), input_length=None, kind="torchscript")
-    if any(n.endswith("data.pkl") for n in names) and not any("serialized_exported_program" in n or "models/" in n for n in names):
+    if any(n.endswith("data.pkl") for n in names) and not any(
+        "serialized_exported_program" in n or "models/" in n for n in names
+    ):
         if trust_model:
             return _load_pickled(spec, path)
         raise ModelError(
@@ -141,7 +144,9 @@ def load_model(spec: str, weights: str | None = None, model_kwargs: dict | None 
     try:
         program = torch.export.load(spec)
     except Exception as exc:  # a corrupt or foreign archive fails in many ways
-        raise ModelError(f"{spec} could not be read as a torch.export program: {_first_line(exc)}; {EXPORT_HINT}") from exc
+        raise ModelError(
+            f"{spec} could not be read as a torch.export program: {_first_line(exc)}; {EXPORT_HINT}"
+        ) from exc
     _check_program(program, spec)
     from .attribution.graph import capture
 
@@ -173,12 +178,15 @@ def _load_pickled(spec: str, path: Path) -> LoadedModel:
     except Exception as exc:  # unpickling fails in many ways (missing classes, corrupt files)
         raise ModelError(f"{spec} could not be unpickled: {_first_line(exc)}; {EXPORT_HINT}") from exc
     if not isinstance(model, torch.nn.Module):
-        raise ModelError(f"{spec} holds a {type(model).__name__}, not a model; for a state dict use --model "
-                         f"file.py:ClassName --weights {spec}")
+        raise ModelError(
+            f"{spec} holds a {type(model).__name__}, not a model; for a state dict use --model "
+            f"file.py:ClassName --weights {spec}"
+        )
     model.eval()
     length = getattr(model, "input_length", None)
-    return LoadedModel(model=model, spec=spec, sha256=sha256_file(path), input_length=int(length) if length else None,
-                       kind="module")
+    return LoadedModel(
+        model=model, spec=spec, sha256=sha256_file(path), input_length=int(length) if length else None, kind="module"
+    )
 
 
 def _load_class(spec: str, weights: str | None, kwargs: dict) -> LoadedModel:
@@ -211,7 +219,9 @@ def _load_class(spec: str, weights: str | None, kwargs: dict) -> LoadedModel:
     try:
         model = cls(**kwargs)
     except TypeError as exc:
-        raise ModelError(f"{name}(**{kwargs}) failed: {exc}; set constructor arguments under model_kwargs in --config") from exc
+        raise ModelError(
+            f"{name}(**{kwargs}) failed: {exc}; set constructor arguments under model_kwargs in --config"
+        ) from exc
     state = load_state_dict(weights)
     misfit = _state_misfit(model, state, name)
     if misfit:
@@ -226,8 +236,12 @@ def _load_class(spec: str, weights: str | None, kwargs: dict) -> LoadedModel:
     model.eval()
     length = getattr(model, "input_length", None)
     return LoadedModel(
-        model=model, spec=spec, sha256=sha256_file(weights), input_length=int(length) if length else None,
-        kwargs=kwargs, kind="module",
+        model=model,
+        spec=spec,
+        sha256=sha256_file(weights),
+        input_length=int(length) if length else None,
+        kwargs=kwargs,
+        kind="module",
     )
 
 
@@ -256,9 +270,11 @@ def _state_misfit(model: torch.nn.Module, state: dict, name: str, shown: int = 5
         parts.append(f"missing: {listed(missing)}")
     if unexpected:
         parts.append(f"unexpected: {listed(unexpected)}")
-    shapes = [f"{k} is {tuple(state[k].shape)} in the file but {tuple(own[k].shape)} in {name}"
-              for k in sorted(set(own) & set(state))
-              if hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)]
+    shapes = [
+        f"{k} is {tuple(state[k].shape)} in the file but {tuple(own[k].shape)} in {name}"
+        for k in sorted(set(own) & set(state))
+        if hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     if shapes:
         parts.append("; ".join(shapes[:shown]) + (f" and {len(shapes) - shown} more" if len(shapes) > shown else ""))
     return "; ".join(parts)
@@ -371,27 +387,103 @@ def _first_line(exc: BaseException) -> str:
 # --- what in a .pt2 archive would run code when torch.export.load reads it -------------------------
 
 #: Functions that may appear in a symbolic shape expression (sympy classes and torch's sympy functions).
-_SYMPY_CALLS = frozenset({
-    "Symbol", "Integer", "Float", "Rational", "Add", "Mul", "Pow", "Mod", "Max", "Min", "Abs", "floor", "ceiling",
-    "sqrt", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not", "Piecewise", "ITE", "FloorDiv", "ModularIndexing",
-    "Where", "PythonMod", "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv", "LShift", "RShift",
-    "IsNonOverlappingAndDenseIndicator", "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat",
-    "FloatPow", "PowByNatural", "IntTrueDiv", "FloatTrueDiv", "Identity", "OpaqueUnaryFn_sqrt", "BitwiseFn_bitwise_and",
-    "BitwiseFn_bitwise_or", "BitwiseFn_bitwise_xor",
-})
+_SYMPY_CALLS = frozenset(
+    {
+        "Symbol",
+        "Integer",
+        "Float",
+        "Rational",
+        "Add",
+        "Mul",
+        "Pow",
+        "Mod",
+        "Max",
+        "Min",
+        "Abs",
+        "floor",
+        "ceiling",
+        "sqrt",
+        "Eq",
+        "Ne",
+        "Lt",
+        "Le",
+        "Gt",
+        "Ge",
+        "And",
+        "Or",
+        "Not",
+        "Piecewise",
+        "ITE",
+        "FloorDiv",
+        "ModularIndexing",
+        "Where",
+        "PythonMod",
+        "CleanDiv",
+        "CeilToInt",
+        "FloorToInt",
+        "CeilDiv",
+        "LShift",
+        "RShift",
+        "IsNonOverlappingAndDenseIndicator",
+        "TruncToFloat",
+        "TruncToInt",
+        "RoundToInt",
+        "RoundDecimal",
+        "ToFloat",
+        "FloatPow",
+        "PowByNatural",
+        "IntTrueDiv",
+        "FloatTrueDiv",
+        "Identity",
+        "OpaqueUnaryFn_sqrt",
+        "BitwiseFn_bitwise_and",
+        "BitwiseFn_bitwise_or",
+        "BitwiseFn_bitwise_xor",
+    }
+)
 #: Functions that may be called in a shape guard (it is compiled with sympy's and Python's names in scope).
-_GUARD_CALLS = frozenset({"max", "min", "abs", "int", "float", "bool", "round", "IsNonOverlappingAndDenseIndicator",
-                          "cast_symbool_to_symint_guardless"})
+_GUARD_CALLS = frozenset(
+    {
+        "max",
+        "min",
+        "abs",
+        "int",
+        "float",
+        "bool",
+        "round",
+        "IsNonOverlappingAndDenseIndicator",
+        "cast_symbool_to_symint_guardless",
+    }
+)
 #: Tensor methods a shape guard may call on an input (``L['x'].size()[0]``).
 _GUARD_METHODS = frozenset({"size", "stride", "storage_offset", "dim", "numel"})
-_ARITHMETIC = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Tuple, ast.Load,
-               ast.operator, ast.unaryop, ast.boolop, ast.cmpop)
+_ARITHMETIC = (
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.BoolOp,
+    ast.Compare,
+    ast.IfExp,
+    ast.Tuple,
+    ast.Load,
+    ast.operator,
+    ast.unaryop,
+    ast.boolop,
+    ast.cmpop,
+)
 _SYMBOL = re.compile(r"[A-Za-z][A-Za-z0-9]*\Z")
 #: Op targets the graph may call: torch operators, Python's operator and math modules.
-_TARGET = re.compile(r"(torch\.ops\.[A-Za-z0-9_.]+|torch\.sym_[A-Za-z0-9_]+|_operator\.[a-z][a-z0-9_]*"
-                     r"|math\.[a-z][a-z0-9_]*)\Z")
-_LEGACY_PICKLES = ("serialized_state_dict.pt", "serialized_constants.pt", "serialized_example_inputs.pt",
-                   "serialized_state_dict.json", "serialized_constants.json")
+_TARGET = re.compile(
+    r"(torch\.ops\.[A-Za-z0-9_.]+|torch\.sym_[A-Za-z0-9_]+|_operator\.[a-z][a-z0-9_]*"
+    r"|math\.[a-z][a-z0-9_]*)\Z"
+)
+_LEGACY_PICKLES = (
+    "serialized_state_dict.pt",
+    "serialized_constants.pt",
+    "serialized_example_inputs.pt",
+    "serialized_state_dict.json",
+    "serialized_constants.json",
+)
 
 
 def program_code_risk(path: str | Path) -> str | None:
@@ -434,8 +526,11 @@ def program_code_risk(path: str | Path) -> str | None:
             names = set(reader.get_file_names())
             if any(n.startswith(pt2.AOTINDUCTOR_DIR) for n in names):
                 return f"it holds compiled native code ({pt2.AOTINDUCTOR_DIR})"
-            models = [n[len(pt2.MODELS_DIR):-len(".json")] for n in names
-                      if n.startswith(pt2.MODELS_DIR) and n.endswith(".json")]
+            models = [
+                n[len(pt2.MODELS_DIR) : -len(".json")]
+                for n in names
+                if n.startswith(pt2.MODELS_DIR) and n.endswith(".json")
+            ]
             for model in models:
                 for legacy in (f"{pt2.WEIGHTS_DIR}{model}.pt", f"{pt2.CONSTANTS_DIR}{model}.pt"):
                     if legacy in names and not _tensors_only(reader.read_bytes(legacy)):
@@ -509,7 +604,11 @@ def _program_json_risk(blob: bytes, where: str) -> str | None:
     guards = program.get("guards_code") or [] if isinstance(program, dict) else []
     found += [("guard", g) for g in (guards if isinstance(guards, list) else [guards])]
     for kind, text in found:
-        ok = (_TARGET.match(text) is not None or text.startswith("#")) if kind == "target" else _is_arithmetic(text, kind)
+        ok = (
+            (_TARGET.match(text) is not None or text.startswith("#"))
+            if kind == "target"
+            else _is_arithmetic(text, kind)
+        )
         if not ok:
             shown = text if len(text) <= 60 else text[:57] + "..."
             return f"{where} has a {'shape ' if kind != 'target' else 'op '}{kind} that is not plain data: {shown!r}"
@@ -543,20 +642,29 @@ def _is_arithmetic(text, kind: str) -> bool:
                 if not (isinstance(func, ast.Name) and func.id in _SYMPY_CALLS):
                     return False
                 if any(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args) and func.id not in (
-                        "Symbol", "Integer"):
+                    "Symbol",
+                    "Integer",
+                ):
                     return False
             elif isinstance(func, ast.Name):
                 if func.id not in _GUARD_CALLS:
                     return False
-            elif not (isinstance(func, ast.Attribute) and (
+            elif not (
+                isinstance(func, ast.Attribute)
+                and (
                     func.attr in _GUARD_METHODS
                     or (isinstance(func.value, ast.Name) and func.value.id == "math" and not func.attr.startswith("_"))
-                    or (isinstance(func.value, ast.Name) and func.value.id == "torch" and func.attr.startswith("sym_")))):
+                    or (isinstance(func.value, ast.Name) and func.value.id == "torch" and func.attr.startswith("sym_"))
+                )
+            ):
                 return False
             continue
         if kind == "guard" and isinstance(node, ast.Attribute):
-            if node.attr.startswith("_") or not (node.attr in _GUARD_METHODS or node.attr == "shape"
-                                                 or (isinstance(node.value, ast.Name) and node.value.id in ("math", "torch"))):
+            if node.attr.startswith("_") or not (
+                node.attr in _GUARD_METHODS
+                or node.attr == "shape"
+                or (isinstance(node.value, ast.Name) and node.value.id in ("math", "torch"))
+            ):
                 return False
             continue
         if kind == "guard" and isinstance(node, ast.Subscript):

@@ -117,13 +117,18 @@ def read_windows(path: str | Path, window: int = 400) -> tuple[np.ndarray, np.nd
         length = h5["raw/seq"].shape[2]
         w = min(window, length)
         offset = (length - w) // 2
-        crop = np.s_[:, :, offset:offset + w]
+        crop = np.s_[:, :, offset : offset + w]
         one_hot = h5["raw/seq"][crop].transpose(0, 2, 1).astype(np.float32)
         hypothetical = h5["shap/seq"][crop].transpose(0, 2, 1).astype(np.float32)
         n = len(one_hot)
         strand = h5["meta/strand"].asstr()[:] if "meta/strand" in h5 else np.full(n, "+")
-        coords = {"chrom": h5["coords_chrom"].asstr()[:], "start": h5["coords_start"][:].astype(np.int64),
-                  "end": h5["coords_end"][:].astype(np.int64), "strand": strand, "offset": offset}
+        coords = {
+            "chrom": h5["coords_chrom"].asstr()[:],
+            "start": h5["coords_start"][:].astype(np.int64),
+            "end": h5["coords_end"][:].astype(np.int64),
+            "strand": strand,
+            "offset": offset,
+        }
     if n == 0:
         raise ScoresError(f"{path} holds no scored windows; score some regions first")
     hypothetical[one_hot.sum(axis=2) == 0] = 0
@@ -154,9 +159,16 @@ def discover(
     from modiscolite.tfmodisco import TFMoDISco
 
     return TFMoDISco(
-        one_hot=one_hot, hypothetical_contribs=hypothetical, max_seqlets_per_metacluster=max_seqlets,
-        sliding_window_size=20, flank_size=5, trim_to_window_size=30, initial_flank_to_add=10,
-        final_flank_to_add=0, target_seqlet_fdr=0.05, n_leiden_runs=n_leiden,
+        one_hot=one_hot,
+        hypothetical_contribs=hypothetical,
+        max_seqlets_per_metacluster=max_seqlets,
+        sliding_window_size=20,
+        flank_size=5,
+        trim_to_window_size=30,
+        initial_flank_to_add=10,
+        final_flank_to_add=0,
+        target_seqlet_fdr=0.05,
+        n_leiden_runs=n_leiden,
     )
 
 
@@ -212,8 +224,18 @@ def to_motifs(
             start = np.where(revcomp, s_end - hi, s_start + lo)
             end = start + (hi - lo)
             score = np.array([contrib[j, a:b].sum() for j, a, b in zip(idx, start, end)], dtype=np.float64)
-            motifs.append(Motif(f"{sign}_pattern_{i}", np.asarray(pattern.contrib_scores[lo:hi]), ppm,
-                                idx, start, end, revcomp, score))
+            motifs.append(
+                Motif(
+                    f"{sign}_pattern_{i}",
+                    np.asarray(pattern.contrib_scores[lo:hi]),
+                    ppm,
+                    idx,
+                    start,
+                    end,
+                    revcomp,
+                    score,
+                )
+            )
     return motifs
 
 
@@ -267,8 +289,13 @@ def write_bed(path: str | Path, motifs: list[Motif], coords: dict[str, Any]) -> 
     for m in motifs:
         at = coords["offset"]
         g_start, g_end, g_strand = to_genome(
-            m.start + at, m.end + at, np.where(m.revcomp, "-", "+"), coords["start"][m.example_idx],
-            coords["end"][m.example_idx], coords["strand"][m.example_idx])
+            m.start + at,
+            m.end + at,
+            np.where(m.revcomp, "-", "+"),
+            coords["start"][m.example_idx],
+            coords["end"][m.example_idx],
+            coords["strand"][m.example_idx],
+        )
         chroms = coords["chrom"][m.example_idx]
         rows += zip(chroms, g_start.tolist(), g_end.tolist(), [m.name] * len(chroms), m.score, g_strand)
     rows.sort(key=lambda r: r[:3])
@@ -285,11 +312,22 @@ def write_meme(path: str | Path, motifs: list[Motif], background: np.ndarray) ->
     background : np.ndarray, shape=(4,)
         Base frequencies A, C, G, T.
     """
-    lines = ["MEME version 4", "", "ALPHABET= ACGT", "", "strands: + -", "", "Background letter frequencies",
-             " ".join(f"{b} {f:.4f}" for b, f in zip("ACGT", background)), ""]
+    lines = [
+        "MEME version 4",
+        "",
+        "ALPHABET= ACGT",
+        "",
+        "strands: + -",
+        "",
+        "Background letter frequencies",
+        " ".join(f"{b} {f:.4f}" for b, f in zip("ACGT", background)),
+        "",
+    ]
     for m in motifs:
-        lines += [f"MOTIF {m.name}",
-                  f"letter-probability matrix: alength= 4 w= {len(m.ppm)} nsites= {len(m.start)} E= 0"]
+        lines += [
+            f"MOTIF {m.name}",
+            f"letter-probability matrix: alength= 4 w= {len(m.ppm)} nsites= {len(m.start)} E= 0",
+        ]
         lines += [" ".join(f"{p:.6f}" for p in row) for row in m.ppm]
         lines.append("")
     Path(path).write_text("\n".join(lines))
@@ -363,8 +401,10 @@ def match_motifs(motifs: list[Motif], motif_db: str | Path, n: int = 3) -> None:
     except (OSError, ValueError, AttributeError, IndexError) as exc:
         raise ScoresError(f"cannot read motif database {motif_db} as MEME text ({exc}); give a .meme file") from None
     if not db:
-        raise ScoresError(f"motif database {motif_db} holds no MOTIF with a letter-probability matrix; "
-                          "give a MEME file such as JASPAR's")
+        raise ScoresError(
+            f"motif database {motif_db} holds no MOTIF with a letter-probability matrix; "
+            "give a MEME file such as JASPAR's"
+        )
     names = list(db)
     p = tomtom([m.ppm.T for m in motifs], list(db.values()))[0]
     q = benjamini_hochberg(p)
@@ -403,8 +443,11 @@ def write_report(
             found = "<br>".join(f"{e(t)} (p={p:.2g}, q={q:.2g})" for t, p, q in m.matches)
         cells = [e(m.name), str(len(m.start)), f"<code>{m.consensus}</code>", *logos, found]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    db_line = (f"Matches against {e(str(motif_db))} (memelite TOMTOM; q-values Benjamini-Hochberg per motif)."
-               if motif_db is not None else "No motif database given (--motif-db): motifs were not matched.")
+    db_line = (
+        f"Matches against {e(str(motif_db))} (memelite TOMTOM; q-values Benjamini-Hochberg per motif)."
+        if motif_db is not None
+        else "No motif database given (--motif-db): motifs were not matched."
+    )
     Path(path).write_text(f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>seqlift motifs: {e(Path(scores).name)}</title>
 <style>body{{font-family:sans-serif}} table{{border-collapse:collapse}}
@@ -429,8 +472,10 @@ def _check_outdir(outdir: Path, force: bool):
     if not outdir.is_dir():
         raise OutputError(f"output {outdir} exists and is not a folder; choose another -o")
     if any(outdir.iterdir()) and not any((outdir / name).exists() for name in _OUTPUTS):
-        raise OutputError(f"output folder {outdir} holds files that 'seqlift motifs' did not write; "
-                          "--force only replaces an earlier motifs output, so choose another -o")
+        raise OutputError(
+            f"output folder {outdir} holds files that 'seqlift motifs' did not write; "
+            "--force only replaces an earlier motifs output, so choose another -o"
+        )
 
 
 def find_motifs(
@@ -482,6 +527,7 @@ def find_motifs(
         raise ScoresError(f"motif database {motif_db} does not exist; give a MEME file with --motif-db")
     if max_seqlets < 1 or n_leiden < 1:
         raise UsageError(f"--max-seqlets ({max_seqlets}) and --n-leiden ({n_leiden}) must be at least 1")
+
     def say(message):
         if progress:
             print(f"seqlift motifs: {message}", file=sys.stderr)
@@ -506,11 +552,11 @@ def find_motifs(
         write_meme(tmp / "motifs.meme", motifs, background)
         write_bed(tmp / "seqlets.bed", motifs, coords)
         for m in motifs:
-            plot_logo(m.cwm, tmp / "logos" / f"{m.name}.cwm.png", f"{m.name} CWM ({len(m.start)} seqlets)",
-                      "contribution")
+            plot_logo(
+                m.cwm, tmp / "logos" / f"{m.name}.cwm.png", f"{m.name} CWM ({len(m.start)} seqlets)", "contribution"
+            )
             if pwm:
-                plot_logo(information(m.ppm, background), tmp / "logos" / f"{m.name}.pwm.png", f"{m.name} PWM",
-                          "bits")
+                plot_logo(information(m.ppm, background), tmp / "logos" / f"{m.name}.pwm.png", f"{m.name} PWM", "bits")
         if motif_db is not None:
             say(f"matching against {motif_db} (TOMTOM)")
             match_motifs(motifs, motif_db)

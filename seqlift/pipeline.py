@@ -48,8 +48,9 @@ class SeqliftNote(UserWarning):
     """Information about a finished run that is not a problem (e.g. the accuracy of an approximate method)."""
 
 
-def score(regions: PathLike, fasta: PathLike, model: PathLike | Sequence[PathLike], output: PathLike,
-          **options: Any) -> list[Path]:
+def score(
+    regions: PathLike, fasta: PathLike, model: PathLike | Sequence[PathLike], output: PathLike, **options: Any
+) -> list[Path]:
     """Score every region of a BED file with DeepLIFT (or another method) and write HDF5.
 
     The keyword arguments are the fields of :class:`~seqlift.score_options.ScoreOptions`
@@ -93,18 +94,29 @@ def run_score(options: ScoreOptions) -> list[Path]:
         # read one by one into windows, and skipped ones go straight to the sidecar, so that no list of
         # them stays in memory.
         all_regions = read_regions(regions) if options.reference == "gc-matched" else iter_regions(regions)
-        windows, _ = to_windows(all_regions, length, genome.chrom_sizes(), skip_invalid=options.skip_invalid,
-                                on_skip=skipped)
+        windows, _ = to_windows(
+            all_regions, length, genome.chrom_sizes(), skip_invalid=options.skip_invalid, on_skip=skipped
+        )
         n_regions = len(windows) + skipped.count
         if not windows:
-            raise RegionError(f"no region of {regions} can be scored ({skipped.count} skipped); see the reasons with --skip-invalid")
+            raise RegionError(
+                f"no region of {regions} can be scored ({skipped.count} skipped); see the reasons with --skip-invalid"
+            )
         all_windows = windows
         if options.k_of_n:
             windows = all_windows[shard_rows(*options.k_of_n, len(all_windows), regions)]
         make_refs, n_refs = make_references(
-            options.reference if method.uses_references else None, length, n=options.n_refs, seed=options.seed,
-            shuffle_k=options.shuffle_k, genome=genome, windows=all_windows, regions=all_regions,
-            tolerance=options.gc_tolerance, exclude=options.exclude, n_regions=n_regions,
+            options.reference if method.uses_references else None,
+            length,
+            n=options.n_refs,
+            seed=options.seed,
+            shuffle_k=options.shuffle_k,
+            genome=genome,
+            windows=all_windows,
+            regions=all_regions,
+            tolerance=options.gc_tolerance,
+            exclude=options.exclude,
+            n_regions=n_regions,
         )
         attribute = _attribute(scorers, targets, options.rc_average)
         force, resume = options.force, options.resume
@@ -113,12 +125,22 @@ def run_score(options: ScoreOptions) -> list[Path]:
         if batch_size is None:
             batch_size, batch_how = _choose_batch_size(recorded, method, genome, windows, make_refs, attribute, dev)
         chosen_batch_size.append(batch_size)
-        run = dict(models=models, input_length=length, n_refs=n_refs, batch_size=batch_size, batch_how=batch_how,
-                   fasta_sha256=genome.sha256(), n_regions=len(windows), n_skipped=skipped.count,
-                   n_regions_total=len(all_windows), device=dev)
+        run = dict(
+            models=models,
+            input_length=length,
+            n_refs=n_refs,
+            batch_size=batch_size,
+            batch_how=batch_how,
+            fasta_sha256=genome.sha256(),
+            n_regions=len(windows),
+            n_skipped=skipped.count,
+            n_regions_total=len(all_windows),
+            device=dev,
+        )
         attrs = [provenance(options, **run, target=t.name, target_space=scorers[0].target_space(t)) for t in targets]
-        bad, low, nonfinite = _write(options, paths, attrs, genome, windows, length, batch_size, make_refs, attribute,
-                                     skipped)
+        bad, low, nonfinite = _write(
+            options, paths, attrs, genome, windows, length, batch_size, make_refs, attribute, skipped
+        )
     _report_run(options, method, paths, bad, low, nonfinite)
     if options.npz_prefix:
         npz_prefix = options.npz_prefix
@@ -129,8 +151,9 @@ def run_score(options: ScoreOptions) -> list[Path]:
 
 def _load_models(options: ScoreOptions) -> tuple[list[LoadedModel], int]:
     """The models of the run, and the input length they share."""
-    models = [load_model(str(m), options.weights, options.model_kwargs, options.trust_model)
-              for m in options.model_specs]
+    models = [
+        load_model(str(m), options.weights, options.model_kwargs, options.trust_model) for m in options.model_specs
+    ]
     lengths = {resolve_length(m, options.window) for m in models}
     if len(lengths) > 1:
         raise ModelError(f"the models take different input lengths ({sorted(lengths)}); average models of one length")
@@ -150,9 +173,22 @@ def _attribute(scorers: list[Scorer], targets, rc_average: bool):
     return attribute
 
 
-def provenance(options: ScoreOptions, *, models: list[LoadedModel], input_length: int, n_refs: int, batch_size: int,
-               batch_how: str, fasta_sha256: str, n_regions: int, n_skipped: int, n_regions_total: int,
-               device: torch.device | str, target: str, target_space: str) -> dict:
+def provenance(
+    options: ScoreOptions,
+    *,
+    models: list[LoadedModel],
+    input_length: int,
+    n_refs: int,
+    batch_size: int,
+    batch_how: str,
+    fasta_sha256: str,
+    n_regions: int,
+    n_skipped: int,
+    n_regions_total: int,
+    device: torch.device | str,
+    target: str,
+    target_space: str,
+) -> dict:
     """The attributes of one output file: how its scores were made (the README lists them).
 
     ``options`` is what the run was given; the keywords are what it found or
@@ -163,7 +199,12 @@ def provenance(options: ScoreOptions, *, models: list[LoadedModel], input_length
     scores explain.
     """
     scoring, reference, rule, exclude, k_of_n = (
-        options.scoring_method, options.reference, options.rule, options.exclude, options.k_of_n)
+        options.scoring_method,
+        options.reference,
+        options.rule,
+        options.exclude,
+        options.k_of_n,
+    )
     return {
         "seqlift_version": __version__,
         "model": " ".join(m.spec for m in models),
@@ -173,12 +214,13 @@ def provenance(options: ScoreOptions, *, models: list[LoadedModel], input_length
         "method": scoring.name,
         "steps": options.steps if scoring.uses_steps else 0,
         "rule": (rule if isinstance(rule, str) else yaml.safe_dump(rule, default_flow_style=True).strip())
-        if scoring.layer_rules else "",
+        if scoring.layer_rules
+        else "",
         "max_rule": options.max_rule if scoring.layer_rules else "",
         "split_signs": bool(options.split_signs),
         "normalize_input_weights": bool(options.normalize_input_weights),
         "reference": reference if n_refs else "none",
-        "reference_sha256": sha256_file(reference[len("file:"):]) if n_refs and reference.startswith("file:") else "",
+        "reference_sha256": sha256_file(reference[len("file:") :]) if n_refs and reference.startswith("file:") else "",
         "n_refs": n_refs,
         "shuffle_k": options.shuffle_k if reference == "shuffle" else 0,
         "gc_tolerance": options.gc_tolerance if reference == "gc-matched" else 0.0,
@@ -207,8 +249,9 @@ def provenance(options: ScoreOptions, *, models: list[LoadedModel], input_length
     }
 
 
-def _write(options: ScoreOptions, paths, attrs, genome, windows, length, batch_size, make_refs, attribute,
-           skipped) -> tuple[_Named, _Named, _Named]:
+def _write(
+    options: ScoreOptions, paths, attrs, genome, windows, length, batch_size, make_refs, attribute, skipped
+) -> tuple[_Named, _Named, _Named]:
     """Score the windows into one :class:`ScoreWriter` per output and finish them; the regions to report.
 
     A run that stops keeps its finished batches for ``--resume``, and its
@@ -219,10 +262,23 @@ def _write(options: ScoreOptions, paths, attrs, genome, windows, length, batch_s
     with ExitStack() as open_writers:  # leaving releases the locks; never deletes finished batches
         try:
             for path, attrs_t in zip(paths, attrs):
-                writers.append(open_writers.enter_context(
-                    ScoreWriter(path, windows, length, attrs_t, batch_size, force=force, resume=resume)))
-            named = _score_rows(genome, windows, writers, batch_size, make_refs, attribute, options.tolerance,
-                                options.strict, options.allow_nonfinite, options.progress)
+                writers.append(
+                    open_writers.enter_context(
+                        ScoreWriter(path, windows, length, attrs_t, batch_size, force=force, resume=resume)
+                    )
+                )
+            named = _score_rows(
+                genome,
+                windows,
+                writers,
+                batch_size,
+                make_refs,
+                attribute,
+                options.tolerance,
+                options.strict,
+                options.allow_nonfinite,
+                options.progress,
+            )
             if skipped.count:
                 skipped.commit()
             for writer in writers:
@@ -230,8 +286,10 @@ def _write(options: ScoreOptions, paths, attrs, genome, windows, length, batch_s
         except SeqliftError as exc:
             kept = [w.dir for w in writers if w.rows_done]
             if kept and not isinstance(exc, OutputError):
-                raise type(exc)(f"{exc}; the {max(w.rows_done for w in writers)} rows finished before are kept in "
-                                f"{kept[0]} for --resume") from None
+                raise type(exc)(
+                    f"{exc}; the {max(w.rows_done for w in writers)} rows finished before are kept in "
+                    f"{kept[0]} for --resume"
+                ) from None
             raise
     return named
 
@@ -239,14 +297,24 @@ def _write(options: ScoreOptions, paths, attrs, genome, windows, length, batch_s
 def _report_run(options: ScoreOptions, method: Method, paths, bad: _Named, low: _Named, nonfinite: _Named) -> None:
     """Warn about the regions to look at; for an approximate method, say how close its sums came."""
     tolerance = options.tolerance
-    _report(nonfinite, "prediction or scores are not finite (NaN or infinite); flagged in meta/finite",
-            "check the model's weights and the references")
+    _report(
+        nonfinite,
+        "prediction or scores are not finite (NaN or infinite); flagged in meta/finite",
+        "check the model's weights and the references",
+    )
     if method.summation == "approximate":
         _completeness_note(paths[0], options.steps)
     else:
-        _report(bad, f"summation-to-delta error above tolerance {tolerance:g} (relative to max(|Δf|, 1e-3·max(1, |f(x)|)))",
-                "--strict makes this an error")
-    _report(low, "references all equal the input (low-complexity window; scores are 0)", "consider --reference uniform for these")
+        _report(
+            bad,
+            f"summation-to-delta error above tolerance {tolerance:g} (relative to max(|Δf|, 1e-3·max(1, |f(x)|)))",
+            "--strict makes this an error",
+        )
+    _report(
+        low,
+        "references all equal the input (low-complexity window; scores are 0)",
+        "consider --reference uniform for these",
+    )
 
 
 def target_paths(output: PathLike, targets: Sequence[Target]) -> list[Path]:
@@ -337,8 +405,9 @@ class _Named:
 _AHEAD = 2
 
 
-def _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tolerance, strict, allow_nonfinite,
-                progress):
+def _score_rows(
+    genome, windows, writers, batch_size, make_refs, attribute, tolerance, strict, allow_nonfinite, progress
+):
     """Score every batch that some writer lacks, in three overlapping stages.
 
     A reader thread fetches sequences and makes references for the next
@@ -361,8 +430,15 @@ def _score_rows(genome, windows, writers, batch_size, make_refs, attribute, tole
     ahead = deque(reader.submit(prepare, i) for i in starts[:_AHEAD])
     writes = deque()
     try:
-        with tqdm(total=len(windows), initial=done, unit="region", disable=not progress, file=sys.stderr,
-                  desc="scoring", dynamic_ncols=True) as bar:
+        with tqdm(
+            total=len(windows),
+            initial=done,
+            unit="region",
+            disable=not progress,
+            file=sys.stderr,
+            desc="scoring",
+            dynamic_ncols=True,
+        ) as bar:
             for n, i in enumerate(starts):
                 batch, X, refs = ahead.popleft().result()
                 if n + _AHEAD < len(starts):
@@ -427,13 +503,18 @@ def _check_outputs(options: ScoreOptions, paths=None):
         if not folder.is_dir():
             raise OutputError(f"--npz-prefix {npz_prefix}: folder {folder} does not exist; create it or choose another")
         outs += [Path(str(npz_prefix) + suffix) for suffix in (".ohe.npz", ".shap.npz")]
-    inputs = {"REGIONS": regions, "--fasta": fasta, "--fasta index": f"{fasta}.fai", "--weights": weights,
-              "--exclude": exclude}
+    inputs = {
+        "REGIONS": regions,
+        "--fasta": fasta,
+        "--fasta index": f"{fasta}.fai",
+        "--weights": weights,
+        "--exclude": exclude,
+    }
     for m in specs:
         m = str(m)
         inputs[f"--model {m}"] = m.rpartition(":")[0] if ":" in m and not Path(m).exists() else m  # file.py:Class
     if isinstance(reference, str) and reference.startswith("file:"):
-        inputs["--reference"] = reference[len("file:"):]
+        inputs["--reference"] = reference[len("file:") :]
     refuse_inputs(outs, inputs)
 
 
@@ -446,7 +527,10 @@ def _completeness_note(path, steps):
         warnings.warn(
             f"integrated gradients is approximate: with --steps {steps} its attributions sum to f(x) - f(r) within a "
             f"relative error of {np.median(rel):.2g} (median) to {rel.max():.2g} (max) over {len(rel)} regions, "
-            "stored in meta/delta_rel_error; more --steps lowers it", SeqliftNote, stacklevel=_caller_level())
+            "stored in meta/delta_rel_error; more --steps lowers it",
+            SeqliftNote,
+            stacklevel=_caller_level(),
+        )
 
 
 def _report(named: _Named, what, hint):

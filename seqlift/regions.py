@@ -104,8 +104,7 @@ def _open_text(path):
 def _integer(text, what, where):
     if not _INTEGER.fullmatch(text):
         raise RegionError(
-            f"{where}: {what} ({text!r}) is not an integer; fix the BED line "
-            "(header lines must start with '#')"
+            f"{where}: {what} ({text!r}) is not an integer; fix the BED line (header lines must start with '#')"
         )
     return int(text)
 
@@ -120,8 +119,7 @@ def _parse_region(fields, path, line):
             else "give at least chrom, start and end"
         )
         raise RegionError(
-            f"{where}: expected at least 3 tab-separated columns (chrom, start, end), "
-            f"found {len(fields)}; {fix}"
+            f"{where}: expected at least 3 tab-separated columns (chrom, start, end), found {len(fields)}; {fix}"
         )
     chrom = sys.intern(fields[0])  # one string per chromosome, not per line
     if not chrom:
@@ -129,19 +127,13 @@ def _parse_region(fields, path, line):
     start = _integer(fields[1], "start", where)
     end = _integer(fields[2], "end", where)
     if start < 0:
-        raise RegionError(
-            f"{where}: start ({start}) is negative; BED starts are 0-based and at least 0"
-        )
+        raise RegionError(f"{where}: start ({start}) is negative; BED starts are 0-based and at least 0")
     if end <= start:
-        raise RegionError(
-            f"{where}: end ({end}) is not greater than start ({start}); fix the BED line"
-        )
+        raise RegionError(f"{where}: end ({end}) is not greater than start ({start}); fix the BED line")
     name = fields[3] if len(fields) > 3 and fields[3] not in ("", ".") else f"{chrom}:{start}-{end}"
     strand = fields[5] if len(fields) > 5 else "."
     if strand not in ("+", "-", "."):
-        raise RegionError(
-            f"{where}: strand (column 6) is {strand!r}; use '+', '-' or '.'"
-        )
+        raise RegionError(f"{where}: strand (column 6) is {strand!r}; use '+', '-' or '.'")
     summit = None
     if len(fields) == 10:  # narrowPeak: column 10 is the summit offset from start
         offset = _integer(fields[9], "summit offset (column 10)", where)
@@ -205,9 +197,7 @@ def iter_regions(path: str | os.PathLike[str]) -> Iterator[Region]:
     except FileNotFoundError:
         raise RegionError(f"BED file not found: {path}; check the path") from None
     except (OSError, EOFError) as e:
-        raise RegionError(
-            f"cannot read BED file {path} ({e}); give a readable plain or gzip-compressed BED"
-        ) from None
+        raise RegionError(f"cannot read BED file {path} ({e}); give a readable plain or gzip-compressed BED") from None
     if not found:
         raise RegionError(
             f"{path} has no regions (only blank, comment, track or browser lines); "
@@ -222,18 +212,15 @@ def _invalid(region, start, end, chrom_sizes):
     length = chrom_sizes.get(chrom)
     if length is None:
         return "unknown chromosome", (
-            f"{label}: chromosome {chrom!r} is not in the FASTA "
-            f"(has {_preview_names(chrom_sizes)}); {_SKIP_HINT}"
+            f"{label}: chromosome {chrom!r} is not in the FASTA (has {_preview_names(chrom_sizes)}); {_SKIP_HINT}"
         )
     if start < 0:
         return "window off chromosome end", (
-            f"{label}: its window {chrom}:{start}-{end} runs past the start of {chrom} "
-            f"(position 0); {_SKIP_HINT}"
+            f"{label}: its window {chrom}:{start}-{end} runs past the start of {chrom} (position 0); {_SKIP_HINT}"
         )
     if end > length:
         return "window off chromosome end", (
-            f"{label}: its window {chrom}:{start}-{end} runs past the end of {chrom} "
-            f"(length {length}); {_SKIP_HINT}"
+            f"{label}: its window {chrom}:{start}-{end} runs past the end of {chrom} (length {length}); {_SKIP_HINT}"
         )
     return None
 
@@ -283,10 +270,7 @@ def to_windows(
         ``skip_invalid``, at the first region that cannot be scored.
     """
     if not isinstance(width, numbers.Integral) or width < 1:
-        raise RegionError(
-            f"window width must be a positive integer, got {width!r}; "
-            "give the model's input length"
-        )
+        raise RegionError(f"window width must be a positive integer, got {width!r}; give the model's input length")
     width = int(width)
     windows, skipped = [], []
     for row, region in enumerate(regions):
@@ -295,10 +279,7 @@ def to_windows(
         end = start + width
         invalid = _invalid(region, start, end, chrom_sizes)
         if invalid is None:
-            windows.append(
-                Window(region.chrom, start, end, region.strand, region.name, row,
-                       region.line, region.path)
-            )
+            windows.append(Window(region.chrom, start, end, region.strand, region.name, row, region.line, region.path))
         elif skip_invalid and on_skip is not None:
             on_skip(region, invalid[0])
         elif skip_invalid:

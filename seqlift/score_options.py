@@ -203,12 +203,23 @@ class ScoreOptions:
         if not self.model_specs:
             raise UsageError("no model given; use --model")
         rule, max_rule, split_signs, normalize_input_weights = (
-            self.rule, self.max_rule, self.split_signs, self.normalize_input_weights)
+            self.rule,
+            self.max_rule,
+            self.split_signs,
+            self.normalize_input_weights,
+        )
         if not get_method(self.method).layer_rules and (
-                rule != "rescale" or max_rule != DEFAULT_MAX_RULE or split_signs or normalize_input_weights):
-            raise UsageError("--rule, --max-rule, --split-signs and --normalize-input-weights go with --method deeplift")
-        for name, value, low in (("steps", self.steps, 1), ("shuffle-k", self.shuffle_k, 1),
-                                 ("window", self.window, 1), ("output-index", self.output_index, 0)):
+            rule != "rescale" or max_rule != DEFAULT_MAX_RULE or split_signs or normalize_input_weights
+        ):
+            raise UsageError(
+                "--rule, --max-rule, --split-signs and --normalize-input-weights go with --method deeplift"
+            )
+        for name, value, low in (
+            ("steps", self.steps, 1),
+            ("shuffle-k", self.shuffle_k, 1),
+            ("window", self.window, 1),
+            ("output-index", self.output_index, 0),
+        ):
             if value is not None and not value >= low:
                 raise UsageError(f"--{name} {value} must be at least {low}")
         if not 0 <= self.gc_tolerance <= 1:

@@ -241,9 +241,7 @@ def parse_targets(
             try:
                 targets.append(Target("index", int(item), output_index))
             except ValueError:
-                raise UsageError(
-                    f"--target {item!r} is not an output column, 'all', 'counts' or 'profile'"
-                ) from None
+                raise UsageError(f"--target {item!r} is not an output column, 'all', 'counts' or 'profile'") from None
     if not targets:
         raise UsageError("--target is empty; give a column such as 0, a list such as 0,3, or all")
     names = [t.name for t in targets]

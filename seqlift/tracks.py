@@ -47,9 +47,16 @@ _ROWS = 256
 _BASES = 1 << 20
 
 
-def write_tracks(scores: str | Path, prefix: str | Path, *, fasta: str | Path | None = None,
-                 hypothetical: bool = False, overlap: str = "midpoint", force: bool = False,
-                 progress: bool = True) -> list[Path]:
+def write_tracks(
+    scores: str | Path,
+    prefix: str | Path,
+    *,
+    fasta: str | Path | None = None,
+    hypothetical: bool = False,
+    overlap: str = "midpoint",
+    force: bool = False,
+    progress: bool = True,
+) -> list[Path]:
     """Write bigWig tracks of a score file and a BED of its windows.
 
     Outputs: ``<prefix>.contrib.bw``; with ``hypothetical``,
@@ -103,8 +110,15 @@ def write_tracks(scores: str | Path, prefix: str | Path, *, fasta: str | Path | 
     outputs = [Path(f"{prefix}.{name}.bw") for name in names] + [Path(f"{prefix}.windows.bed")]
     for path in outputs:
         check_absent(path, force)
-    needed = ["coords_chrom", "coords_start", "coords_end", "meta/strand", "meta/name", "meta/prediction",
-              "projected_shap/seq"] + (["shap/seq"] if hypothetical else [])
+    needed = [
+        "coords_chrom",
+        "coords_start",
+        "coords_end",
+        "meta/strand",
+        "meta/name",
+        "meta/prediction",
+        "projected_shap/seq",
+    ] + (["shap/seq"] if hypothetical else [])
     with open_scores(scores, needed) as h5:
         chroms = h5["coords_chrom"].asstr()[:]
         starts, ends = h5["coords_start"][:], h5["coords_end"][:]

@@ -94,10 +94,35 @@ SPLIT_DATASETS = {"positive_shap/seq": ("4L", np.float32), "negative_shap/seq": 
 
 #: Attributes that must match for ``--resume`` to continue a partial run.
 RUN_KEYS = (
-    "seqlift_version", "model", "model_sha256", "model_kwargs", "method", "rule", "max_rule", "reference",
-    "reference_sha256", "n_refs", "shuffle_k", "seed", "target", "output_index", "batch_size", "regions_sha256", "fasta", "fasta_sha256",
-    "n_regions", "input_length", "split_signs", "normalize_input_weights", "rc_average", "gc_tolerance", "exclude",
-    "exclude_sha256", "shard", "steps", "compression",
+    "seqlift_version",
+    "model",
+    "model_sha256",
+    "model_kwargs",
+    "method",
+    "rule",
+    "max_rule",
+    "reference",
+    "reference_sha256",
+    "n_refs",
+    "shuffle_k",
+    "seed",
+    "target",
+    "output_index",
+    "batch_size",
+    "regions_sha256",
+    "fasta",
+    "fasta_sha256",
+    "n_regions",
+    "input_length",
+    "split_signs",
+    "normalize_input_weights",
+    "rc_average",
+    "gc_tolerance",
+    "exclude",
+    "exclude_sha256",
+    "shard",
+    "steps",
+    "compression",
 )
 
 #: Compression of the 4 x L datasets: gzip-1 .. gzip-9 (zlib, after h5py's byte shuffle), lzf, or none.
@@ -154,8 +179,9 @@ def dataset_filters(compression: str) -> dict:
     return {"compression": "gzip", "compression_opts": int(compression.split("-")[1]), "shuffle": True}
 
 
-def encode_chunks(values: np.ndarray, rows: int,
-                  compression: str = DEFAULT_COMPRESSION) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def encode_chunks(
+    values: np.ndarray, rows: int, compression: str = DEFAULT_COMPRESSION
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The HDF5 chunks of ``values`` (n, 4, L), ``rows`` per chunk, as the filters of ``compression`` store them.
 
     gzip is done here with zlib (which lets other threads run); lzf through an
@@ -227,8 +253,16 @@ class ScoreWriter:
         another process is writing it, or its folder cannot be written.
     """
 
-    def __init__(self, path: str | Path, windows: Sequence[Window], length: int, attrs: Mapping[str, Any],
-                 batch_size: int | None = None, force: bool = False, resume: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        windows: Sequence[Window],
+        length: int,
+        attrs: Mapping[str, Any],
+        batch_size: int | None = None,
+        force: bool = False,
+        resume: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.dir = partial_path(self.path)
         self.windows = windows
@@ -296,7 +330,9 @@ class ScoreWriter:
         try:
             old = json.loads(run.read_text())
         except (OSError, ValueError) as exc:
-            raise OutputError(f"cannot resume {self.dir}: {run.name} is unreadable ({exc}); use --force to start over") from None
+            raise OutputError(
+                f"cannot resume {self.dir}: {run.name} is unreadable ({exc}); use --force to start over"
+            ) from None
         diff = [k for k in RUN_KEYS if k in self.attrs and _norm(old.get(k)) != _norm(self.attrs[k])]
         if diff:
             key = diff[0]
@@ -364,8 +400,9 @@ class ScoreWriter:
                 raise ValueError(f"{name}: {len(values)} rows for a batch of {end - start}")
             if shape == "4L":
                 key = _key(name)
-                arrays[key], arrays[key + ".ends"], arrays[key + ".masks"] = encode_chunks(values, self.chunk,
-                                                                                           self.compression)
+                arrays[key], arrays[key + ".ends"], arrays[key + ".masks"] = encode_chunks(
+                    values, self.chunk, self.compression
+                )
             else:
                 arrays[_key(name)] = values
         final = self.dir / f"rows-{start:010d}-{end:010d}.npz"
@@ -376,8 +413,12 @@ class ScoreWriter:
             durable_replace(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            err = disk_error(exc, final, f"{self.rows_done} of {n} rows are finished in {self.dir}: make room, "
-                                         "then rerun the same command with --resume")
+            err = disk_error(
+                exc,
+                final,
+                f"{self.rows_done} of {n} rows are finished in {self.dir}: make room, "
+                "then rerun the same command with --resume",
+            )
             raise err or exc from None
         self.done.add(start)
 
@@ -401,8 +442,15 @@ class ScoreWriter:
             durable_replace(tmp, self.path)
         except (OSError, RuntimeError) as exc:
             tmp.unlink(missing_ok=True)
-            err = disk_error(exc, self.path, f"every row is finished in {self.dir}: make room, then rerun the same "
-                                             "command with --resume") if isinstance(exc, OSError) else None
+            err = (
+                disk_error(
+                    exc,
+                    self.path,
+                    f"every row is finished in {self.dir}: make room, then rerun the same command with --resume",
+                )
+                if isinstance(exc, OSError)
+                else None
+            )
             raise err or exc from None
         self.close(remove=True)
         return self.path
@@ -412,8 +460,14 @@ class ScoreWriter:
         meta = {}
         for name, (shape, dtype) in self.datasets.items():
             if shape == "4L":
-                h5.create_dataset(name, shape=(n, 4, self.length), dtype=dtype, chunks=(self.chunk, 4, self.length),
-                                  fillvalue=0, **dataset_filters(self.compression))
+                h5.create_dataset(
+                    name,
+                    shape=(n, 4, self.length),
+                    dtype=dtype,
+                    chunks=(self.chunk, 4, self.length),
+                    fillvalue=0,
+                    **dataset_filters(self.compression),
+                )
             else:
                 meta[name] = np.empty(n, dtype)
         for start in range(0, n, self.batch_size):
@@ -426,8 +480,9 @@ class ScoreWriter:
                         blob, ends, masks = (frag[_key(name) + suffix] for suffix in ("", ".ends", ".masks"))
                         dset, begin = h5[name].id, 0
                         for j, (stop, mask) in enumerate(zip(ends, masks)):
-                            dset.write_direct_chunk((start + j * self.chunk, 0, 0), blob[begin:stop].tobytes(),
-                                                    filter_mask=int(mask))
+                            dset.write_direct_chunk(
+                                (start + j * self.chunk, 0, 0), blob[begin:stop].tobytes(), filter_mask=int(mask)
+                            )
                             begin = stop
                     else:
                         meta[name][start:end] = frag[_key(name)]
@@ -482,8 +537,11 @@ def score_rows(X: np.ndarray, a: Attributions, same: np.ndarray, finite: np.ndar
         "shap/seq": hyp,
         "projected_shap/seq": hyp * X,
         "meta/prediction": a.predictions,
-        "meta/reference_prediction": (a.reference_predictions.mean(axis=1) if a.reference_predictions.shape[1]
-                                      else np.full(len(X), np.nan, np.float32)),
+        "meta/reference_prediction": (
+            a.reference_predictions.mean(axis=1)
+            if a.reference_predictions.shape[1]
+            else np.full(len(X), np.nan, np.float32)
+        ),
         "meta/delta_error": a.delta_error,
         "meta/delta_rel_error": a.relative_error,
         "meta/low_complexity": same,
@@ -531,7 +589,9 @@ def open_scores(
     missing = [name for name in needed if name not in h5]
     if missing:
         h5.close()
-        raise ScoresError(f"{path} is not a seqlift scores file: it has no dataset {missing[0]}; make one with 'seqlift score'")
+        raise ScoresError(
+            f"{path} is not a seqlift scores file: it has no dataset {missing[0]}; make one with 'seqlift score'"
+        )
     return h5
 
 

@@ -9,9 +9,21 @@ from seqlift.cli import main
 
 #: The per-row datasets of a score file: two runs of the same regions that must agree, agree on each of them.
 DATASETS = [
-    "raw/seq", "shap/seq", "projected_shap/seq", "coords_chrom", "coords_start", "coords_end", "meta/strand",
-    "meta/name", "meta/row", "meta/line", "meta/prediction", "meta/reference_prediction", "meta/delta_error",
-    "meta/delta_rel_error", "meta/low_complexity",
+    "raw/seq",
+    "shap/seq",
+    "projected_shap/seq",
+    "coords_chrom",
+    "coords_start",
+    "coords_end",
+    "meta/strand",
+    "meta/name",
+    "meta/row",
+    "meta/line",
+    "meta/prediction",
+    "meta/reference_prediction",
+    "meta/delta_error",
+    "meta/delta_rel_error",
+    "meta/low_complexity",
 ]
 
 

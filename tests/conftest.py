@@ -17,7 +17,7 @@ from seqlift.demo import demo_paths
 LENGTH = 50
 
 
-TINY_SOURCE = textwrap.dedent('''
+TINY_SOURCE = textwrap.dedent("""
     import torch
     import torch.nn as nn
 
@@ -33,7 +33,7 @@ TINY_SOURCE = textwrap.dedent('''
 
         def forward(self, x):
             return self.head(self.pool(torch.relu(self.conv(x))).flatten(1))
-''')
+""")
 
 
 _namespace = {}
@@ -114,8 +114,13 @@ def data(tmp_path, genome_seqs):
     weights = tmp_path / "tiny.safetensors"
     save_file(model.state_dict(), str(weights))
     return {
-        "fasta": str(fasta), "bed": str(bed), "pt2": str(pt2), "model": model, "class": f"{source}:TinyCNN",
-        "weights": str(weights), "dir": tmp_path,
+        "fasta": str(fasta),
+        "bed": str(bed),
+        "pt2": str(pt2),
+        "model": model,
+        "class": f"{source}:TinyCNN",
+        "weights": str(weights),
+        "dir": tmp_path,
     }
 
 
@@ -131,8 +136,7 @@ def demo_scores_60(tmp_path_factory):
     bed = folder / "regions.bed"
     with open(demo["regions"]) as fh:
         bed.write_text("".join(fh.readlines()[:N_DEMO_REGIONS]))
-    [scores] = seqlift.score(str(bed), demo["fasta"], demo["model_pt2"], folder / "scores.h5", n_refs=5,
-                             progress=False)
+    [scores] = seqlift.score(str(bed), demo["fasta"], demo["model_pt2"], folder / "scores.h5", n_refs=5, progress=False)
     return scores
 
 

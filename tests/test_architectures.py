@@ -176,8 +176,11 @@ ZOO = {
     "sdpa-rmsnorm": _tokens(SDPA()),
     "multihead-attention": _tokens(MHA()),
     "transformer-encoder": _tokens(_encoder(batch_first=True)),
-    "transformer-encoder-norm-first-gelu": _tokens(nn.TransformerEncoder(
-        _encoder(batch_first=True, norm_first=True, activation="gelu"), 2, enable_nested_tensor=False)),
+    "transformer-encoder-norm-first-gelu": _tokens(
+        nn.TransformerEncoder(
+            _encoder(batch_first=True, norm_first=True, activation="gelu"), 2, enable_nested_tensor=False
+        )
+    ),
     "transformer-encoder-seq-first": _tokens(SeqFirst(_encoder())),
     "lstm": _tokens(Recurrent(nn.LSTM(6, 5, batch_first=True)), 5 * L),
     "bilstm-2-layers-seq-first": _tokens(Recurrent(nn.LSTM(6, 4, num_layers=2, bidirectional=True)), 8 * L),
@@ -198,8 +201,7 @@ def _randomised(name, dtype):
 
 def _exported(model, dtype, tmp_path):
     """The README's export, saved to .pt2 and loaded back."""
-    program = torch.export.export(model.eval(), (torch.zeros(2, 4, L, dtype=dtype),),
-                                  dynamic_shapes=({0: Dim.AUTO},))
+    program = torch.export.export(model.eval(), (torch.zeros(2, 4, L, dtype=dtype),), dynamic_shapes=({0: Dim.AUTO},))
     path = tmp_path / "model.pt2"
     torch.export.save(program, path)
     return torch.export.load(path)
@@ -280,8 +282,7 @@ chrombpnet = pytest.importorskip("bpnetlite.chrombpnet")
 
 
 def _bpnet(filters, layers):
-    return bpnet.BPNet(n_filters=filters, n_layers=layers, n_outputs=2, n_control_tracks=0, trimming=100,
-                       verbose=False)
+    return bpnet.BPNet(n_filters=filters, n_layers=layers, n_outputs=2, n_control_tracks=0, trimming=100, verbose=False)
 
 
 @pytest.mark.parametrize("dtype, bound", [(torch.float64, 1e-8), (torch.float32, 1e-4)])
@@ -304,8 +305,9 @@ def test_bpnet_lite_programs_sum_to_delta(name, dtype, bound, tmp_path):
     # exp at r + Δx⁺ and r + Δx⁻, whose large parts cancel: about 1e-2 of the delta is lost to rounding.
     rules = ("rescale",) if name == "ChromBPNet" and dtype == torch.float32 else ("rescale", "genomics-default")
     for rule in rules:
-        counts, profile = prepare(program, rule=rule).run(X.astype(np.float32 if dtype == torch.float32 else float),
-                                                          R, parse_targets("counts,profile"))
+        counts, profile = prepare(program, rule=rule).run(
+            X.astype(np.float32 if dtype == torch.float32 else float), R, parse_targets("counts,profile")
+        )
         for a in (counts, profile):
             assert a.relative_error.max() < bound, (name, rule, a.relative_error)
 
@@ -325,13 +327,22 @@ class PoolSeqFirst(nn.Module):
         return torch.max(F.relu(x).permute(2, 0, 1), dim=2).values.sum(0)  # (L, N, C): max over C
 
 
-@pytest.mark.parametrize("model, match", [
-    (ThreeWay(), r"aten\.einsum\.default in model \(ThreeWay\) has no DeepLIFT rule: it multiplies 3 values"),
-    (InputIndex(), r"aten\.argmax\.default in model \(InputIndex\) has no DeepLIFT rule; aten\.gather\.default in "
-                   r"model \(InputIndex\) has no DeepLIFT rule: its index depends on the input"),
-    (PoolSeqFirst(), r"aten\.max\.dim in model \(PoolSeqFirst\) has no DeepLIFT rule: it takes the max of a tensor "
-                     r"whose batch is not in its first dimension"),
-])
+@pytest.mark.parametrize(
+    "model, match",
+    [
+        (ThreeWay(), r"aten\.einsum\.default in model \(ThreeWay\) has no DeepLIFT rule: it multiplies 3 values"),
+        (
+            InputIndex(),
+            r"aten\.argmax\.default in model \(InputIndex\) has no DeepLIFT rule; aten\.gather\.default in "
+            r"model \(InputIndex\) has no DeepLIFT rule: its index depends on the input",
+        ),
+        (
+            PoolSeqFirst(),
+            r"aten\.max\.dim in model \(PoolSeqFirst\) has no DeepLIFT rule: it takes the max of a tensor "
+            r"whose batch is not in its first dimension",
+        ),
+    ],
+)
 def test_refusals_say_why(model, match):
     with pytest.raises(UnsupportedOpError, match=r"^\d op\(s\) without a DeepLIFT rule: " + match):
         prepare(model.double(), L)

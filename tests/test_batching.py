@@ -46,7 +46,7 @@ def test_cpu_probe_never_exceeds_the_regions_and_keeps_to_its_budget():
     slow = FakeClock(lambda b: 0.0375 * b)  # 32 regions take 1.2 s twice, so 64 would end past the budget of 3 s
     probe_batch_size(slow.call, 1000, torch.device("cpu"), clock=slow)
     assert slow.calls == [32, 32, 32]
-    flat = FakeClock(lambda b: 0.01 * b ** 0.5)  # larger is always faster: every size, the largest chosen
+    flat = FakeClock(lambda b: 0.01 * b**0.5)  # larger is always faster: every size, the largest chosen
     assert probe_batch_size(flat.call, 10**6, torch.device("cpu"), clock=flat).batch_size == 256
     assert flat.calls == [32] + [b for b in (32, 64, 128, 256) for _ in range(2)]
 
@@ -100,8 +100,9 @@ def test_a_given_batch_size_is_not_probed(data, monkeypatch):
 
 def test_resume_reuses_the_recorded_size_without_probing(data, monkeypatch):
     out = data["dir"] / "r.h5"
-    monkeypatch.setattr(seqlift.pipeline, "probe_batch_size",
-                        lambda call, n, device: batching.Probe(2, "cpu, fastest (fake)"))
+    monkeypatch.setattr(
+        seqlift.pipeline, "probe_batch_size", lambda call, n, device: batching.Probe(2, "cpu, fastest (fake)")
+    )
     restore = interrupt_after_first_batch(monkeypatch)
     assert run(*cli_args(data, data["bed"], out)).exit_code == 1
     restore()
@@ -120,7 +121,8 @@ def test_resume_reuses_the_recorded_size_without_probing(data, monkeypatch):
 def test_an_existing_output_is_refused_before_the_probe(data, monkeypatch):
     out = data["dir"] / "exists.h5"
     out.write_text("done before")
-    monkeypatch.setattr(seqlift.pipeline, "probe_batch_size",
-                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("probed")))
+    monkeypatch.setattr(
+        seqlift.pipeline, "probe_batch_size", lambda *a, **k: (_ for _ in ()).throw(AssertionError("probed"))
+    )
     r = run(*cli_args(data, data["bed"], out))
     assert r.exit_code == 1 and "exists; use --force" in r.output, r.output

@@ -16,8 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _bpnet(filters, layers):
-    return bpnet.BPNet(n_filters=filters, n_layers=layers, n_outputs=2, n_control_tracks=0, trimming=100,
-                       verbose=False)
+    return bpnet.BPNet(n_filters=filters, n_layers=layers, n_outputs=2, n_control_tracks=0, trimming=100, verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +33,7 @@ def test_profile_models_sum_to_delta(name, rule, inputs):
     torch.manual_seed(0)
     model = _bpnet(8, 3) if name == "BPNet" else chrombpnet.ChromBPNet(_bpnet(4, 2), _bpnet(8, 3))
     model.double().eval()  # float64: summation-to-delta is exact up to rounding (ChromBPNet's exp/log
-    X, R = inputs          # of count heads loses about 1e-4 absolute in float32)
+    X, R = inputs  # of count heads loses about 1e-4 absolute in float32)
     counts, profile = prepare(model, L, rule=rule).run(X, R, parse_targets("counts,profile"))
     for a in (counts, profile):
         assert a.relative_error.max() < 1e-8

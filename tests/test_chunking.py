@@ -17,8 +17,9 @@ L = 64
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("n, k, rows", [(4, 20, None), (4, 20, 84), (4, 20, 50), (2, 20, 8), (3, 5, 6), (1, 3, 2),
-                                        (5, 1, 3)])
+@pytest.mark.parametrize(
+    "n, k, rows", [(4, 20, None), (4, 20, 84), (4, 20, 50), (2, 20, 8), (3, 5, 6), (1, 3, 2), (5, 1, 3)]
+)
 def test_plan_covers_every_pair_once_within_the_budget(n, k, rows):
     calls = plan(n, k, rows)
     seen = np.zeros((n, k), int)
@@ -42,8 +43,14 @@ def test_row_bytes_reads_the_largest_tensor_per_row():
 
 
 # attention's split calls take seconds; the DemoCNN cases keep the quick loop's check of a budget's calls
-@pytest.mark.parametrize("model, rule", [pytest.param(DemoAttention, "rescale", marks=pytest.mark.slow),
-                                         (DemoCNN, "rescale"), (DemoCNN, "genomics-default")])
+@pytest.mark.parametrize(
+    "model, rule",
+    [
+        pytest.param(DemoAttention, "rescale", marks=pytest.mark.slow),
+        (DemoCNN, "rescale"),
+        (DemoCNN, "genomics-default"),
+    ],
+)
 def test_calls_under_a_budget_give_the_scores_of_one_call(model, rule):
     torch.manual_seed(0)
     m = model(input_length=L).double().eval()
@@ -54,7 +61,9 @@ def test_calls_under_a_budget_give_the_scores_of_one_call(model, rule):
     split = prepare(m, L, rule=rule, tensor_budget=3 * whole.row_bytes)  # 3 rows per call: one input, 2 references
     assert len(plan(3, 7, split.rows_per_call())) == 12
     signs = rule != "rescale"
-    for a, b in zip(whole.run(X, R, target=[0, 2], split_signs=signs), split.run(X, R, target=[0, 2], split_signs=signs)):
+    for a, b in zip(
+        whole.run(X, R, target=[0, 2], split_signs=signs), split.run(X, R, target=[0, 2], split_signs=signs)
+    ):
         for field in a._fields:
             va, vb = getattr(a, field), getattr(b, field)
             if va is None:

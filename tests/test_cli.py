@@ -20,8 +20,22 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def score_args(data, out, *extra):
-    return ["score", data["bed"], "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--n-refs", 5,
-            "--batch-size", 2, "--quiet", *extra]
+    return [
+        "score",
+        data["bed"],
+        "--fasta",
+        data["fasta"],
+        "--model",
+        data["pt2"],
+        "-o",
+        out,
+        "--n-refs",
+        5,
+        "--batch-size",
+        2,
+        "--quiet",
+        *extra,
+    ]
 
 
 def read_all(path):
@@ -40,7 +54,13 @@ def test_score_end_to_end(data):
     np.testing.assert_array_equal(d["projected_shap/seq"], d["shap/seq"] * d["raw/seq"])
     # rows in input order, windows of the model's length centred on summit or midpoint (0-based half-open)
     assert [s.decode() if isinstance(s, bytes) else s for s in d["meta/name"]] == [
-        "r1", "r2", "r3_with_N", "r4", "r5_softmasked", "r6"]
+        "r1",
+        "r2",
+        "r3_with_N",
+        "r4",
+        "r5_softmasked",
+        "r6",
+    ]
     np.testing.assert_array_equal(d["coords_start"], [100, 305, 80, 495, 290, 0])
     np.testing.assert_array_equal(d["coords_end"] - d["coords_start"], [50] * n)
     np.testing.assert_array_equal(d["meta/line"], [2, 3, 4, 5, 6, 7])
@@ -106,7 +126,10 @@ def test_low_complexity_window_is_reported(data, tmp_path):
     out = tmp_path / "low.h5"
     result = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--n-refs", 4, "--quiet")
     assert result.exit_code == 0
-    assert "1 region(s): references all equal the input (low-complexity window; scores are 0): polyA (chr3:10-60)" in result.output
+    assert (
+        "1 region(s): references all equal the input (low-complexity window; scores are 0): polyA (chr3:10-60)"
+        in result.output
+    )
     d, attrs = read_all(out)
     np.testing.assert_array_equal(d["meta/low_complexity"], [True, False])
     assert attrs["n_low_complexity"] == 1
@@ -161,8 +184,22 @@ def test_memory_while_scoring_does_not_grow_with_the_regions_skipped_or_read(dat
         held.clear()
         monkeypatch.setattr(seqlift.pipeline, "Genome", Traced)
         try:
-            result = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--skip-invalid",
-                         "--quiet", "--n-refs", 2, "-b", 4)
+            result = run(
+                "score",
+                bed,
+                "--fasta",
+                data["fasta"],
+                "--model",
+                data["pt2"],
+                "-o",
+                out,
+                "--skip-invalid",
+                "--quiet",
+                "--n-refs",
+                2,
+                "-b",
+                4,
+            )
         finally:
             tracemalloc.stop()
         assert result.exit_code == 0, result.output
@@ -179,12 +216,21 @@ def test_memory_while_scoring_does_not_grow_with_the_regions_skipped_or_read(dat
     assert grown < 10_000_000, f"{grown / 20_000:.0f} bytes held per skipped region while scoring"
 
 
-@pytest.mark.parametrize("bed_text, message", [
-    ("chr1\t100\n", r"peaks.bed line 1: expected at least 3 tab-separated columns"),
-    ("chr1\t100\t150\nchr1\tx\t150\n", r"line 2: .*start"),
-    ("chrUn\t5\t60\n", r"Region chrUn:5-60 \(.*peaks.bed line 1\): chromosome 'chrUn' is not in the FASTA.*--skip-invalid"),
-    ("chr1\t580\t600\n", r"Region chr1:580-600 \(.*peaks.bed line 1\).*runs past the end of chr1 \(length 600\).*--skip-invalid"),
-])
+@pytest.mark.parametrize(
+    "bed_text, message",
+    [
+        ("chr1\t100\n", r"peaks.bed line 1: expected at least 3 tab-separated columns"),
+        ("chr1\t100\t150\nchr1\tx\t150\n", r"line 2: .*start"),
+        (
+            "chrUn\t5\t60\n",
+            r"Region chrUn:5-60 \(.*peaks.bed line 1\): chromosome 'chrUn' is not in the FASTA.*--skip-invalid",
+        ),
+        (
+            "chr1\t580\t600\n",
+            r"Region chr1:580-600 \(.*peaks.bed line 1\).*runs past the end of chr1 \(length 600\).*--skip-invalid",
+        ),
+    ],
+)
 def test_bad_regions(data, bed_text, message):
     bed = data["dir"] / "peaks.bed"
     bed.write_text(bed_text)
@@ -207,7 +253,10 @@ def test_bad_models(data, tmp_path):
     pickled = tmp_path / "full.pt"
     torch.save(torch.nn.Sequential(torch.nn.Conv1d(4, 2, 3), torch.nn.Flatten()), pickled)
     r = run(*base, "--model", pickled)
-    assert r.exit_code == 1 and "full.pt is a torch.save pickle; loading it could run code, so seqlift refuses it" in r.output
+    assert (
+        r.exit_code == 1
+        and "full.pt is a torch.save pickle; loading it could run code, so seqlift refuses it" in r.output
+    )
     assert "--trust-model" in r.output
     r = run(*base, "--model", data["pt2"], "--window", 40)
     assert r.exit_code == 1 and "--window 40 does not fit the model" in r.output and "length 50" in r.output
@@ -282,7 +331,9 @@ def test_strict_and_unsupported(data, tmp_path):
             h = self.conv(x)
             return torch.floor(3 * h).mean(dim=2)  # rounding has no DeepLIFT rule
 
-    program = torch.export.export(Gated().eval(), (torch.zeros(2, 4, 50),), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    program = torch.export.export(
+        Gated().eval(), (torch.zeros(2, 4, 50),), dynamic_shapes=({0: torch.export.Dim.AUTO},)
+    )
     pt2 = tmp_path / "gated.pt2"
     torch.export.save(program, str(pt2))
     base = ["score", data["bed"], "--fasta", data["fasta"], "--model", pt2, "--quiet", "--n-refs", 3]
@@ -308,8 +359,9 @@ def test_npz_for_modisco(data):
 def test_python_api_matches_cli(data):
     cli_out, api_out = data["dir"] / "cli.h5", data["dir"] / "api.h5"
     assert run(*score_args(data, cli_out)).exit_code == 0
-    assert seqlift.score(data["bed"], data["fasta"], data["pt2"], api_out, n_refs=5, batch_size=2,
-                         progress=False) == [api_out]
+    assert seqlift.score(data["bed"], data["fasta"], data["pt2"], api_out, n_refs=5, batch_size=2, progress=False) == [
+        api_out
+    ]
     assert_same(cli_out, api_out)
 
 
@@ -317,15 +369,25 @@ def test_python_api_warnings_name_the_callers_line(data, tmp_path):
     from seqlift.pipeline import SeqliftNote
 
     with pytest.warns(SeqliftNote, match="integrated gradients is approximate") as record:
-        seqlift.score(data["bed"], data["fasta"], data["pt2"], tmp_path / "ig.h5", method="integrated-gradients",
-                      steps=2, n_refs=2, batch_size=3, progress=False)
+        seqlift.score(
+            data["bed"],
+            data["fasta"],
+            data["pt2"],
+            tmp_path / "ig.h5",
+            method="integrated-gradients",
+            steps=2,
+            n_refs=2,
+            batch_size=3,
+            progress=False,
+        )
     assert [w.filename for w in record if w.category is SeqliftNote] == [__file__]
 
 
 def test_python_api_returns_one_path_per_target(data, tmp_path):
     out = tmp_path / "api.h5"
-    paths = seqlift.score(data["bed"], data["fasta"], data["pt2"], out, target="all", n_refs=2, batch_size=3,
-                          progress=False)
+    paths = seqlift.score(
+        data["bed"], data["fasta"], data["pt2"], out, target="all", n_refs=2, batch_size=3, progress=False
+    )
     assert paths == [tmp_path / "api.0.h5", tmp_path / "api.1.h5"]
     assert [read_all(p)[1]["target"] for p in paths] == ["0", "1"]
 
@@ -355,8 +417,10 @@ def test_cuda_n_without_gpu_is_one_line(data, device):
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:x", "cuda:-1", "cpu:0", "cuda0", "CUDA"])
 def test_malformed_device_is_refused_before_work(data, device):
-    for command in (score_args(data, data["dir"] / "g.h5"),
-                    ["evaluate", "perturb", data["dir"] / "none.h5", "--model", data["pt2"], "-o", data["dir"] / "p.tsv"]):
+    for command in (
+        score_args(data, data["dir"] / "g.h5"),
+        ["evaluate", "perturb", data["dir"] / "none.h5", "--model", data["pt2"], "-o", data["dir"] / "p.tsv"],
+    ):
         r = run(*command, "--device", device)
         assert r.exit_code == 2 and "cuda:N" in r.output and repr(device) in r.output, r.output
     assert not (data["dir"] / "g.h5.partial").exists()
@@ -443,8 +507,7 @@ def test_revealcancel_rule_and_split_signs(data, tmp_path):
 
 
 def _export(module, path):
-    program = torch.export.export(module.eval(), (torch.zeros(2, 4, 50),),
-                                  dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    program = torch.export.export(module.eval(), (torch.zeros(2, 4, 50),), dynamic_shapes=({0: torch.export.Dim.AUTO},))
     torch.export.save(program, str(path))
     return path
 
@@ -483,8 +546,20 @@ def test_rc_average_is_strand_symmetric_on_any_model(data, tmp_path):
     bed = tmp_path / "strands.bed"
     bed.write_text("chr1\t100\t150\tfwd\t0\t+\nchr1\t100\t150\trev\t0\t-\n")
     out = tmp_path / "any.h5"
-    r = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--reference", "uniform",
-            "--rc-average", "--quiet")
+    r = run(
+        "score",
+        bed,
+        "--fasta",
+        data["fasta"],
+        "--model",
+        data["pt2"],
+        "-o",
+        out,
+        "--reference",
+        "uniform",
+        "--rc-average",
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     d, _ = read_all(out)
     np.testing.assert_allclose(d["shap/seq"][1], d["shap/seq"][0][::-1, ::-1], atol=1e-5)
@@ -528,21 +603,53 @@ def test_gc_matched_references(data, tmp_path):
     out = tmp_path / "gc.h5"
     bed = tmp_path / "two.bed"
     bed.write_text("chr1\t100\t150\ta\nchr1\t300\t350\tb\n")
-    r = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--reference", "gc-matched",
-            "--n-refs", 3, "--gc-tolerance", 0.1, "--quiet")
+    r = run(
+        "score",
+        bed,
+        "--fasta",
+        data["fasta"],
+        "--model",
+        data["pt2"],
+        "-o",
+        out,
+        "--reference",
+        "gc-matched",
+        "--n-refs",
+        3,
+        "--gc-tolerance",
+        0.1,
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     d, attrs = read_all(out)
     assert attrs["reference"] == "gc-matched" and attrs["n_refs"] == 3
     assert d["meta/delta_rel_error"].max() < 1e-4
-    r = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", tmp_path / "few.h5",
-            "--reference", "gc-matched", "--n-refs", 500, "--gc-tolerance", 0.001, "--quiet")
+    r = run(
+        "score",
+        bed,
+        "--fasta",
+        data["fasta"],
+        "--model",
+        data["pt2"],
+        "-o",
+        tmp_path / "few.h5",
+        "--reference",
+        "gc-matched",
+        "--n-refs",
+        500,
+        "--gc-tolerance",
+        0.001,
+        "--quiet",
+    )
     assert r.exit_code == 1 and "raise --gc-tolerance or lower --n-refs" in r.output
 
 
 def test_trust_model_loads_a_pickled_module(data, tmp_path):
     pickled = tmp_path / "full.pt"
-    torch.save(torch.nn.Sequential(torch.nn.Conv1d(4, 2, 5), torch.nn.ReLU(), torch.nn.Flatten(),
-                                   torch.nn.Linear(2 * 46, 1)), pickled)
+    torch.save(
+        torch.nn.Sequential(torch.nn.Conv1d(4, 2, 5), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(2 * 46, 1)),
+        pickled,
+    )
     out = tmp_path / "trusted.h5"
     r = run(*score_args(data, out)[:4], "--model", pickled, "--trust-model", "--window", 50, "-o", out, "--quiet")
     assert r.exit_code == 0, r.output

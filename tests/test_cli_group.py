@@ -48,9 +48,16 @@ def test_group_help_lists_every_command_with_its_help():
         assert f"{name}  " in r.output and short[:30] in r.output.replace("\n", " ")
 
 
-@pytest.mark.parametrize("path", ["seqlift.cli.no_such_module:bogus", "no_such_package.commands:bogus",
-                                  "seqlift.cli.logo:no_such_command", "seqlift.cli.helpers:readable_scores",
-                                  "seqlift.cli.logo"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "seqlift.cli.no_such_module:bogus",
+        "no_such_package.commands:bogus",
+        "seqlift.cli.logo:no_such_command",
+        "seqlift.cli.helpers:readable_scores",
+        "seqlift.cli.logo",
+    ],
+)
 def test_a_lazy_entry_that_names_no_command_fails_clearly(monkeypatch, path):
     monkeypatch.setitem(_LAZY_COMMANDS, "bogus", (path, "A command that is not there."))
     r = CliRunner().invoke(main, ["bogus", "--help"])

@@ -16,9 +16,11 @@ def _run_python(code):
 
 @pytest.mark.parametrize("args", [["--version"], ["--help"]])
 def test_version_and_help_import_neither_torch_nor_numpy_nor_h5py(args):
-    code = ("import sys; from seqlift.cli import main\n"
-            f"try:\n    main({args!r})\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "print(sorted(m for m in ('torch', 'numpy', 'h5py') if m in sys.modules))")
+    code = (
+        "import sys; from seqlift.cli import main\n"
+        f"try:\n    main({args!r})\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'h5py') if m in sys.modules))"
+    )
     assert _run_python(code) == "[]"
 
 
@@ -53,7 +55,8 @@ else:
 
 
 def test_python_m_seqlift_cli_runs_the_command():
-    out = subprocess.run([sys.executable, "-m", "seqlift.cli", "--version"], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "seqlift.cli", "--version"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"seqlift, version {seqlift.__version__}"

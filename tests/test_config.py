@@ -10,10 +10,18 @@ def base_args(data, out):
     return ["score", data["bed"], "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--quiet"]
 
 
-@pytest.mark.parametrize("option, value", [
-    ("--tolerance", "-1"), ("--n-refs", "0"), ("--batch-size", "0"), ("--steps", "0"), ("--shuffle-k", "0"),
-    ("--gc-tolerance", "1.5"), ("--gc-tolerance", "-0.1"),
-])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--tolerance", "-1"),
+        ("--n-refs", "0"),
+        ("--batch-size", "0"),
+        ("--steps", "0"),
+        ("--shuffle-k", "0"),
+        ("--gc-tolerance", "1.5"),
+        ("--gc-tolerance", "-0.1"),
+    ],
+)
 def test_meaningless_option_values_are_refused(data, tmp_path, option, value):
     """A usage error, as click reports every bad option value: exit status 2, the option and the valid range."""
     out = tmp_path / "scores.h5"
@@ -36,20 +44,23 @@ def write_config(tmp_path, body):
     return config
 
 
-@pytest.mark.parametrize("body, line, fragments", [
-    ("  n_refs: 2.7\n", 3, ["n_refs", "2.7", "integer"]),
-    ("  seed: true\n", 3, ["seed", "True", "integer"]),
-    ("  n_refs: 2\n  n_refs_unused: 1\n", None, ["n_refs_unused", "unknown"]),
-    ("  batch_size: 2\n  n_refs: null\n", 4, ["n_refs", "no value"]),
-    ("  target: [0, 1]\n", 3, ["target", "[0, 1]", "'0,1'"]),
-    ("  tolerance: -1\n", 3, ["tolerance", "-1"]),
-    ("  gc_tolerance: 2\n", 3, ["gc_tolerance", "2"]),
-    ("  shuffle_k: 0\n", 3, ["shuffle_k", "0"]),
-    ("  force: 1\n", 3, ["force", "true or false"]),
-    ("  device: gpu\n", 3, ["device", "gpu", "cuda:N"]),
-    ("  device: cuda:x\n", 3, ["device", "cuda:x", "cuda:N"]),
-    ("  model_kwargs: 3\n", 3, ["model_kwargs", "3"]),
-])
+@pytest.mark.parametrize(
+    "body, line, fragments",
+    [
+        ("  n_refs: 2.7\n", 3, ["n_refs", "2.7", "integer"]),
+        ("  seed: true\n", 3, ["seed", "True", "integer"]),
+        ("  n_refs: 2\n  n_refs_unused: 1\n", None, ["n_refs_unused", "unknown"]),
+        ("  batch_size: 2\n  n_refs: null\n", 4, ["n_refs", "no value"]),
+        ("  target: [0, 1]\n", 3, ["target", "[0, 1]", "'0,1'"]),
+        ("  tolerance: -1\n", 3, ["tolerance", "-1"]),
+        ("  gc_tolerance: 2\n", 3, ["gc_tolerance", "2"]),
+        ("  shuffle_k: 0\n", 3, ["shuffle_k", "0"]),
+        ("  force: 1\n", 3, ["force", "true or false"]),
+        ("  device: gpu\n", 3, ["device", "gpu", "cuda:N"]),
+        ("  device: cuda:x\n", 3, ["device", "cuda:x", "cuda:N"]),
+        ("  model_kwargs: 3\n", 3, ["model_kwargs", "3"]),
+    ],
+)
 def test_bad_config_values_name_the_file_line_and_key(data, tmp_path, body, line, fragments):
     config = write_config(tmp_path, body)
     out = tmp_path / "scores.h5"
@@ -60,11 +71,13 @@ def test_bad_config_values_name_the_file_line_and_key(data, tmp_path, body, line
 
 
 def test_config_values_of_the_right_types_are_used(data, tmp_path):
-    config = write_config(tmp_path, "  target: 1\n  n_refs: 3\n  tolerance: 1\n  seed: 5\n  batch_size: 4\n"
-                                    "  quiet: true\n  rule: {conv: rescale, dense: revealcancel}\n")
+    config = write_config(
+        tmp_path,
+        "  target: 1\n  n_refs: 3\n  tolerance: 1\n  seed: 5\n  batch_size: 4\n"
+        "  quiet: true\n  rule: {conv: rescale, dense: revealcancel}\n",
+    )
     out = tmp_path / "scores.h5"
-    result = run("score", data["bed"], "--fasta", data["fasta"], "--model", data["pt2"], "-o", out,
-                 "--config", config)
+    result = run("score", data["bed"], "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--config", config)
     assert result.exit_code == 0, result.output
     with h5py.File(out) as h5:
         assert h5.attrs["target"] == "1" and h5.attrs["n_refs"] == 3 and h5.attrs["seed"] == 5

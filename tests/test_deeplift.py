@@ -89,8 +89,9 @@ MODELS = {
     "sigmoid": elementwise(nn.Sigmoid()),
     "tanh": elementwise(nn.Tanh()),
     "exp": lambda: Seq(nn.Sequential(nn.Tanh(), _Exp()), L),
-    "dense-stack": lambda: Seq(nn.Sequential(nn.ReLU(), nn.Flatten(), nn.Linear(6 * L, 6 * L), nn.ReLU(),
-                                             nn.Unflatten(1, (6, L))), L),
+    "dense-stack": lambda: Seq(
+        nn.Sequential(nn.ReLU(), nn.Flatten(), nn.Linear(6 * L, 6 * L), nn.ReLU(), nn.Unflatten(1, (6, L))), L
+    ),
 }
 
 
@@ -233,9 +234,12 @@ class _Sorted(nn.Module):
 
 
 def test_unsupported_ops_are_all_named_in_one_error():
-    with pytest.raises(UnsupportedOpError, match=r"^2 op\(s\) without a DeepLIFT rule: aten\.floor\.default in model "
-                       r"\(_Unsupported\) has no DeepLIFT rule; aten\.sort\.\w+ in inner \(_Sorted\) has no DeepLIFT rule; "
-                       r"use --allow-unsupported"):
+    with pytest.raises(
+        UnsupportedOpError,
+        match=r"^2 op\(s\) without a DeepLIFT rule: aten\.floor\.default in model "
+        r"\(_Unsupported\) has no DeepLIFT rule; aten\.sort\.\w+ in inner \(_Sorted\) has no DeepLIFT rule; "
+        r"use --allow-unsupported",
+    ):
         prepare(_Unsupported().double(), L)
 
 
@@ -280,7 +284,9 @@ def test_tuple_output_needs_output_index():
     rng = np.random.default_rng(0)
     model = _randomise(_TwoHeads(), 0)
     X, R = one_hot(rng, 2), one_hot(rng, 2, 3)
-    with pytest.raises(UsageError, match=r"returns 2 outputs \(.*\); choose one with --output-index, or .*--target counts"):
+    with pytest.raises(
+        UsageError, match=r"returns 2 outputs \(.*\); choose one with --output-index, or .*--target counts"
+    ):
         deeplift(model, X, R)
     a = deeplift(model, X, R, output_index=1, target=0)
     assert a.delta_error.max() < 1e-10
@@ -292,8 +298,15 @@ def test_tuple_output_needs_output_index():
 def _peer_model():
     torch.manual_seed(3)
     return nn.Sequential(
-        nn.Conv1d(4, 8, 7, padding=3), nn.ReLU(), nn.Conv1d(8, 8, 5, padding=2), nn.ReLU(),
-        nn.AvgPool1d(2), nn.Flatten(), nn.Linear(8 * L // 2, 16), nn.ReLU(), nn.Linear(16, 3),
+        nn.Conv1d(4, 8, 7, padding=3),
+        nn.ReLU(),
+        nn.Conv1d(8, 8, 5, padding=2),
+        nn.ReLU(),
+        nn.AvgPool1d(2),
+        nn.Flatten(),
+        nn.Linear(8 * L // 2, 16),
+        nn.ReLU(),
+        nn.Linear(16, 3),
     ).eval()
 
 
@@ -324,7 +337,12 @@ def test_matches_tangermeme_hypothetical():
     X, R = one_hot(rng, 5).astype(np.float32), one_hot(rng, 5, 8).astype(np.float32)
     ours = deeplift(model, X, R, target=0)
     theirs = dls.deep_lift_shap(
-        model, torch.tensor(X), target=0, references=torch.tensor(R), hypothetical=True, device="cpu",
+        model,
+        torch.tensor(X),
+        target=0,
+        references=torch.tensor(R),
+        hypothetical=True,
+        device="cpu",
         batch_size=8,
     )
     np.testing.assert_allclose(ours.hypothetical, theirs.numpy(), atol=1e-5)
@@ -368,8 +386,9 @@ def test_split_engine_with_rescale_equals_paired_engine():
     X, R = one_hot(rng, 3), one_hot(rng, 3, 4)
     paired = prepare(model, L)
     assert paired.layer_rules is None
-    split = dataclasses.replace(paired, layer_rules={n: "rescale" for n, r in paired.plan.items()
-                                                     if r.kind in ("elementwise", "max")})
+    split = dataclasses.replace(
+        paired, layer_rules={n: "rescale" for n, r in paired.plan.items() if r.kind in ("elementwise", "max")}
+    )
     a, b = paired.run(X, R), split.run(X, R)
     np.testing.assert_allclose(a.hypothetical, b.hypothetical, atol=1e-12)
     np.testing.assert_allclose(a.contributions, b.contributions, atol=1e-12)
@@ -394,7 +413,9 @@ def test_genomics_default_assigns_rules_by_layer():
     assert rules == ["rescale", "revealcancel"]
     by_path = prepare(model, L, rule={"default": "rescale", "body.3": "revealcancel"})
     assert [by_path.layer_rules[n] for n in by_path.captured.module.graph.nodes if n in by_path.layer_rules] == [
-        "rescale", "revealcancel"]
+        "rescale",
+        "revealcancel",
+    ]
     with pytest.raises(UsageError, match="unknown rule 'deepshap'"):
         prepare(model, L, rule="deepshap")
     with pytest.raises(UsageError, match="rule 'gradient' for 'dense' is not one of rescale, revealcancel"):
@@ -433,8 +454,9 @@ class _Classifier(nn.Module):
         return self.final(self.body(x))
 
 
-@pytest.mark.parametrize("final, space", [
-    (nn.Sigmoid(), "logits"), (nn.Softmax(dim=1), "mean-normalised logits"), (nn.Identity(), "output")])
+@pytest.mark.parametrize(
+    "final, space", [(nn.Sigmoid(), "logits"), (nn.Softmax(dim=1), "mean-normalised logits"), (nn.Identity(), "output")]
+)
 def test_output_activation_is_explained_on_logits(final, space):
     model = _randomise(_Classifier(final), 6)
     rng = np.random.default_rng(4)
@@ -533,7 +555,11 @@ def test_normalize_input_weights(rule):
     np.testing.assert_allclose(normed[0].hypothetical, normed[1].hypothetical, atol=1e-10)
     for e, m in zip(engines, (a, b)):  # the model computes the same function
         np.testing.assert_allclose(e.predict(X, 1), m(torch.as_tensor(X))[:, 1].detach().numpy(), atol=1e-10)
-        np.testing.assert_allclose(e.predict(X[:, :, ::-1] * 0.3, 0), m(torch.as_tensor(X[:, :, ::-1] * 0.3))[:, 0].detach().numpy(), atol=1e-10)
+        np.testing.assert_allclose(
+            e.predict(X[:, :, ::-1] * 0.3, 0),
+            m(torch.as_tensor(X[:, :, ::-1] * 0.3))[:, 0].detach().numpy(),
+            atol=1e-10,
+        )
     assert normed[0].delta_error.max() < 1e-10
 
 
@@ -658,7 +684,7 @@ def _brute_force_shapley(f, x, r):
     from math import factorial
 
     n = x.numel()
-    masks = torch.tensor(np.array(np.unravel_index(np.arange(2 ** n), (2,) * n)).T, dtype=torch.bool)
+    masks = torch.tensor(np.array(np.unravel_index(np.arange(2**n), (2,) * n)).T, dtype=torch.bool)
     values = f(torch.where(masks, x.flatten(), r.flatten()).reshape((-1,) + tuple(x.shape))).detach().numpy()
     size = masks.sum(1).numpy()
     phi = np.zeros(n)
@@ -691,8 +717,15 @@ def test_shapley_max_rule_matches_brute_force(kind, rule):
     for target in (0, 1):
         a = engine.run(X, R, target=target)
         for i in range(3):
-            expected = np.mean([_brute_force_shapley(lambda t, target=target: model(t)[:, target], torch.tensor(X[i]),
-                                                     torch.tensor(R[i, j])) for j in range(2)], axis=0)
+            expected = np.mean(
+                [
+                    _brute_force_shapley(
+                        lambda t, target=target: model(t)[:, target], torch.tensor(X[i]), torch.tensor(R[i, j])
+                    )
+                    for j in range(2)
+                ],
+                axis=0,
+            )
             np.testing.assert_allclose(a.contributions[i], expected, atol=1e-12)
 
 
@@ -701,13 +734,22 @@ def test_sign_max_rule_matches_tangermeme():
     dls = pytest.importorskip("tangermeme.deep_lift_shap")
     torch.manual_seed(3)
     model = nn.Sequential(
-        nn.Conv1d(4, 8, 7, padding=3), nn.ReLU(), nn.MaxPool1d(4), nn.Conv1d(8, 8, 5, padding=2), nn.ReLU(),
-        nn.MaxPool1d(3), nn.Flatten(), nn.Linear(8 * 5, 16), nn.ReLU(), nn.Linear(16, 3),
+        nn.Conv1d(4, 8, 7, padding=3),
+        nn.ReLU(),
+        nn.MaxPool1d(4),
+        nn.Conv1d(8, 8, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool1d(3),
+        nn.Flatten(),
+        nn.Linear(8 * 5, 16),
+        nn.ReLU(),
+        nn.Linear(16, 3),
     ).eval()
     rng = np.random.default_rng(6)
     X, R = one_hot(rng, 5).astype(np.float32), one_hot(rng, 5, 8).astype(np.float32)
-    theirs = dls.deep_lift_shap(model, torch.tensor(X), target=0, references=torch.tensor(R), hypothetical=True,
-                                device="cpu", batch_size=8).numpy()
+    theirs = dls.deep_lift_shap(
+        model, torch.tensor(X), target=0, references=torch.tensor(R), hypothetical=True, device="cpu", batch_size=8
+    ).numpy()
     scale = np.abs(theirs).max()
     ours = {m: deeplift(prepare(model, L, max_rule=m), X, R, target=0).hypothetical for m in ("sign", "pair")}
     np.testing.assert_allclose(ours["sign"], theirs, atol=1e-5 * scale)

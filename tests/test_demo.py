@@ -17,9 +17,18 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def demo_scores(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo.h5"
-    result = CliRunner().invoke(main, [
-        "score", demo_paths()["regions"], "--config", str(ROOT / "configs" / "demo.yaml"), "-o", str(out), "--quiet",
-    ])
+    result = CliRunner().invoke(
+        main,
+        [
+            "score",
+            demo_paths()["regions"],
+            "--config",
+            str(ROOT / "configs" / "demo.yaml"),
+            "-o",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -57,9 +66,20 @@ def test_modisco_reads_the_output(demo_scores):
     """modisco-lite's own loader (`modisco motifs -i`) takes the file as it is."""
     cli = pytest.importorskip("modiscolite.cli")
     out = demo_scores.parent / "modisco.h5"
-    result = CliRunner().invoke(cli.cli, [
-        "motifs", "-i", str(demo_scores), "-n", "2000", "-w", "200", "-o", str(out),
-    ])
+    result = CliRunner().invoke(
+        cli.cli,
+        [
+            "motifs",
+            "-i",
+            str(demo_scores),
+            "-n",
+            "2000",
+            "-w",
+            "200",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     with h5py.File(out, "r") as h5:
         patterns = list(h5.get("pos_patterns", {}).keys())
@@ -75,7 +95,7 @@ def test_readme_export_example_runs(tmp_path, monkeypatch):
 
     root = Path(__file__).resolve().parents[1]
     text = (root / "README.md").read_text()
-    section = text[text.index("**1. Give seqlift the model.**"):]
+    section = text[text.index("**1. Give seqlift the model.**") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     (tmp_path / "seqlift").symlink_to(root / "seqlift")
     monkeypatch.chdir(tmp_path)

@@ -8,7 +8,11 @@ from conftest import N_DEMO_REGIONS, copy_scores
 from seqlift.demo import demo_paths
 from seqlift.errors import ModelError, OutputError, SeqliftError, UsageError
 from seqlift.evaluate.perturb import (
-    FLIP_NOTE, PERTURB_COLUMNS, _variants, evaluate_perturbation, perturbation,
+    FLIP_NOTE,
+    PERTURB_COLUMNS,
+    _variants,
+    evaluate_perturbation,
+    perturbation,
 )
 
 DEMO = demo_paths()
@@ -42,8 +46,9 @@ def test_variants_mutate_the_top_positive_positions_and_random_called_ones():
     X = np.zeros((2, 4, 12), np.uint8)
     X[:, rng.integers(0, 4, 12), np.arange(12)] = 1
     X[1, :, :4] = 0  # N columns
-    contrib = np.array([[0.1, 5, -3, 2, 0, 0, 0, 0.5, 0, 0, 0, 0],
-                        [9, 9, 9, 9, 1, -1, -2, -1, -1, -1, -1, -1]], np.float32)
+    contrib = np.array(
+        [[0.1, 5, -3, 2, 0, 0, 0, 0.5, 0, 0, 0, 0], [9, 9, 9, 9, 1, -1, -2, -1, -1, -1, -1, -1]], np.float32
+    )
     out, counts = _variants(X, contrib, [11, 12], [1, 3], "shuffle", None)
     assert out.shape == (2, 5, 4, 12)
     np.testing.assert_array_equal(out[:, 0], X)
@@ -62,8 +67,20 @@ def test_variants_mutate_the_top_positive_positions_and_random_called_ones():
 
 def test_perturb_cli_writes_table_and_plot(demo_scores_60, tmp_path):
     out, fig = tmp_path / "table.tsv", tmp_path / "fig.png"
-    result = run("evaluate", "perturb", demo_scores_60, "--model", DEMO["model_pt2"], "--k", "1,5", "-o", out,
-                 "--plot", fig, "-q")
+    result = run(
+        "evaluate",
+        "perturb",
+        demo_scores_60,
+        "--model",
+        DEMO["model_pt2"],
+        "--k",
+        "1,5",
+        "-o",
+        out,
+        "--plot",
+        fig,
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     notes, header, rows = read_tsv(out)
     assert tuple(header) == PERTURB_COLUMNS
@@ -73,15 +90,17 @@ def test_perturb_cli_writes_table_and_plot(demo_scores_60, tmp_path):
     assert fig.read_bytes()[:4] == b"\x89PNG"
     again = run("evaluate", "perturb", demo_scores_60, "--model", DEMO["model_pt2"], "--k", "1", "-o", out, "-q")
     assert again.exit_code == 1 and "exists; use --force" in again.output
-    forced = run("evaluate", "perturb", demo_scores_60, "--model", DEMO["model_pt2"], "--k", "1", "-o", out, "-q",
-                 "--force")
+    forced = run(
+        "evaluate", "perturb", demo_scores_60, "--model", DEMO["model_pt2"], "--k", "1", "-o", out, "-q", "--force"
+    )
     assert forced.exit_code == 0 and len(read_tsv(out)[2]) == 1
     assert not list(tmp_path.glob("*.partial"))
 
 
 def test_perturb_warns_when_predictions_do_not_match(demo_scores_60, tmp_path):
-    other = copy_scores(demo_scores_60, tmp_path / "other.h5",
-                        meta__prediction=np.zeros(N_DEMO_REGIONS, np.float32) + 50)
+    other = copy_scores(
+        demo_scores_60, tmp_path / "other.h5", meta__prediction=np.zeros(N_DEMO_REGIONS, np.float32) + 50
+    )
     with pytest.warns(UserWarning, match=r"differs from its meta/prediction by up to .*another model"):
         perturbation(other, DEMO["model_pt2"], ks=[1], progress=False)
 

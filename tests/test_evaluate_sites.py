@@ -30,8 +30,9 @@ def test_deeplift_scores_find_gata_sites_and_noise_does_not(demo_scores_60, tmp_
 def test_minus_strand_windows_are_mapped_back(demo_scores_60, tmp_path):
     with h5py.File(demo_scores_60, "r") as h5:
         raw, projected = h5["raw/seq"][:], h5["projected_shap/seq"][:]
-    minus = copy_scores(demo_scores_60, tmp_path / "minus.h5", raw__seq=raw[:, ::-1, ::-1],
-                        projected_shap__seq=projected[:, ::-1, ::-1])
+    minus = copy_scores(
+        demo_scores_60, tmp_path / "minus.h5", raw__seq=raw[:, ::-1, ::-1], projected_shap__seq=projected[:, ::-1, ::-1]
+    )
     with h5py.File(minus, "r+") as h5:
         h5["meta/strand"][...] = np.array(["-"] * N_DEMO_REGIONS, dtype=object)
     plus, flipped = site_recovery([demo_scores_60, minus], DEMO["sites"], ["GATA"])
@@ -53,8 +54,19 @@ def test_site_labels_in_genome_coordinates(tmp_path):
 
 def test_sites_cli(demo_scores_60, tmp_path):
     out = tmp_path / "sites.tsv"
-    result = run("evaluate", "sites", demo_scores_60, demo_scores_60, "--sites", DEMO["sites"], "--motif", "GATA",
-                 "-o", out, "-q")
+    result = run(
+        "evaluate",
+        "sites",
+        demo_scores_60,
+        demo_scores_60,
+        "--sites",
+        DEMO["sites"],
+        "--motif",
+        "GATA",
+        "-o",
+        out,
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     notes, header, rows = read_tsv(out)
     assert tuple(header) == SITE_COLUMNS and len(rows) == 2
@@ -65,8 +77,11 @@ def test_sites_cli(demo_scores_60, tmp_path):
 def test_sites_errors(demo_scores_60, tmp_path):
     far = tmp_path / "far.bed"
     far.write_text("chr9\t100\t108\tGATA\t0\t+\n")
-    with pytest.raises(RegionError, match=r"no GATA site of .*far\.bed overlaps a scored position of .*"
-                                          r"\(60 windows on chr1\); check that both files use the same genome"):
+    with pytest.raises(
+        RegionError,
+        match=r"no GATA site of .*far\.bed overlaps a scored position of .*"
+        r"\(60 windows on chr1\); check that both files use the same genome",
+    ):
         site_recovery(demo_scores_60, far, ["GATA"])
     with pytest.raises(RegionError, match=r"--motif CTCF names no site in .*; its names are GATA, TAL1"):
         site_recovery(demo_scores_60, DEMO["sites"], ["CTCF"])

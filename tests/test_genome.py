@@ -72,9 +72,16 @@ def test_chrom_sizes_and_path(genome, fasta):
     assert genome.path == str(fasta)
 
 
-@pytest.mark.parametrize("chrom,start,end", [
-    ("chr1", 0, 500), ("chr1", 90, 160), ("chr1", 195, 235), ("chr1", 59, 61), ("chr2", 299, 300),
-])
+@pytest.mark.parametrize(
+    "chrom,start,end",
+    [
+        ("chr1", 0, 500),
+        ("chr1", 90, 160),
+        ("chr1", 195, 235),
+        ("chr1", 59, 61),
+        ("chr2", 299, 300),
+    ],
+)
 def test_fetch_is_uppercase_slice(genome, seqs, chrom, start, end):
     assert genome.fetch(chrom, start, end) == seqs[chrom][start:end].upper()
     assert genome.fetch(chrom, start, end, ".") == seqs[chrom][start:end].upper()
@@ -94,19 +101,25 @@ def test_fetch_minus_strand_complements_iupac(tmp_path):
 
 
 def test_fetch_unknown_chromosome(genome, fasta):
-    with pytest.raises(GenomeError, match=(
-        rf"chromosome 'chrUn' is not in {re.escape(str(fasta))} \(has chr1, chr2\); "
-        "use the FASTA's chromosome names"
-    )):
+    with pytest.raises(
+        GenomeError,
+        match=(
+            rf"chromosome 'chrUn' is not in {re.escape(str(fasta))} \(has chr1, chr2\); "
+            "use the FASTA's chromosome names"
+        ),
+    ):
         genome.fetch("chrUn", 0, 10)
 
 
 @pytest.mark.parametrize("start,end", [(-1, 10), (490, 501), (10, 10), (20, 10)])
 def test_fetch_out_of_bounds(genome, fasta, start, end):
-    with pytest.raises(GenomeError, match=(
-        rf"interval chr1:{start}-{end} does not fit in chr1 \(length 500\) of "
-        rf"{re.escape(str(fasta))}; coordinates are 0-based half-open"
-    )):
+    with pytest.raises(
+        GenomeError,
+        match=(
+            rf"interval chr1:{start}-{end} does not fit in chr1 \(length 500\) of "
+            rf"{re.escape(str(fasta))}; coordinates are 0-based half-open"
+        ),
+    ):
         genome.fetch("chr1", start, end)
 
 
@@ -163,8 +176,11 @@ def test_bgzip_fasta_is_read(tmp_path, seqs):
 
 def test_bgzip_fasta_not_named_gz(tmp_path, seqs):
     path = write_bgzip(tmp_path / "genome.fa", seqs)
-    with pytest.raises(GenomeError, match=rf"^{re.escape(str(path))} is bgzip-compressed but its name does not end "
-                                          r"in \.gz or \.bgz.*; rename it to end in \.gz$"):
+    with pytest.raises(
+        GenomeError,
+        match=rf"^{re.escape(str(path))} is bgzip-compressed but its name does not end "
+        r"in \.gz or \.bgz.*; rename it to end in \.gz$",
+    ):
         Genome(path)
 
 
@@ -173,34 +189,46 @@ def test_plain_gzip_fasta_says_to_bgzip_it(tmp_path, seqs, name):
     path = tmp_path / name
     with gzip.open(path, "wt") as fh:
         fh.write(">chr1\n" + seqs["chr1"] + "\n")
-    with pytest.raises(GenomeError, match=rf"^{re.escape(str(path))} is compressed with plain gzip, which cannot be "
-                                          r"read at random positions; recompress it with bgzip"):
+    with pytest.raises(
+        GenomeError,
+        match=rf"^{re.escape(str(path))} is compressed with plain gzip, which cannot be "
+        r"read at random positions; recompress it with bgzip",
+    ):
         Genome(path)
     assert not Path(str(path) + ".fai").exists()
 
 
-@pytest.mark.parametrize("content,detail", [
-    ("chr1\t0\t10\n", "Unexpected text before the first sequence definition line"),
-    ("", "does not contain a valid sequence"),
-    (">a\nACGT\nAC\nACGT\n", "Line length of fasta file is not consistent"),
-])
+@pytest.mark.parametrize(
+    "content,detail",
+    [
+        ("chr1\t0\t10\n", "Unexpected text before the first sequence definition line"),
+        ("", "does not contain a valid sequence"),
+        (">a\nACGT\nAC\nACGT\n", "Line length of fasta file is not consistent"),
+    ],
+)
 def test_not_a_fasta(tmp_path, content, detail):
     path = tmp_path / "bad.fa"
     path.write_text(content)
-    with pytest.raises(GenomeError, match=(
-        rf"^{re.escape(str(path))} is not a readable FASTA \(.*{detail}.*\); give an "
-        "uncompressed or bgzip-compressed FASTA"
-    )):
+    with pytest.raises(
+        GenomeError,
+        match=(
+            rf"^{re.escape(str(path))} is not a readable FASTA \(.*{detail}.*\); give an "
+            "uncompressed or bgzip-compressed FASTA"
+        ),
+    ):
         Genome(path)
 
 
 def test_duplicate_sequence_names(tmp_path):
     path = tmp_path / "dup.fa"
     path.write_text(">a\nACGT\n>a\nGG\n")
-    with pytest.raises(GenomeError, match=(
-        rf"{re.escape(str(path))} is not a readable FASTA \(Duplicate key \"a\"\); "
-        "give a plain-text FASTA with unique sequence names"
-    )):
+    with pytest.raises(
+        GenomeError,
+        match=(
+            rf"{re.escape(str(path))} is not a readable FASTA \(Duplicate key \"a\"\); "
+            "give a plain-text FASTA with unique sequence names"
+        ),
+    ):
         Genome(path)
 
 
@@ -212,10 +240,13 @@ def test_read_only_folder(tmp_path, seqs):
     try:
         if os.access(folder, os.W_OK):
             pytest.skip("chmod does not stop this user from writing (running as root)")
-        with pytest.raises(GenomeError, match=(
-            rf"cannot write or read the index {re.escape(str(folder / 'genome.fa'))}\.fai; "
-            "copy the FASTA to a writable folder, or run `samtools faidx`"
-        )):
+        with pytest.raises(
+            GenomeError,
+            match=(
+                rf"cannot write or read the index {re.escape(str(folder / 'genome.fa'))}\.fai; "
+                "copy the FASTA to a writable folder, or run `samtools faidx`"
+            ),
+        ):
             Genome(folder / "genome.fa")
     finally:
         folder.chmod(0o755)
@@ -224,6 +255,7 @@ def test_read_only_folder(tmp_path, seqs):
 @pytest.fixture
 def refuse_index_writes(monkeypatch):
     """Call it to make writing an index fail from then on (as in a read-only folder, even for root)."""
+
     def refuse(self, mode):
         raise PermissionError(13, "Permission denied", self.indexname)
 
@@ -232,10 +264,13 @@ def refuse_index_writes(monkeypatch):
 
 def test_unwritable_index(fasta, refuse_index_writes):
     refuse_index_writes()
-    with pytest.raises(GenomeError, match=(
-        rf"^cannot write or read the index {re.escape(str(fasta))}\.fai; copy the FASTA "
-        r"to a writable folder, or run `samtools faidx` on it where you can write$"
-    )):
+    with pytest.raises(
+        GenomeError,
+        match=(
+            rf"^cannot write or read the index {re.escape(str(fasta))}\.fai; copy the FASTA "
+            r"to a writable folder, or run `samtools faidx` on it where you can write$"
+        ),
+    ):
         Genome(fasta)
 
 
@@ -258,10 +293,13 @@ def test_stale_unwritable_index_is_an_error(fasta, seqs, refuse_index_writes):
     """An index that no longer matches the FASTA and cannot be rewritten would give wrong sequences."""
     make_index_stale(fasta, seqs)
     refuse_index_writes()
-    with pytest.raises(GenomeError, match=(
-        rf"^{re.escape(str(fasta))}\.fai does not match {re.escape(str(fasta))} \(.*\): the FASTA changed after it "
-        r"was indexed, and the index cannot be rewritten; run `samtools faidx .*` where you can write"
-    )):
+    with pytest.raises(
+        GenomeError,
+        match=(
+            rf"^{re.escape(str(fasta))}\.fai does not match {re.escape(str(fasta))} \(.*\): the FASTA changed after it "
+            r"was indexed, and the index cannot be rewritten; run `samtools faidx .*` where you can write"
+        ),
+    ):
         Genome(fasta)
 
 
@@ -331,8 +369,22 @@ def test_stale_index_through_the_cli(data, tmp_path, genome_seqs):
     os.utime(fasta, (1_000_000, 1_000_000))
     os.utime(str(fasta) + ".fai", (1_000_000, 1_000_000))
     out = tmp_path / "scores.h5"
-    result = CliRunner().invoke(main, ["score", data["bed"], "--fasta", str(fasta), "--model", data["pt2"], "-o",
-                                       str(out), "--n-refs", "2", "--quiet"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "score",
+            data["bed"],
+            "--fasta",
+            str(fasta),
+            "--model",
+            data["pt2"],
+            "-o",
+            str(out),
+            "--n-refs",
+            "2",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     import h5py
 
@@ -359,12 +411,15 @@ def test_existing_index_is_used_in_read_only_folder(tmp_path, seqs):
 def test_one_hot_exact():
     X = one_hot_encode("ACGTN")
     assert X.dtype == np.uint8 and X.shape == (4, 5)
-    np.testing.assert_array_equal(X, [
-        [1, 0, 0, 0, 0],
-        [0, 1, 0, 0, 0],
-        [0, 0, 1, 0, 0],
-        [0, 0, 0, 1, 0],
-    ])
+    np.testing.assert_array_equal(
+        X,
+        [
+            [1, 0, 0, 0, 0],
+            [0, 1, 0, 0, 0],
+            [0, 0, 1, 0, 0],
+            [0, 0, 0, 1, 0],
+        ],
+    )
 
 
 def test_one_hot_lowercase_equals_uppercase():
@@ -435,7 +490,9 @@ def test_fetch_one_hot(genome, seqs):
 
 def test_fetch_one_hot_empty_and_unequal(genome):
     assert fetch_one_hot(genome, []).shape == (0, 4, 0)
-    with pytest.raises(ValueError, match=r"windows must all have the same length; chr2:0-5 has length 5, the first has 10"):
+    with pytest.raises(
+        ValueError, match=r"windows must all have the same length; chr2:0-5 has length 5, the first has 10"
+    ):
         fetch_one_hot(genome, [W("chr1", 0, 10, "+"), W("chr2", 0, 5, "+")])
 
 
@@ -471,6 +528,7 @@ def test_real_c_elegans_fasta(tmp_path):
 
 
 # --- the FASTA's SHA-256, cached per version of the file ---------------------------------------------------------
+
 
 @pytest.fixture
 def digest_cache(tmp_path, monkeypatch):

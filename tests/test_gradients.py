@@ -154,17 +154,23 @@ def test_model_forms_and_batching_agree(data, smooth64):
 def test_errors(data, relu32):
     X, R = data
     captured = relu32[1]
-    with pytest.raises(ReferencesError, match=r"references of shape \(4, 3, 4, 39\) do not fit inputs of shape \(4, 4, 40\);"):
+    with pytest.raises(
+        ReferencesError, match=r"references of shape \(4, 3, 4, 39\) do not fit inputs of shape \(4, 4, 40\);"
+    ):
         integrated_gradients(captured, X, R[..., :-1])
     with pytest.raises(ReferencesError, match=r"references of shape \(3, 3, 4, 40\)"):
         integrated_gradients(captured, X, R[:3])
-    with pytest.raises(UsageError, match="unknown integration method 'simpson'; choose one of gausslegendre, riemann_trapezoid"):
+    with pytest.raises(
+        UsageError, match="unknown integration method 'simpson'; choose one of gausslegendre, riemann_trapezoid"
+    ):
         integrated_gradients(captured, X, R, method="simpson")
     with pytest.raises(UsageError, match="--steps 1 is too small for riemann_trapezoid"):
         integrated_gradients(captured, X, R, steps=1, method="riemann_trapezoid")
     with pytest.raises(ModelError, match=r"inputs have length 39 but the model takes length 40; use --window 40"):
         saliency(captured, X[..., :-1])
-    with pytest.raises(UsageError, match=r"inputs have shape \(4, 40\); expected one-hot sequences of shape \(N, 4, L\)"):
+    with pytest.raises(
+        UsageError, match=r"inputs have shape \(4, 40\); expected one-hot sequences of shape \(N, 4, L\)"
+    ):
         saliency(captured, X[0])
     with pytest.raises(UsageError, match="--target 3 is out of range"):
         saliency(captured, X, target=3)

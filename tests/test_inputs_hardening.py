@@ -13,8 +13,22 @@ from conftest import LENGTH
 
 
 def score_args(data, out, *extra, model=None):
-    return ["score", data["bed"], "--fasta", data["fasta"], "--model", model or data["pt2"], "-o", out,
-            "--n-refs", 2, "--batch-size", 3, "--quiet", *extra]
+    return [
+        "score",
+        data["bed"],
+        "--fasta",
+        data["fasta"],
+        "--model",
+        model or data["pt2"],
+        "-o",
+        out,
+        "--n-refs",
+        2,
+        "--batch-size",
+        3,
+        "--quiet",
+        *extra,
+    ]
 
 
 def assert_nothing_written(folder, name="scores.h5"):
@@ -111,11 +125,14 @@ def test_output_of_one_value_per_example_is_scored(data, tmp_path):
 # --- class models ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("source, what", [
-    ("import torch\nclass Net(torch.nn.Module)\n    pass\n", "line 2: syntax error (expected ':')"),
-    ("import torch\nraise RuntimeError('needs a GPU build')\n", "RuntimeError: needs a GPU build"),
-    ("import torch\nimport not_a_module_xyz\n", "No module named 'not_a_module_xyz'"),
-])
+@pytest.mark.parametrize(
+    "source, what",
+    [
+        ("import torch\nclass Net(torch.nn.Module)\n    pass\n", "line 2: syntax error (expected ':')"),
+        ("import torch\nraise RuntimeError('needs a GPU build')\n", "RuntimeError: needs a GPU build"),
+        ("import torch\nimport not_a_module_xyz\n", "No module named 'not_a_module_xyz'"),
+    ],
+)
 def test_model_source_that_cannot_be_imported(data, tmp_path, source, what):
     path = tmp_path / "broken.py"
     path.write_text(source)
@@ -141,8 +158,13 @@ def test_weights_that_do_not_fit_name_the_keys(data, tmp_path):
     save_file(state, str(weights))
     out = tmp_path / "scores.h5"
     result = run(*score_args(data, out, "--weights", weights, model=data["class"]))
-    assert_one_line_error(result, str(weights), "missing: head.bias", "unexpected: extra.weight",
-                          "conv.weight is (4, 4, 7) in the file but (4, 4, 5) in TinyCNN")
+    assert_one_line_error(
+        result,
+        str(weights),
+        "missing: head.bias",
+        "unexpected: extra.weight",
+        "conv.weight is (4, 4, 7) in the file but (4, 4, 5) in TinyCNN",
+    )
     assert_nothing_written(tmp_path)
 
 
@@ -212,8 +234,18 @@ def commands(scores, data, out):
         "logo": ["logo", scores, "--index", 0, "-o", out / "logo.png"],
         "tracks": ["tracks", scores, "-o", out / "tracks", "--fasta", data["fasta"], "--quiet"],
         "motifs": ["motifs", scores, "-o", out / "motifs", "--quiet"],
-        "evaluate perturb": ["evaluate", "perturb", scores, "--model", data["pt2"], "-o", out / "perturb.tsv",
-                             "--k", 1, "--quiet"],
+        "evaluate perturb": [
+            "evaluate",
+            "perturb",
+            scores,
+            "--model",
+            data["pt2"],
+            "-o",
+            out / "perturb.tsv",
+            "--k",
+            1,
+            "--quiet",
+        ],
         "evaluate sites": ["evaluate", "sites", scores, "--sites", data["bed"], "-o", out / "sites.tsv", "--quiet"],
     }
 

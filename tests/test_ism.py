@@ -77,6 +77,7 @@ def X():
 
 def brute_force(model, X, target):
     """Reference ISM: every base at every position, one sequence at a time."""
+
     def f(x):
         with torch.no_grad():
             out = model(torch.as_tensor(x)).numpy()
@@ -117,7 +118,10 @@ FIRST_LAYERS = {
 def test_fast_path_equals_plain_and_brute_force(X, name):
     m = Net(FIRST_LAYERS[name]())
     captured, Xt = model_inputs(m, X)
-    assert full_tensors_at(captured, Xt) in (["reshape"], ["view"])  # windows through both convolutions, up to the dense head
+    assert full_tensors_at(captured, Xt) in (
+        ["reshape"],
+        ["view"],
+    )  # windows through both convolutions, up to the dense head
     fast = ism(captured, X, target=1, batch_size=50)
     plain = ism(captured, X, target=1, batch_size=50, fast=False)
     np.testing.assert_allclose(fast.hypothetical, plain.hypothetical, atol=1e-12)
@@ -218,8 +222,9 @@ INCREMENTAL = {  # model, where full mutant tensors are first needed
 
 
 # the BiLSTM takes seconds (as tests/test_recurrent.py, all slow); the other layer kinds stay in the quick loop
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "demo-bilstm" else n
-                                  for n in INCREMENTAL])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "demo-bilstm" else n for n in INCREMENTAL]
+)
 def test_incremental_equals_plain_on_every_layer_kind(X, name):
     build, full_at = INCREMENTAL[name]
     m = build().double().eval()

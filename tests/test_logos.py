@@ -71,25 +71,31 @@ def read_png(path):
     return image
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("chr1:1,001-1,100", ("chr1", 1000, 1100)),
-    ("chr1:1-1", ("chr1", 0, 1)),
-    ("chr2:7", ("chr2", 6, 7)),
-    ("  chrX:10-20\n", ("chrX", 9, 20)),
-    ("HLA-A*01:01:5-9", ("HLA-A*01:01", 4, 9)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("chr1:1,001-1,100", ("chr1", 1000, 1100)),
+        ("chr1:1-1", ("chr1", 0, 1)),
+        ("chr2:7", ("chr2", 6, 7)),
+        ("  chrX:10-20\n", ("chrX", 9, 20)),
+        ("HLA-A*01:01:5-9", ("HLA-A*01:01", 4, 9)),
+    ],
+)
 def test_parse_region_reads_1_based_inclusive(text, expected):
     assert parse_region(text) == expected
     assert format_region(*expected) == format_region(*parse_region(format_region(*expected)))
 
 
-@pytest.mark.parametrize("text, message", [
-    ("chr1:0-10", r"region 'chr1:0-10' starts at 0, but positions start at 1; write chrom:start-end"),
-    ("chr1:20-10", r"region 'chr1:20-10' ends \(10\) before it starts \(20\); write chrom:start-end"),
-    ("chr1", r"cannot read region 'chr1'; write chrom:start-end, 1-based and inclusive"),
-    ("chr1:1e3-2000", r"cannot read region 'chr1:1e3-2000'"),
-    ("chr1:5-", r"cannot read region 'chr1:5-'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("chr1:0-10", r"region 'chr1:0-10' starts at 0, but positions start at 1; write chrom:start-end"),
+        ("chr1:20-10", r"region 'chr1:20-10' ends \(10\) before it starts \(20\); write chrom:start-end"),
+        ("chr1", r"cannot read region 'chr1'; write chrom:start-end, 1-based and inclusive"),
+        ("chr1:1e3-2000", r"cannot read region 'chr1:1e3-2000'"),
+        ("chr1:5-", r"cannot read region 'chr1:5-'"),
+    ],
+)
 def test_parse_region_errors(text, message):
     with pytest.raises(RegionError, match=message):
         parse_region(text)
@@ -100,10 +106,16 @@ def test_format_region_is_1_based_with_commas():
 
 
 def test_select_rows(tmp_path):
-    path = write_scores(tmp_path / "tiny.h5", [
-        ("chr1", 100, 200, ".", "a"), ("chr1", 150, 250, ".", "b"), ("chr2", 0, 100, "-", "c"),
-        ("chr1", 300, 400, ".", "a"),
-    ], length=100)
+    path = write_scores(
+        tmp_path / "tiny.h5",
+        [
+            ("chr1", 100, 200, ".", "a"),
+            ("chr1", 150, 250, ".", "b"),
+            ("chr2", 0, 100, "-", "c"),
+            ("chr1", 300, 400, ".", "a"),
+        ],
+        length=100,
+    )
     with open_scores(path) as h5:
         assert select_rows(h5, index=2) == [(2, 0, 100)]
         assert select_rows(h5, name="a") == [(0, 100, 200), (3, 300, 400)]
@@ -111,16 +123,25 @@ def test_select_rows(tmp_path):
         assert select_rows(h5, region=parse_region("chr1:160-190")) == [(0, 159, 190), (1, 159, 190)]
         assert select_rows(h5, region=parse_region("chr1:201-250")) == [(1, 200, 250)]
         assert select_rows(h5, name="b", region=parse_region("chr1:160-190")) == [(1, 159, 190)]
-        with pytest.raises(RegionError, match=r"region chr1:190-260 lies in no scored window of .*tiny\.h5; "
-                                              r"the nearest is chr1:151-250 \(row 1, b\): give a region inside"):
+        with pytest.raises(
+            RegionError,
+            match=r"region chr1:190-260 lies in no scored window of .*tiny\.h5; "
+            r"the nearest is chr1:151-250 \(row 1, b\): give a region inside",
+        ):
             select_rows(h5, region=parse_region("chr1:190-260"))
-        with pytest.raises(RegionError, match=r"chr3:1-5 lies in no scored window: .*tiny\.h5 has no window on "
-                                              r"chr3; give a region on chr1, chr2"):
+        with pytest.raises(
+            RegionError,
+            match=r"chr3:1-5 lies in no scored window: .*tiny\.h5 has no window on "
+            r"chr3; give a region on chr1, chr2",
+        ):
             select_rows(h5, region=parse_region("chr3:1-5"))
         with pytest.raises(RegionError, match=r"chr1:301-310 lies in no scored window of row 1 of .*tiny\.h5"):
             select_rows(h5, index=1, region=parse_region("chr1:301-310"))
-        with pytest.raises(RegionError, match=r"index 4 is out of range: .*tiny\.h5 holds 4 windows; give a row "
-                                              r"from 0 to 3"):
+        with pytest.raises(
+            RegionError,
+            match=r"index 4 is out of range: .*tiny\.h5 holds 4 windows; give a row "
+            r"from 0 to 3",
+        ):
             select_rows(h5, index=4)
         with pytest.raises(RegionError, match=r"no window named 'bb' in .*tiny\.h5 \(did you mean b\?\)"):
             select_rows(h5, name="bb")
@@ -225,7 +246,8 @@ def test_cli_compares_files_of_the_same_windows(scores, tmp_path):
     other = copy_scores(scores, tmp_path / "ism.h5", method="ism")
     fig = figure([scores, other], 4, region=parse_region("chr1:7,340-7,370"))
     assert [ax.get_title(loc="left") for ax in fig.axes] == [
-        "scores.h5: deeplift (rescale), target 0", "ism.h5: ism, target 0"
+        "scores.h5: deeplift (rescale), target 0",
+        "ism.h5: ism, target 0",
     ]
     result = run(scores, other, "--index", 4, "--dpi", 30)
     assert result.exit_code == 0, result.output
@@ -235,13 +257,18 @@ def test_cli_compares_files_of_the_same_windows(scores, tmp_path):
 def test_cli_errors(scores, tmp_path):
     moved = copy_scores(scores, tmp_path / "moved.h5", shift=1)
     cases = [
-        (["--region", "chr1:100-200"], r"Error: region chr1:100-200 lies in no scored window of .*scores\.h5; the "
-                                       r"nearest is chr1:1,348-1,547 \(row 0, region_0000_both\)"),
+        (
+            ["--region", "chr1:100-200"],
+            r"Error: region chr1:100-200 lies in no scored window of .*scores\.h5; the "
+            r"nearest is chr1:1,348-1,547 \(row 0, region_0000_both\)",
+        ),
         (["--name", "peak_7"], r"Error: no window named 'peak_7' in .*scores\.h5 \(names are region_0000_both"),
         (["--index", 7], r"Error: index 7 is out of range: .*scores\.h5 holds 7 windows; give a row from 0 to 6"),
-        ([moved, "--index", 1, "-o", tmp_path / "m.png"],
-         r"Error: .*moved\.h5 holds no window chr1:3,283-3,482 \(\. strand, row 1 of .*scores\.h5\); compare score "
-         r"files of the same regions"),
+        (
+            [moved, "--index", 1, "-o", tmp_path / "m.png"],
+            r"Error: .*moved\.h5 holds no window chr1:3,283-3,482 \(\. strand, row 1 of .*scores\.h5\); compare score "
+            r"files of the same regions",
+        ),
         (["--index", 1, "-o", tmp_path / "fig.jpg"], r"Error: cannot write .*fig\.jpg: unknown format '\.jpg'"),
         (["--top", 2, "-o", tmp_path / "top.png"], r"Error: --top writes one PDF or a folder of PNGs"),
     ]
@@ -260,11 +287,14 @@ def test_cli_errors(scores, tmp_path):
     assert out.read_bytes() != before
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--top", 2, "--index", 1], "--top ranks every window; give it without --region, --index or --name"),
-    ([], "say what to draw: --region, --index, --name or --top"),
-    (["--index", 1, "--name", "x"], "give --index or --name, not both"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--top", 2, "--index", 1], "--top ranks every window; give it without --region, --index or --name"),
+        ([], "say what to draw: --region, --index, --name or --top"),
+        (["--index", 1, "--name", "x"], "give --index or --name, not both"),
+    ],
+)
 def test_cli_usage_errors(scores, args, message):
     result = run(scores, *args)
     assert result.exit_code == 2 and message in result.output
@@ -274,8 +304,11 @@ def test_cli_warns_when_a_name_is_repeated(tmp_path):
     path = write_scores(tmp_path / "dup.h5", [("chr1", 0, 20, ".", "a"), ("chr1", 40, 60, ".", "a")])
     result = run(path, "--name", "a", "--dpi", 20)
     assert result.exit_code == 0, result.output
-    assert re.search(r"seqlift: warning: 2 windows of .*dup\.h5 are named 'a'; drawing the first \(row 0\); "
-                     r"use --index to pick another", result.output), result.output
+    assert re.search(
+        r"seqlift: warning: 2 windows of .*dup\.h5 are named 'a'; drawing the first \(row 0\); "
+        r"use --index to pick another",
+        result.output,
+    ), result.output
     assert (tmp_path / "dup.a.png").exists()
 
 

@@ -39,8 +39,18 @@ def runs(tmp_path_factory):
             centre = int(start) + 100 + int(rng.integers(-5, 5))
             # regions narrower than the 200-bp windows: a GC index that left out only a shard's windows would differ
             bed.write(f"{chrom}\t{centre - 10}\t{centre + 10}\t{name}\t0\t{'+-.'[i % 3]}\n")
-    common = [tmp / "regions.bed", "--fasta", fasta, "--model", paths["model_pt2"], "--n-refs", 3, "--reference",
-              "gc-matched", "--quiet"]
+    common = [
+        tmp / "regions.bed",
+        "--fasta",
+        fasta,
+        "--model",
+        paths["model_pt2"],
+        "--n-refs",
+        3,
+        "--reference",
+        "gc-matched",
+        "--quiet",
+    ]
     out = {"dir": tmp, "common": common, "all": tmp / "all.h5"}
     result = run("score", *common, "-o", out["all"])
     assert result.exit_code == 0, result.output
@@ -64,8 +74,11 @@ def test_shards_are_contiguous_blocks_of_the_unsharded_rows(runs):
             np.testing.assert_array_equal(part[name], full[name][rows], err_msg=name)
         assert attrs["shard"] == f"{k}-of-3" and attrs["n_regions"] == len(part["meta/row"])
         assert attrs["n_regions_total"] == 14
-        differ = {key for key in full_attrs.keys() | attrs.keys() if key not in SHARD_ONLY | PER_RUN
-                  and str(attrs.get(key)) != str(full_attrs.get(key))}
+        differ = {
+            key
+            for key in full_attrs.keys() | attrs.keys()
+            if key not in SHARD_ONLY | PER_RUN and str(attrs.get(key)) != str(full_attrs.get(key))
+        }
         assert differ == set()
     assert starts == [0, 4, 9]
 
@@ -112,8 +125,10 @@ def test_merge_refuses_shards_of_different_runs(runs):
     one_line_error(result, "is not from the same run as")
     assert "seed is 1 there and 0 in" in result.output
     fewer = edited_copy(runs, 2, "fewer.h5", lambda h5: h5.__delitem__("meta/low_complexity"))
-    one_line_error(run("merge", runs[1], fewer, runs[3], "-o", runs["dir"] / "bad.h5"),
-                   "hold different datasets: 'meta/low_complexity'")
+    one_line_error(
+        run("merge", runs[1], fewer, runs[3], "-o", runs["dir"] / "bad.h5"),
+        "hold different datasets: 'meta/low_complexity'",
+    )
     unsharded = run("merge", runs["all"], runs[1], "-o", runs["dir"] / "bad.h5")
     one_line_error(unsharded, "all.h5 has no 'shard' attribute")
     assert not (runs["dir"] / "bad.h5").exists() and not (runs["dir"] / "bad.h5.partial").exists()
@@ -122,18 +137,25 @@ def test_merge_refuses_shards_of_different_runs(runs):
 def test_merge_refuses_overlapping_and_incomplete_shards(runs):
     again = runs["dir"] / "part1-again.h5"
     shutil.copy(runs[1], again)
-    one_line_error(run("merge", runs[1], again, runs[2], runs[3], "-o", runs["dir"] / "bad.h5"),
-                   "the shards overlap: region row 0 (0-based, input order) is in")
-    one_line_error(run("merge", runs[3], runs[1], "-o", runs["dir"] / "bad.h5"),
-                   "shard(s) 2-of-3 missing: 2 of 3 shards given")
-    one_line_error(run("merge", runs[1], runs["dir"] / "none.h5", "-o", runs["dir"] / "bad.h5"),
-                   f"scores file {runs['dir'] / 'none.h5'} does not exist")
+    one_line_error(
+        run("merge", runs[1], again, runs[2], runs[3], "-o", runs["dir"] / "bad.h5"),
+        "the shards overlap: region row 0 (0-based, input order) is in",
+    )
+    one_line_error(
+        run("merge", runs[3], runs[1], "-o", runs["dir"] / "bad.h5"), "shard(s) 2-of-3 missing: 2 of 3 shards given"
+    )
+    one_line_error(
+        run("merge", runs[1], runs["dir"] / "none.h5", "-o", runs["dir"] / "bad.h5"),
+        f"scores file {runs['dir'] / 'none.h5'} does not exist",
+    )
     text = runs["dir"] / "text.h5"
     text.write_text("not hdf5")
     one_line_error(run("merge", runs[1], text, "-o", runs["dir"] / "bad.h5"), "text.h5 is not an HDF5 scores file")
     no_rows = edited_copy(runs, 2, "no-rows.h5", lambda h5: h5.__delitem__("meta/row"))
-    one_line_error(run("merge", runs[1], no_rows, runs[3], "-o", runs["dir"] / "bad.h5"),
-                   "no-rows.h5 is not a seqlift scores file: it has no dataset meta/row")
+    one_line_error(
+        run("merge", runs[1], no_rows, runs[3], "-o", runs["dir"] / "bad.h5"),
+        "no-rows.h5 is not a seqlift scores file: it has no dataset meta/row",
+    )
 
 
 @pytest.mark.parametrize("shard", ["0-of-3", "4-of-3", "a-of-b", "2of3", "1-of-0"])

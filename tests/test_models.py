@@ -15,8 +15,22 @@ from seqlift.models import load_model
 
 
 def score_args(data, model, out, *extra):
-    return ["score", data["bed"], "--fasta", data["fasta"], "--model", model, "-o", out, "--n-refs", 2,
-            "--batch-size", 2, "--quiet", *extra]
+    return [
+        "score",
+        data["bed"],
+        "--fasta",
+        data["fasta"],
+        "--model",
+        model,
+        "-o",
+        out,
+        "--n-refs",
+        2,
+        "--batch-size",
+        2,
+        "--quiet",
+        *extra,
+    ]
 
 
 class _Marker:
@@ -56,8 +70,12 @@ def hostile_pt2(data, kind, marker):
                 return payload
         if kind == "constant" and name.endswith("model_constants_config.json"):
             config = json.loads(blob)
-            config["config"]["evil"] = {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True,
-                                        "tensor_meta": None}
+            config["config"]["evil"] = {
+                "path_name": "opaque_obj_0",
+                "is_param": False,
+                "use_pickle": True,
+                "tensor_meta": None,
+            }
             return json.dumps(config).encode()
         if kind == "sample_inputs" and name.endswith("data/sample_inputs/model.pt"):
             return __import__("pickle").dumps((_Marker(marker), {}))
@@ -155,8 +173,11 @@ def test_torchscript_pickles_cannot_run_python(data, tmp_path):
     marker = tmp_path / "ran"
     payload = __import__("pickle").dumps(_Marker(marker), protocol=2)
     for entry in ("data.pkl", "constants.pkl"):
-        hostile = rewrite(scripted, tmp_path / f"hostile_{entry}.ts",
-                          lambda name, blob, entry=entry: payload if name.endswith("/" + entry) else blob)
+        hostile = rewrite(
+            scripted,
+            tmp_path / f"hostile_{entry}.ts",
+            lambda name, blob, entry=entry: payload if name.endswith("/" + entry) else blob,
+        )
         with pytest.raises(ModelError, match="could not be read as TorchScript"):
             load_model(str(hostile))
         assert not marker.exists()

@@ -18,11 +18,28 @@ import cli_helpers
 N_RUN = ("chr2", 146317, 146367)  # the demo genome's N run, 0-based half-open
 
 # Planted GATA (consensus AGATAAGA) and TAL1 (ACCAGCTGTC) matrices, rows A C G T per position.
-GATA = [[.93, .02, .03, .02], [.01, .01, .96, .02], [.98, .01, .005, .005], [.005, .005, .01, .98],
-        [.98, .01, .005, .005], [.96, .01, .02, .01], [.03, .02, .93, .02], [.90, .03, .04, .03]]
-TAL1 = [[.60, .14, .13, .13], [.05, .85, .05, .05], [.01, .97, .01, .01], [.97, .01, .01, .01],
-        [.02, .01, .60, .37], [.01, .97, .01, .01], [.01, .01, .01, .97], [.01, .01, .97, .01],
-        [.08, .09, .08, .75], [.13, .60, .14, .13]]
+GATA = [
+    [0.93, 0.02, 0.03, 0.02],
+    [0.01, 0.01, 0.96, 0.02],
+    [0.98, 0.01, 0.005, 0.005],
+    [0.005, 0.005, 0.01, 0.98],
+    [0.98, 0.01, 0.005, 0.005],
+    [0.96, 0.01, 0.02, 0.01],
+    [0.03, 0.02, 0.93, 0.02],
+    [0.90, 0.03, 0.04, 0.03],
+]
+TAL1 = [
+    [0.60, 0.14, 0.13, 0.13],
+    [0.05, 0.85, 0.05, 0.05],
+    [0.01, 0.97, 0.01, 0.01],
+    [0.97, 0.01, 0.01, 0.01],
+    [0.02, 0.01, 0.60, 0.37],
+    [0.01, 0.97, 0.01, 0.01],
+    [0.01, 0.01, 0.01, 0.97],
+    [0.01, 0.01, 0.97, 0.01],
+    [0.08, 0.09, 0.08, 0.75],
+    [0.13, 0.60, 0.14, 0.13],
+]
 
 
 def invoke(*args):
@@ -57,9 +74,28 @@ def scored(tmp_path_factory):
     p = demo_paths()
     # In a child process, as the motifs run below: modisco-lite compiles its numba kernels into numba's cache
     # only from a single-threaded process, and tqdm's monitor thread, once started, stays for good.
-    done = subprocess.run([sys.executable, "-m", "seqlift.cli", "score", bed, "--fasta", p["fasta"], "--model",
-                           p["model_pt2"], "-o", scores, "--n-refs", "5", "--target", "0", "--quiet"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seqlift.cli",
+            "score",
+            bed,
+            "--fasta",
+            p["fasta"],
+            "--model",
+            p["model_pt2"],
+            "-o",
+            scores,
+            "--n-refs",
+            "5",
+            "--target",
+            "0",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     with h5py.File(scores) as h5:
         windows = {k: h5[k][:] for k in ("coords_start", "coords_end")}
@@ -77,8 +113,11 @@ def run(scored):
     db = tmp / "db.meme"
     write_meme_db(db, {"GATA": GATA, "TAL1": TAL1, **decoys})
     out = tmp / "out"
-    done = subprocess.run([sys.executable, "-m", "seqlift.cli", "motifs", scores,
-                           "-o", out, "--motif-db", db, "--pwm"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "seqlift.cli", "motifs", scores, "-o", out, "--motif-db", db, "--pwm"],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     return out, done.stderr
 
@@ -95,8 +134,9 @@ def test_modisco_finds_the_gata_motif(run):
     with h5py.File(out / "modisco.h5") as h5:
         assert h5.attrs["window_size"] == 200
         patterns = h5["pos_patterns"]
-        consensus = {name: "".join("ACGT"[i] for i in patterns[name]["contrib_scores"][:].argmax(axis=1))
-                     for name in patterns}
+        consensus = {
+            name: "".join("ACGT"[i] for i in patterns[name]["contrib_scores"][:].argmax(axis=1)) for name in patterns
+        }
         counts = {name: int(patterns[name]["seqlets/n_seqlets"][0]) for name in patterns}
     gata = [name for name, seq in consensus.items() if gata_like(seq)]
     assert gata, consensus
@@ -108,8 +148,9 @@ def test_meme_file_reads_with_memelite(run):
     out, _ = run
     meme = read_meme(str(out / "motifs.meme"))
     with h5py.File(out / "modisco.h5") as h5:
-        names = [f"{sign}_{name}" for sign in ("pos", "neg") if f"{sign}_patterns" in h5
-                 for name in h5[f"{sign}_patterns"]]
+        names = [
+            f"{sign}_{name}" for sign in ("pos", "neg") if f"{sign}_patterns" in h5 for name in h5[f"{sign}_patterns"]
+        ]
     assert sorted(meme) == sorted(names)
     for pwm in meme.values():
         assert pwm.shape[0] == 4 and pwm.shape[1] >= 4
@@ -185,8 +226,14 @@ def test_n_bases_carry_no_hypothetical_contribution(run, scored):
 
 def test_to_genome_flips_minus_strand_windows():
     # window chr:100-120; span 2-5 of the cropped window at offset 3 -> region positions 5-8
-    s, e, d = to_genome(np.array([5, 5]), np.array([8, 8]), np.array(["+", "-"]), np.array([100, 100]),
-                        np.array([120, 120]), np.array(["-", "."]))
+    s, e, d = to_genome(
+        np.array([5, 5]),
+        np.array([8, 8]),
+        np.array(["+", "-"]),
+        np.array([100, 100]),
+        np.array([120, 120]),
+        np.array(["-", "."]),
+    )
     np.testing.assert_array_equal(s, [112, 105])
     np.testing.assert_array_equal(e, [115, 108])
     assert list(d) == ["-", "-"]
@@ -227,7 +274,8 @@ def test_not_a_scores_file(tmp_path):
     result = invoke(bare, "-o", tmp_path / "out")
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        f"Error: {bare} is not a seqlift scores file: it has no dataset shap/seq; make one with 'seqlift score'"]
+        f"Error: {bare} is not a seqlift scores file: it has no dataset shap/seq; make one with 'seqlift score'"
+    ]
     with pytest.raises(UsageError, match="--window must be a positive number of bases, got 0"):
         read_windows(tiny_scores(tmp_path / "ok.h5"), window=0)
 

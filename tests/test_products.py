@@ -61,8 +61,11 @@ GAMES = {
     # three players, operands linear in the inputs
     "(x1 + x2)(x2 - x3)": (lambda p: (p[:, 0] + p[:, 1]) * (p[:, 1] - p[:, 2]), [1.0, 2.0, -1.5], [0.2, -0.4, 0.3]),
     "einsum(W1 x, W2 x)": (lambda p: torch.einsum("bi,bi->b", p @ W1.T, p @ W2.T), [1.0, 2.0, -1.5], [0.2, -0.4, 0.3]),
-    "bmm(W1 x, W2 x)": (lambda p: torch.bmm((p @ W1.T).unsqueeze(1), (p @ W2.T).unsqueeze(2)).flatten(),
-                        [1.0, -2.0, 0.5], [0.0, 0.0, 0.0]),
+    "bmm(W1 x, W2 x)": (
+        lambda p: torch.bmm((p @ W1.T).unsqueeze(1), (p @ W2.T).unsqueeze(2)).flatten(),
+        [1.0, -2.0, 0.5],
+        [0.0, 0.0, 0.0],
+    ),
 }
 
 

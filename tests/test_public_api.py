@@ -48,17 +48,24 @@ def public_functions(module_name):
     module = importlib.import_module(module_name)
     names = getattr(module, "__all__", None)
     if names is None:
-        names = [name for name, value in vars(module).items()
-                 if not name.startswith("_") and (inspect.isfunction(value) or inspect.isclass(value))
-                 and getattr(value, "__module__", "") == module_name]
+        names = [
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_")
+            and (inspect.isfunction(value) or inspect.isclass(value))
+            and getattr(value, "__module__", "") == module_name
+        ]
     found = []
     for name in names:
         obj = getattr(module, name)
         if inspect.isclass(obj):
             for attr, value in vars(obj).items():
                 # a function that a base puts into the class (typing.Protocol's __init__) is not seqlift's
-                if (inspect.isfunction(value) and (not attr.startswith("_") or attr == "__init__")
-                        and value.__module__ == obj.__module__):
+                if (
+                    inspect.isfunction(value)
+                    and (not attr.startswith("_") or attr == "__init__")
+                    and value.__module__ == obj.__module__
+                ):
                     found.append((f"{name}.{attr}", value))
         elif inspect.isfunction(obj):
             found.append((name, obj))
@@ -67,8 +74,11 @@ def public_functions(module_name):
 
 def missing_annotations(label, function):
     signature = inspect.signature(function)
-    missing = [param for param, value in signature.parameters.items()
-               if param not in ("self", "cls") and value.annotation is inspect.Parameter.empty]
+    missing = [
+        param
+        for param, value in signature.parameters.items()
+        if param not in ("self", "cls") and value.annotation is inspect.Parameter.empty
+    ]
     if signature.return_annotation is inspect.Signature.empty and not label.endswith("__init__"):
         missing.append("return")
     return missing
@@ -78,10 +88,10 @@ def missing_annotations(label, function):
 def test_public_api_is_annotated(module_name):
     functions = public_functions(module_name)
     assert functions, f"{module_name} has no public functions; is the module list stale?"
-    missing = {label: names for label, function in functions
-               if (names := missing_annotations(label, function))}
+    missing = {label: names for label, function in functions if (names := missing_annotations(label, function))}
     assert not missing, f"{module_name}: missing annotations: " + "; ".join(
-        f"{label} ({', '.join(names)})" for label, names in missing.items())
+        f"{label} ({', '.join(names)})" for label, names in missing.items()
+    )
 
 
 @pytest.mark.parametrize("module_name", MODULES)

@@ -54,25 +54,60 @@ def _enformer():
     """enformer-pytorch's Enformer: dim 24, 3 downsamplings (L/8 bins), one transformer layer with 2 heads."""
     enformer = pytest.importorskip("enformer_pytorch")
     model = enformer.Enformer.from_hparams(
-        dim=24, depth=1, heads=2, attn_dim_key=4, num_downsamples=3, dim_divisible_by=4, target_length=-1,
-        output_heads={"human": 2}, dropout_rate=0.0, attn_dropout=0.0, pos_dropout=0.0)
+        dim=24,
+        depth=1,
+        heads=2,
+        attn_dim_key=4,
+        num_downsamples=3,
+        dim_divisible_by=4,
+        target_length=-1,
+        output_heads={"human": 2},
+        dropout_rate=0.0,
+        attn_dropout=0.0,
+        pos_dropout=0.0,
+    )
     return Tracks(model, channels_last=True, head="human")  # Enformer takes (N, L, 4) and returns a dict
 
 
 def _grelu_conv_gru():
     """gReLU's ConvGRUModel: stem, one conv block with max pooling by 4, a bidirectional GRU over L/4 positions."""
     models = pytest.importorskip("grelu.model.models")
-    return Tracks(models.ConvGRUModel(n_tasks=2, stem_channels=6, stem_kernel_size=5, n_conv=2, channel_init=6,
-                                      kernel_size=3, pool_func="max", pool_size=4, n_gru=1))
+    return Tracks(
+        models.ConvGRUModel(
+            n_tasks=2,
+            stem_channels=6,
+            stem_kernel_size=5,
+            n_conv=2,
+            channel_init=6,
+            kernel_size=3,
+            pool_func="max",
+            pool_size=4,
+            n_gru=1,
+        )
+    )
 
 
 def _grelu_conv_transformer():
     """gReLU's ConvTransformerModel: a conv tower with max pooling, one transformer layer with 2 heads and
     relative positional features, output per position (no final pooling)."""
     models = pytest.importorskip("grelu.model.models")
-    return Tracks(models.ConvTransformerModel(
-        n_tasks=2, stem_channels=8, stem_kernel_size=5, n_conv=2, channel_init=8, kernel_size=3, pool_func="max",
-        pool_size=2, n_heads=2, key_len=4, value_len=4, n_pos_features=4, final_pool_func=None))
+    return Tracks(
+        models.ConvTransformerModel(
+            n_tasks=2,
+            stem_channels=8,
+            stem_kernel_size=5,
+            n_conv=2,
+            channel_init=8,
+            kernel_size=3,
+            pool_func="max",
+            pool_size=2,
+            n_heads=2,
+            key_len=4,
+            value_len=4,
+            n_pos_features=4,
+            final_pool_func=None,
+        )
+    )
 
 
 # name -> (builder, input length, target column); the target is an output bin of track 1 that moves with the input
@@ -130,8 +165,7 @@ def exported(name, tmp_path_factory):
     out = {}
     for dtype in (torch.float64, torch.float32):
         model = _randomised(name, dtype)
-        program = torch.export.export(model, (torch.zeros(2, 4, length, dtype=dtype),),
-                                      dynamic_shapes=({0: Dim.AUTO},))
+        program = torch.export.export(model, (torch.zeros(2, 4, length, dtype=dtype),), dynamic_shapes=({0: Dim.AUTO},))
         path = tmp_path_factory.mktemp("published") / "model.pt2"
         torch.export.save(program, path)
         out[dtype] = (model, path, capture(torch.export.load(path)))
@@ -195,8 +229,22 @@ def test_cli_scores_the_exported_enformer(exported, name, data):
     bed = data["dir"] / "published.bed"
     bed.write_text("chr1\t100\t164\ta\t0\t+\nchr1\t300\t364\tb\t0\t-\nchr2\t200\t264\tc\t0\t+\n")
     out = data["dir"] / "enformer.h5"
-    result = run("score", bed, "--fasta", data["fasta"], "--model", path, "--target", target, "--n-refs", 3,
-                 "-o", out, "--quiet", "--strict")
+    result = run(
+        "score",
+        bed,
+        "--fasta",
+        data["fasta"],
+        "--model",
+        path,
+        "--target",
+        target,
+        "--n-refs",
+        3,
+        "-o",
+        out,
+        "--quiet",
+        "--strict",
+    )
     assert result.exit_code == 0, result.output
     with h5py.File(out, "r") as h5:
         assert h5["shap/seq"].shape == (3, 4, length)

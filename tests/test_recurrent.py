@@ -53,8 +53,9 @@ MODELS = {
     "lstm": lambda: Head(nn.LSTM(6, 5, batch_first=True)),
     "bilstm-2-layers-seq-first": lambda: Head(nn.LSTM(6, 4, num_layers=2, bidirectional=True)),
     "bilstm-final-states": lambda: Head(nn.LSTM(6, 4, num_layers=2, bidirectional=True, batch_first=True), True),
-    "lstm-projection-no-bias": lambda: Head(nn.LSTM(6, 5, proj_size=3, bias=False, bidirectional=True,
-                                                    batch_first=True), True),
+    "lstm-projection-no-bias": lambda: Head(
+        nn.LSTM(6, 5, proj_size=3, bias=False, bidirectional=True, batch_first=True), True
+    ),
     "gru": lambda: Head(nn.GRU(6, 5, batch_first=True)),
     "bigru-2-layers-final-state": lambda: Head(nn.GRU(6, 3, num_layers=2, bidirectional=True), True),
 }

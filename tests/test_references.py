@@ -280,6 +280,9 @@ def test_make_references_reads_a_file_per_region_or_shared(tmp_path):
 
 
 def test_make_references_names_the_kinds_for_an_unknown_one():
-    with pytest.raises(UsageError, match=r"^unknown reference 'shufle'; choose one of shuffle, zeros, uniform, "
-                       r"gc-matched or file:refs.h5$"):
+    with pytest.raises(
+        UsageError,
+        match=r"^unknown reference 'shufle'; choose one of shuffle, zeros, uniform, "
+        r"gc-matched or file:refs.h5$",
+    ):
         make_references("shufle", 30)

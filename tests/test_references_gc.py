@@ -25,7 +25,9 @@ def _stretch(rng, n, gc):
 
 def _genome_seqs(seed=11):
     rng = np.random.default_rng(seed)
-    chr1 = list(_stretch(rng, 3000, 0.5) + _stretch(rng, 4000, 0.7) + _stretch(rng, 4000, 0.3) + _stretch(rng, 1000, 0.5))
+    chr1 = list(
+        _stretch(rng, 3000, 0.5) + _stretch(rng, 4000, 0.7) + _stretch(rng, 4000, 0.3) + _stretch(rng, 1000, 0.5)
+    )
     chr1[2500:2530] = "N" * 30
     chr1[4100:4400] = [c.lower() for c in chr1[4100:4400]]  # soft-masked
     chr2 = list(_stretch(rng, 3000, 0.5))
@@ -59,8 +61,14 @@ def setup(tmp_path):
     genome = Genome(fasta)
     windows, _ = to_windows(read_regions(bed), L, genome.chrom_sizes())
     yield {
-        "seqs": seqs, "fasta": fasta, "bed": str(bed), "blacklist": str(blacklist), "genome": genome,
-        "windows": windows, "X": fetch_one_hot(genome, windows), "dir": tmp_path,
+        "seqs": seqs,
+        "fasta": fasta,
+        "bed": str(bed),
+        "blacklist": str(blacklist),
+        "genome": genome,
+        "windows": windows,
+        "X": fetch_one_hot(genome, windows),
+        "dir": tmp_path,
     }
     genome.close()
 
@@ -129,7 +137,15 @@ def test_index_holds_every_clean_window_once(setup):
         index = GCIndex.build(genome, length, exclude=exclude, stride=stride)
         assert _contents(index) == sorted(expected)
         # 0.56 - 0.01 and 0.57 + 0.01 are 55 and 58 counts of 100, up to rounding: both bounds are inclusive.
-        for gc, tolerance in [(0.0, 0.03), (0.25, 0.03), (0.5, 0.03), (0.71, 0.03), (1.0, 0.03), (0.56, 0.01), (0.57, 0.01)]:
+        for gc, tolerance in [
+            (0.0, 0.03),
+            (0.25, 0.03),
+            (0.5, 0.03),
+            (0.71, 0.03),
+            (1.0, 0.03),
+            (0.56, 0.01),
+            (0.57, 0.01),
+        ]:
             want = sum(abs(v - gc) <= tolerance + 1e-12 for v in expected.values())
             assert index.count([gc], tolerance).tolist() == [want]
     index = GCIndex.build(genome, L, exclude=avoid)
@@ -172,8 +188,17 @@ def test_make_references_draws_from_one_index_clear_of_windows_regions_and_exclu
     whole = gc_matched(genome, windows, X, n=4, seed=5, tolerance=0.05, index=index)
     blacklist = read_regions(setup["blacklist"])
     for regions, exclude in [(read_regions(setup["bed"]), setup["blacklist"]), (blacklist, None)]:
-        make, k = make_references("gc-matched", L, n=4, seed=5, genome=genome, windows=windows, regions=regions,
-                                  tolerance=0.05, exclude=exclude)
+        make, k = make_references(
+            "gc-matched",
+            L,
+            n=4,
+            seed=5,
+            genome=genome,
+            windows=windows,
+            regions=regions,
+            tolerance=0.05,
+            exclude=exclude,
+        )
         assert k == 4
         np.testing.assert_array_equal(make(X, windows), whole)
         np.testing.assert_array_equal(make(X[3:], windows[3:]), whole[3:])
@@ -193,7 +218,9 @@ def test_too_few_candidates_names_region_gc_tolerance_count_and_fix(setup):
     with pytest.raises(ReferencesError, match=re.escape(message)):
         gc_matched(setup["genome"], [w], X, n=50, seed=0, tolerance=0.001, exclude=setup["blacklist"])
     index = GCIndex.build(setup["genome"], L, exclude=_avoid(setup))
-    with pytest.raises(ReferencesError, match=r"^only \d+ genomic windows of length 100 have GC within 0.001 of 0.\d{3}, "):
+    with pytest.raises(
+        ReferencesError, match=r"^only \d+ genomic windows of length 100 have GC within 0.001 of 0.\d{3}, "
+    ):
         index.sample(gc_fraction(setup["X"]), 50, np.zeros(5, np.int64), tolerance=0.001)
 
 
@@ -201,14 +228,22 @@ def test_unusable_windows_and_indexes_are_errors(setup):
     genome, windows, X = setup["genome"], setup["windows"], setup["X"]
     all_n = X.copy()
     all_n[2] = 0
-    with pytest.raises(ReferencesError, match=r"Region at_rich \(.*peaks.bed line 4, window chr1:9000-9100\) has no A, C, G or T"):
+    with pytest.raises(
+        ReferencesError, match=r"Region at_rich \(.*peaks.bed line 4, window chr1:9000-9100\) has no A, C, G or T"
+    ):
         gc_matched(genome, windows, all_n, n=2, seed=0)
     loose = GCIndex.build(genome, L, exclude=setup["blacklist"])
-    with pytest.raises(ReferencesError, match=r"Region balanced \(.*line 2, window chr1:400-500\) overlaps candidate windows"):
+    with pytest.raises(
+        ReferencesError, match=r"Region balanced \(.*line 2, window chr1:400-500\) overlaps candidate windows"
+    ):
         gc_matched(genome, windows, X, n=2, seed=0, index=loose)
-    with pytest.raises(ReferencesError, match=r"the GC index has windows of length 60, the scored windows have length 100"):
+    with pytest.raises(
+        ReferencesError, match=r"the GC index has windows of length 60, the scored windows have length 100"
+    ):
         gc_matched(genome, windows, X, n=2, seed=0, index=GCIndex.build(genome, 60))
-    with pytest.raises(ReferencesError, match=r"tolerance=-0.1 is not a valid GC tolerance; pass a fraction from 0 to 1"):
+    with pytest.raises(
+        ReferencesError, match=r"tolerance=-0.1 is not a valid GC tolerance; pass a fraction from 0 to 1"
+    ):
         gc_matched(genome, windows, X, n=2, seed=0, tolerance=-0.1)
     with pytest.raises(ReferencesError, match=r"X has shape \(4, 4, 100\), which does not fit 5 windows"):
         gc_matched(genome, windows, X[:4], n=2, seed=0)
@@ -244,7 +279,6 @@ def test_cache_is_reused_and_rebuilt_when_the_genome_changes(setup, monkeypatch)
         calls.clear()
         GCIndex.build(new_genome, L, cache=True)
         assert not calls
-
 
 
 @pytest.mark.skipif(not os.path.isfile(CE_FASTA), reason="samtools test data (C. elegans) not installed")

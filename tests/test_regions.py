@@ -19,18 +19,21 @@ def write_bed(path, lines):
 @pytest.fixture
 def peaks(tmp_path):
     """A BED mixing BED3, BED6 and narrowPeak lines with comments and headers."""
-    return write_bed(tmp_path / "peaks.bed", [
-        "track name=peaks description='test'",   # 1
-        "browser position chr1:1-1000",          # 2
-        "# a comment",                           # 3
-        "chr1\t100\t300",                        # 4  BED3
-        "",                                      # 5
-        "chr1\t1000\t1200\tp2\t0\t-",            # 6  BED6, minus strand
-        "chr2\t200\t400\t.\t5\t+",               # 7  name '.'
-        "chr1\t2000\t2500\tp4\t0\t.\t8.1\t5.2\t3.3\t120",  # 8  narrowPeak summit
-        "chr2\t500\t701\tp5\t0\t+\t8.1\t5.2\t3.3\t-1",     # 9  narrowPeak no summit
-        "chr1\t10\t20\tp6",                      # 10 BED4
-    ])
+    return write_bed(
+        tmp_path / "peaks.bed",
+        [
+            "track name=peaks description='test'",  # 1
+            "browser position chr1:1-1000",  # 2
+            "# a comment",  # 3
+            "chr1\t100\t300",  # 4  BED3
+            "",  # 5
+            "chr1\t1000\t1200\tp2\t0\t-",  # 6  BED6, minus strand
+            "chr2\t200\t400\t.\t5\t+",  # 7  name '.'
+            "chr1\t2000\t2500\tp4\t0\t.\t8.1\t5.2\t3.3\t120",  # 8  narrowPeak summit
+            "chr2\t500\t701\tp5\t0\t+\t8.1\t5.2\t3.3\t-1",  # 9  narrowPeak no summit
+            "chr1\t10\t20\tp6",  # 10 BED4
+        ],
+    )
 
 
 def test_read_regions_fields(peaks):
@@ -67,8 +70,10 @@ def test_read_regions_agrees_with_pybedtools(tmp_path):
     lines = []
     for i in range(50):
         start = int(rng.integers(0, 4000))
-        lines.append(f"chr{rng.integers(1, 3)}\t{start}\t{start + int(rng.integers(1, 900))}"
-                     f"\tr{i}\t{rng.integers(0, 1000)}\t{rng.choice(['+', '-', '.'])}")
+        lines.append(
+            f"chr{rng.integers(1, 3)}\t{start}\t{start + int(rng.integers(1, 900))}"
+            f"\tr{i}\t{rng.integers(0, 1000)}\t{rng.choice(['+', '-', '.'])}"
+        )
     path = write_bed(tmp_path / "random.bed", ["# header"] + lines)
     ours = [(r.chrom, r.start, r.end, r.name, r.strand) for r in read_regions(path)]
     theirs = [(iv.chrom, iv.start, iv.end, iv.name, iv.strand) for iv in pybedtools.BedTool(str(path))]
@@ -76,27 +81,36 @@ def test_read_regions_agrees_with_pybedtools(tmp_path):
     assert [r.line for r in read_regions(path)] == list(range(2, 52))
 
 
-@pytest.mark.parametrize("line,message", [
-    ("chr1\t100", r"line 3: expected at least 3 tab-separated columns \(chrom, start, end\), found 2; "
-                  r"give at least chrom, start and end"),
-    ("chr1 100 200", r"line 3: expected at least 3 tab-separated columns \(chrom, start, end\), found 1; "
-                     r"separate the columns with tabs"),
-    ("chr1\tabc\t200", r"line 3: start \('abc'\) is not an integer; fix the BED line"),
-    ("chr1\t100\t2e3", r"line 3: end \('2e3'\) is not an integer; fix the BED line"),
-    ("chr1\t1.5\t200", r"line 3: start \('1.5'\) is not an integer"),
-    ("chr1\t-5\t200", r"line 3: start \(-5\) is negative; BED starts are 0-based and at least 0"),
-    ("chr1\t1000\t900", r"line 3: end \(900\) is not greater than start \(1000\); fix the BED line"),
-    ("chr1\t1000\t1000", r"line 3: end \(1000\) is not greater than start \(1000\); fix the BED line"),
-    ("\t10\t20", r"line 3: the chromosome name \(column 1\) is empty; fix the BED line"),
-    ("chr1\t10\t20\tx\t0\t*", r"line 3: strand \(column 6\) is '\*'; use '\+', '-' or '\.'"),
-    ("chr1\t10\t20\tx\t0\t", r"line 3: strand \(column 6\) is ''; use '\+', '-' or '\.'"),
-    ("chr1\t10\t20\tx\t0\t+\t1\t1\t1\t10",
-     r"line 3: summit offset \(10\) is outside the region \(length 10\); give an offset from 0 to 9, or -1 for none"),
-    ("chr1\t10\t20\tx\t0\t+\t1\t1\t1\t-2",
-     r"line 3: summit offset \(-2\) is outside the region \(length 10\)"),
-    ("chr1\t10\t20\tx\t0\t+\t1\t1\t1\tmid",
-     r"line 3: summit offset \(column 10\) \('mid'\) is not an integer"),
-])
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        (
+            "chr1\t100",
+            r"line 3: expected at least 3 tab-separated columns \(chrom, start, end\), found 2; "
+            r"give at least chrom, start and end",
+        ),
+        (
+            "chr1 100 200",
+            r"line 3: expected at least 3 tab-separated columns \(chrom, start, end\), found 1; "
+            r"separate the columns with tabs",
+        ),
+        ("chr1\tabc\t200", r"line 3: start \('abc'\) is not an integer; fix the BED line"),
+        ("chr1\t100\t2e3", r"line 3: end \('2e3'\) is not an integer; fix the BED line"),
+        ("chr1\t1.5\t200", r"line 3: start \('1.5'\) is not an integer"),
+        ("chr1\t-5\t200", r"line 3: start \(-5\) is negative; BED starts are 0-based and at least 0"),
+        ("chr1\t1000\t900", r"line 3: end \(900\) is not greater than start \(1000\); fix the BED line"),
+        ("chr1\t1000\t1000", r"line 3: end \(1000\) is not greater than start \(1000\); fix the BED line"),
+        ("\t10\t20", r"line 3: the chromosome name \(column 1\) is empty; fix the BED line"),
+        ("chr1\t10\t20\tx\t0\t*", r"line 3: strand \(column 6\) is '\*'; use '\+', '-' or '\.'"),
+        ("chr1\t10\t20\tx\t0\t", r"line 3: strand \(column 6\) is ''; use '\+', '-' or '\.'"),
+        (
+            "chr1\t10\t20\tx\t0\t+\t1\t1\t1\t10",
+            r"line 3: summit offset \(10\) is outside the region \(length 10\); give an offset from 0 to 9, or -1 for none",
+        ),
+        ("chr1\t10\t20\tx\t0\t+\t1\t1\t1\t-2", r"line 3: summit offset \(-2\) is outside the region \(length 10\)"),
+        ("chr1\t10\t20\tx\t0\t+\t1\t1\t1\tmid", r"line 3: summit offset \(column 10\) \('mid'\) is not an integer"),
+    ],
+)
 def test_malformed_lines(tmp_path, line, message):
     path = write_bed(tmp_path / "bad.bed", ["# header", "chr1\t0\t10", line, "chr1\t0\t10"])
     with pytest.raises(RegionError, match="^" + re.escape(str(path)) + " " + message):
@@ -110,18 +124,24 @@ def test_missing_bed(tmp_path):
 
 
 def test_directory_instead_of_bed(tmp_path):
-    with pytest.raises(RegionError, match=rf"^cannot read BED file {re.escape(str(tmp_path))} \(.*\); "
-                                          "give a readable plain or gzip-compressed BED$"):
+    with pytest.raises(
+        RegionError,
+        match=rf"^cannot read BED file {re.escape(str(tmp_path))} \(.*\); "
+        "give a readable plain or gzip-compressed BED$",
+    ):
         read_regions(tmp_path)
 
 
 @pytest.mark.parametrize("lines", [[], ["# only a comment", "", "track name=x"]])
 def test_empty_bed(tmp_path, lines):
     path = write_bed(tmp_path / "empty.bed", lines)
-    with pytest.raises(RegionError, match=(
-        rf"^{re.escape(str(path))} has no regions \(only blank, comment, track or browser lines\); "
-        "give a BED file with at least one region$"
-    )):
+    with pytest.raises(
+        RegionError,
+        match=(
+            rf"^{re.escape(str(path))} has no regions \(only blank, comment, track or browser lines\); "
+            "give a BED file with at least one region$"
+        ),
+    ):
         read_regions(path)
 
 
@@ -135,10 +155,10 @@ def test_windows_midpoint_and_summit(peaks):
     path = str(peaks)
     assert windows == [
         Window("chr1", 150, 250, ".", "chr1:100-300", 0, 4, path),  # midpoint 200
-        Window("chr1", 1050, 1150, "-", "p2", 1, 6, path),          # midpoint 1100
+        Window("chr1", 1050, 1150, "-", "p2", 1, 6, path),  # midpoint 1100
         Window("chr2", 250, 350, "+", "chr2:200-400", 2, 7, path),  # midpoint 300
-        Window("chr1", 2070, 2170, ".", "p4", 3, 8, path),          # summit 2000 + 120
-        Window("chr2", 550, 650, "+", "p5", 4, 9, path),            # summit -1: midpoint 600
+        Window("chr1", 2070, 2170, ".", "p4", 3, 8, path),  # summit 2000 + 120
+        Window("chr2", 550, 650, "+", "p5", 4, 9, path),  # summit -1: midpoint 600
     ]
 
 
@@ -159,24 +179,30 @@ def test_windows_touching_chromosome_ends_are_kept(tmp_path):
 
 @pytest.fixture
 def invalid(tmp_path):
-    return write_bed(tmp_path / "invalid.bed", [
-        "chr1\t100\t300\tok1",          # 1
-        "#",                            # 2
-        "chrUn\t5\t10\tun",             # 3 unknown chromosome
-        "chr1\t0\t40\tstart",           # 4 window -30..70
-        "chr2\t1000\t3000\tend",        # 5 window 1950..2050 past 1500
-        "chr2\t1449\t1451\tend1",       # 6 window 1400..1500: fits
-        "chr2\t1450\t1452\tend2",       # 7 window 1401..1501: one past the end
-        "chr1\t400\t600\tok2",          # 8
-    ])
+    return write_bed(
+        tmp_path / "invalid.bed",
+        [
+            "chr1\t100\t300\tok1",  # 1
+            "#",  # 2
+            "chrUn\t5\t10\tun",  # 3 unknown chromosome
+            "chr1\t0\t40\tstart",  # 4 window -30..70
+            "chr2\t1000\t3000\tend",  # 5 window 1950..2050 past 1500
+            "chr2\t1449\t1451\tend1",  # 6 window 1400..1500: fits
+            "chr2\t1450\t1452\tend2",  # 7 window 1401..1501: one past the end
+            "chr1\t400\t600\tok2",  # 8
+        ],
+    )
 
 
 def test_unknown_chromosome_error(invalid):
     regions = read_regions(invalid)
-    with pytest.raises(RegionError, match=(
-        rf"^Region chrUn:5-10 \({re.escape(str(invalid))} line 3\): chromosome 'chrUn' is not in "
-        r"the FASTA \(has chr1, chr2\); use --skip-invalid to skip such regions$"
-    )):
+    with pytest.raises(
+        RegionError,
+        match=(
+            rf"^Region chrUn:5-10 \({re.escape(str(invalid))} line 3\): chromosome 'chrUn' is not in "
+            r"the FASTA \(has chr1, chr2\); use --skip-invalid to skip such regions$"
+        ),
+    ):
         to_windows(regions, 100, SIZES)
 
 
@@ -188,23 +214,32 @@ def test_unknown_chromosome_lists_few_names(invalid):
 
 def test_window_off_start_error(invalid):
     region = read_regions(invalid)[2]
-    with pytest.raises(RegionError, match=(
-        rf"^Region chr1:0-40 \({re.escape(str(invalid))} line 4\): its window chr1:-30-70 runs past "
-        r"the start of chr1 \(position 0\); use --skip-invalid to skip such regions$"
-    )):
+    with pytest.raises(
+        RegionError,
+        match=(
+            rf"^Region chr1:0-40 \({re.escape(str(invalid))} line 4\): its window chr1:-30-70 runs past "
+            r"the start of chr1 \(position 0\); use --skip-invalid to skip such regions$"
+        ),
+    ):
         to_windows([region], 100, SIZES)
 
 
-@pytest.mark.parametrize("row,line,coords,window", [
-    (3, 5, "chr2:1000-3000", "chr2:1950-2050"),
-    (5, 7, "chr2:1450-1452", "chr2:1401-1501"),
-])
+@pytest.mark.parametrize(
+    "row,line,coords,window",
+    [
+        (3, 5, "chr2:1000-3000", "chr2:1950-2050"),
+        (5, 7, "chr2:1450-1452", "chr2:1401-1501"),
+    ],
+)
 def test_window_off_end_error(invalid, row, line, coords, window):
     region = read_regions(invalid)[row]
-    with pytest.raises(RegionError, match=(
-        rf"^Region {coords} \({re.escape(str(invalid))} line {line}\): its window {window} runs past "
-        r"the end of chr2 \(length 1500\); use --skip-invalid to skip such regions$"
-    )):
+    with pytest.raises(
+        RegionError,
+        match=(
+            rf"^Region {coords} \({re.escape(str(invalid))} line {line}\): its window {window} runs past "
+            r"the end of chr2 \(length 1500\); use --skip-invalid to skip such regions$"
+        ),
+    ):
         to_windows([region], 100, SIZES)
 
 
@@ -242,10 +277,13 @@ def test_write_skipped(invalid, tmp_path):
 
 @pytest.mark.parametrize("width", [0, -10, 100.0, "100"])
 def test_bad_width(peaks, width):
-    with pytest.raises(RegionError, match=(
-        rf"^window width must be a positive integer, got {re.escape(repr(width))}; "
-        "give the model's input length$"
-    )):
+    with pytest.raises(
+        RegionError,
+        match=(
+            rf"^window width must be a positive integer, got {re.escape(repr(width))}; "
+            "give the model's input length$"
+        ),
+    ):
         to_windows(read_regions(peaks), width, SIZES)
 
 

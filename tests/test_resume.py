@@ -35,8 +35,7 @@ def many(data):
 
 
 def cli_args(data, bed, out, *extra):
-    return ["score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--n-refs", 8, "--quiet",
-            *extra]
+    return ["score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--n-refs", 8, "--quiet", *extra]
 
 
 def spawn(data, bed, out, *extra):
@@ -207,8 +206,20 @@ def test_output_never_overwrites_weights_or_references(data, tmp_path):
     os.link(refs, link)  # another name of the same file
     r = run(*cli_args(data, data["bed"], link, "--force", "--reference", f"file:{refs}"))
     assert r.exit_code == 1 and "is the input" in r.output
-    r = run("score", data["bed"], "--fasta", data["fasta"], "--model", data["class"], "--weights", data["weights"],
-            "-o", data["weights"], "--force", "--quiet")
+    r = run(
+        "score",
+        data["bed"],
+        "--fasta",
+        data["fasta"],
+        "--model",
+        data["class"],
+        "--weights",
+        data["weights"],
+        "-o",
+        data["weights"],
+        "--force",
+        "--quiet",
+    )
     assert r.exit_code == 1 and "is the input" in r.output
     assert Path(data["weights"]).stat().st_size > 0
 

@@ -20,30 +20,34 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def options(**kwargs):
-    return ScoreOptions(**{"regions": "regions.bed", "fasta": "genome.fa", "model": "model.pt2", "output": "out.h5",
-                           **kwargs})
+    return ScoreOptions(
+        **{"regions": "regions.bed", "fasta": "genome.fa", "model": "model.pt2", "output": "out.h5", **kwargs}
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"reference": "nope"}, "unknown reference 'nope'"),
-    ({"n_refs": 0}, "--n-refs and --batch-size must be at least 1"),
-    ({"batch_size": 0}, "--n-refs and --batch-size must be at least 1"),
-    ({"compression": "zstd"}, "unknown compression 'zstd'"),
-    ({"tolerance": -1.0}, "--tolerance -1.0 must be a number >= 0"),
-    ({"tolerance": float("nan")}, "--tolerance nan must be a number >= 0"),
-    ({"shard": "4-of-3"}, "--shard '4-of-3' is not of the form k-of-n"),
-    ({"model": []}, "no model given; use --model"),
-    ({"method": "shap"}, "unknown method 'shap'; choose one of deeplift, gradient"),
-    ({"method": "ism", "rule": "revealcancel"}, "go with --method deeplift"),
-    ({"method": "gradient", "max_rule": "pair"}, "go with --method deeplift"),
-    ({"method": "integrated-gradients", "split_signs": True}, "go with --method deeplift"),
-    ({"method": "gradient-x-input", "normalize_input_weights": True}, "go with --method deeplift"),
-    ({"steps": 0}, "--steps 0 must be at least 1"),
-    ({"shuffle_k": 0}, "--shuffle-k 0 must be at least 1"),
-    ({"window": 0}, "--window 0 must be at least 1"),
-    ({"output_index": -1}, "--output-index -1 must be at least 0"),
-    ({"gc_tolerance": 1.5}, "--gc-tolerance 1.5 must be a GC fraction from 0 to 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"reference": "nope"}, "unknown reference 'nope'"),
+        ({"n_refs": 0}, "--n-refs and --batch-size must be at least 1"),
+        ({"batch_size": 0}, "--n-refs and --batch-size must be at least 1"),
+        ({"compression": "zstd"}, "unknown compression 'zstd'"),
+        ({"tolerance": -1.0}, "--tolerance -1.0 must be a number >= 0"),
+        ({"tolerance": float("nan")}, "--tolerance nan must be a number >= 0"),
+        ({"shard": "4-of-3"}, "--shard '4-of-3' is not of the form k-of-n"),
+        ({"model": []}, "no model given; use --model"),
+        ({"method": "shap"}, "unknown method 'shap'; choose one of deeplift, gradient"),
+        ({"method": "ism", "rule": "revealcancel"}, "go with --method deeplift"),
+        ({"method": "gradient", "max_rule": "pair"}, "go with --method deeplift"),
+        ({"method": "integrated-gradients", "split_signs": True}, "go with --method deeplift"),
+        ({"method": "gradient-x-input", "normalize_input_weights": True}, "go with --method deeplift"),
+        ({"steps": 0}, "--steps 0 must be at least 1"),
+        ({"shuffle_k": 0}, "--shuffle-k 0 must be at least 1"),
+        ({"window": 0}, "--window 0 must be at least 1"),
+        ({"output_index": -1}, "--output-index -1 must be at least 0"),
+        ({"gc_tolerance": 1.5}, "--gc-tolerance 1.5 must be a GC fraction from 0 to 1"),
+    ],
+)
 def test_each_bad_option_is_refused_when_the_options_are_made(kwargs, message):
     with pytest.raises(SeqliftError, match=message.replace("(", r"\(").replace(".", r"\.")):
         options(**kwargs)
@@ -51,8 +55,14 @@ def test_each_bad_option_is_refused_when_the_options_are_made(kwargs, message):
 
 def test_the_python_api_refuses_bad_options_before_reading_any_file(tmp_path):
     with pytest.raises(SeqliftError, match="go with --method deeplift"):
-        seqlift.score(tmp_path / "missing.bed", tmp_path / "missing.fa", tmp_path / "missing.pt2",
-                      tmp_path / "out.h5", method="ism", split_signs=True)
+        seqlift.score(
+            tmp_path / "missing.bed",
+            tmp_path / "missing.fa",
+            tmp_path / "missing.pt2",
+            tmp_path / "out.h5",
+            method="ism",
+            split_signs=True,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -87,16 +97,23 @@ def test_the_command_line_offers_the_registered_methods():
 def test_the_workflow_schema_and_its_readme_list_the_registered_methods():
     schema = yaml.safe_load((ROOT / "workflows/seqlift/workflow/schemas/config.schema.yaml").read_text())
     assert schema["properties"]["score"]["properties"]["method"]["enum"] == list(METHODS)
-    row = next(line for line in (ROOT / "workflows/seqlift/config/README.md").read_text().splitlines()
-               if line.startswith("| `score.method` |"))
+    row = next(
+        line
+        for line in (ROOT / "workflows/seqlift/config/README.md").read_text().splitlines()
+        if line.startswith("| `score.method` |")
+    )
     assert [name for name in METHODS if f"`{name}`" in row] == list(METHODS)
 
 
 def test_what_the_table_says_of_each_method():
     assert [m for m in METHODS.values() if m.uses_references] == [METHODS["deeplift"], METHODS["integrated-gradients"]]
     assert {m.name: m.summation for m in METHODS.values()} == {
-        "deeplift": "exact", "gradient": "none", "gradient-x-input": "none", "integrated-gradients": "approximate",
-        "ism": "none"}
+        "deeplift": "exact",
+        "gradient": "none",
+        "gradient-x-input": "none",
+        "integrated-gradients": "approximate",
+        "ism": "none",
+    }
     assert [m.name for m in METHODS.values() if m.layer_rules or m.probed] == ["deeplift"]
     assert [m.name for m in METHODS.values() if m.uses_steps] == ["integrated-gradients"]
     with pytest.raises(SeqliftError, match="unknown method 'x'"):
@@ -112,17 +129,38 @@ def test_the_table_of_methods_loads_without_torch():
 
 def _provenance(opts, **found):
     model = SimpleNamespace(spec="model.pt2", sha256="ab" * 32, kwargs={})
-    run = dict(models=[model, model], input_length=200, n_refs=20, batch_size=8, batch_how="given",
-               fasta_sha256="cd" * 32, n_regions=10, n_skipped=1, n_regions_total=30, device="cpu", target="0",
-               target_space="logits")
+    run = dict(
+        models=[model, model],
+        input_length=200,
+        n_refs=20,
+        batch_size=8,
+        batch_how="given",
+        fasta_sha256="cd" * 32,
+        n_regions=10,
+        n_skipped=1,
+        n_regions_total=30,
+        device="cpu",
+        target="0",
+        target_space="logits",
+    )
     return provenance(opts, **{**run, **found})
 
 
 def test_provenance_records_what_goes_with_the_method_and_reference(tmp_path):
     bed = tmp_path / "regions.bed"
     bed.write_text("chr1\t0\t10\n")
-    attrs = _provenance(ScoreOptions(bed, "genome.fa", "model.pt2", "out.h5", rule={"conv": "rescale"},
-                                     max_rule="pair", shard="2-of-3", command="seqlift score ..."))
+    attrs = _provenance(
+        ScoreOptions(
+            bed,
+            "genome.fa",
+            "model.pt2",
+            "out.h5",
+            rule={"conv": "rescale"},
+            max_rule="pair",
+            shard="2-of-3",
+            command="seqlift score ...",
+        )
+    )
     assert attrs["rule"] == "{conv: rescale}" and attrs["max_rule"] == "pair" and attrs["steps"] == 0
     assert attrs["shard"] == "2-of-3" and attrs["n_regions_total"] == 30 and attrs["n_models"] == 2
     assert attrs["reference"] == "shuffle" and attrs["shuffle_k"] == 2 and attrs["gc_tolerance"] == 0.0
@@ -133,6 +171,16 @@ def test_provenance_records_what_goes_with_the_method_and_reference(tmp_path):
     assert attrs["reference"] == "none" and attrs["n_refs"] == 0 and attrs["steps"] == 0
     assert attrs["rule"] == "" and attrs["max_rule"] == "" and "shard" not in attrs
 
-    attrs = _provenance(ScoreOptions(bed, "genome.fa", "model.pt2", "out.h5", method="integrated-gradients",
-                                     steps=7, reference="gc-matched", gc_tolerance=0.05))
+    attrs = _provenance(
+        ScoreOptions(
+            bed,
+            "genome.fa",
+            "model.pt2",
+            "out.h5",
+            method="integrated-gradients",
+            steps=7,
+            reference="gc-matched",
+            gc_tolerance=0.05,
+        )
+    )
     assert attrs["steps"] == 7 and attrs["gc_tolerance"] == 0.05 and attrs["shuffle_k"] == 0

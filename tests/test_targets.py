@@ -51,5 +51,7 @@ def test_counts_and_profile_heads_are_found_in_either_layout(order, profile_dims
 def test_a_tuple_output_without_a_head_names_the_shapes_and_the_targets():
     model = TwoHeads().eval()
     X, refs = data()
-    with pytest.raises(UsageError, match=r"returns 2 outputs \(\(N, 46\), \(N, 1\)\).*--target counts or --target profile"):
+    with pytest.raises(
+        UsageError, match=r"returns 2 outputs \(\(N, 46\), \(N, 1\)\).*--target counts or --target profile"
+    ):
         seqlift.deeplift(model, X, refs, target=0)

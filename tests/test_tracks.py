@@ -21,8 +21,16 @@ SIZES = {"chr1": 100, "chr2": 60, "chr3": 40}
 
 #: (chrom, start, strand), in row order: chr2 first (output follows the FASTA), a minus window overlapping a plus
 #: one (20-30 and 24-34), a window touching the latter (34-44), a tie of centres 1 base apart and a duplicate window.
-WINDOWS = [("chr2", 5, "+"), ("chr1", 20, "-"), ("chr1", 24, "+"), ("chr1", 34, "."), ("chr1", 70, "+"),
-           ("chr3", 0, "-"), ("chr3", 1, "+"), ("chr3", 1, "-")]
+WINDOWS = [
+    ("chr2", 5, "+"),
+    ("chr1", 20, "-"),
+    ("chr1", 24, "+"),
+    ("chr1", 34, "."),
+    ("chr1", 70, "+"),
+    ("chr3", 0, "-"),
+    ("chr3", 1, "+"),
+    ("chr3", 1, "-"),
+]
 
 
 @pytest.fixture
@@ -37,8 +45,15 @@ def synthetic(tmp_path):
     X[1, :, 5] = 0  # an N base: genome position 29 - 5 = 24 of the minus window 20-30
     shap = rng.normal(size=(n, 4, L)).astype(np.float32)
     writer = ScoreWriter(tmp_path / "scores.h5", windows, L, {"fasta": str(fasta), "input_length": L})
-    writer.write(0, {"raw/seq": X, "shap/seq": shap, "projected_shap/seq": shap * X,
-                     "meta/prediction": np.arange(n, dtype=np.float32) / 4})
+    writer.write(
+        0,
+        {
+            "raw/seq": X,
+            "shap/seq": shap,
+            "projected_shap/seq": shap * X,
+            "meta/prediction": np.arange(n, dtype=np.float32) / 4,
+        },
+    )
     writer.finish()
     # expected tracks in genome orientation: a minus window's bases are reversed
     flip = np.array([strand == "-" for _, _, strand in WINDOWS])
@@ -103,8 +118,15 @@ def test_tracks_of_a_scored_demo_file(tmp_path):
     with open(paths["regions"]) as src, open(tmp_path / "regions.bed", "w") as bed:
         for i, line in enumerate(src.read().splitlines()[:8]):
             bed.write("\t".join(line.split("\t")[:4]) + f"\t0\t{'-+'[i % 2]}\n")
-    [scores] = seqlift.score(tmp_path / "regions.bed", fasta, paths["model_pt2"], tmp_path / "s.h5", n_refs=2,
-                             reference="zeros", progress=False)
+    [scores] = seqlift.score(
+        tmp_path / "regions.bed",
+        fasta,
+        paths["model_pt2"],
+        tmp_path / "s.h5",
+        n_refs=2,
+        reference="zeros",
+        progress=False,
+    )
     write_tracks(scores, tmp_path / "demo", progress=False)
     with h5py.File(scores, "r") as h5, pyBigWig.open(str(tmp_path / "demo.contrib.bw")) as bw:
         contrib = h5["projected_shap/seq"][:].sum(1)
@@ -131,8 +153,11 @@ def test_tracks_errors(synthetic, tmp_path):
     with pytest.raises(GenomeError, match=r"window chr2:5-15 \(row 0 of .*\) is on chr2, which the FASTA lacks"):
         write_tracks(synthetic["scores"], tmp_path / "x", fasta=small, progress=False)
     synthetic["fasta"].rename(tmp_path / "moved.fa")
-    with pytest.raises(GenomeError, match=r"cannot read chromosome sizes from .*genome.fa, the FASTA recorded in "
-                                           r".*scores.h5 \(FASTA file not found.*give --fasta genome.fa"):
+    with pytest.raises(
+        GenomeError,
+        match=r"cannot read chromosome sizes from .*genome.fa, the FASTA recorded in "
+        r".*scores.h5 \(FASTA file not found.*give --fasta genome.fa",
+    ):
         write_tracks(synthetic["scores"], tmp_path / "x", progress=False)
     with pytest.raises(UsageError, match="unknown --overlap 'max'; choose one of midpoint, mean"):
         write_tracks(synthetic["scores"], tmp_path / "x", overlap="max", fasta=tmp_path / "moved.fa")

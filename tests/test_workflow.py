@@ -16,8 +16,13 @@ pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None, reason="snake
 
 
 def snakemake(config, *args):
-    return subprocess.run(["snakemake", "-s", str(SNAKEFILE), "--configfile", str(config), *map(str, args)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        ["snakemake", "-s", str(SNAKEFILE), "--configfile", str(config), *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
@@ -34,7 +39,7 @@ def test_class_model_and_rule_mapping_run_a_shard(tmp_path):
     assert "--rule '{conv: rescale, dense: revealcancel}'" in dry.stdout
     shard = out / "shards" / "1-of-3.h5"
     done = snakemake(path, "--cores", 1, shard)
-    log = (out / "logs" / "score" / "1-of-3.log")
+    log = out / "logs" / "score" / "1-of-3.log"
     assert done.returncode == 0, done.stderr + (log.read_text() if log.exists() else "")
     with h5py.File(shard, "r") as h5:
         assert h5.attrs["rule"] == "{conv: rescale, dense: revealcancel}"
@@ -43,8 +48,11 @@ def test_class_model_and_rule_mapping_run_a_shard(tmp_path):
 
 def test_missing_weights_file_is_a_missing_input(tmp_path):
     config = yaml.safe_load(TEST_CONFIG.read_text())
-    config.update(model="seqlift/demo/model.py:DemoCNN", weights=str(tmp_path / "missing.safetensors"),
-                  outdir=str(tmp_path / "out"))
+    config.update(
+        model="seqlift/demo/model.py:DemoCNN",
+        weights=str(tmp_path / "missing.safetensors"),
+        outdir=str(tmp_path / "out"),
+    )
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     dry = snakemake(path, "-n")

@@ -27,8 +27,15 @@ def test_fragments_assemble_to_the_rows_written(tmp_path, compression, n, batch)
     writer = ScoreWriter(out, windows(n, length), length, {"compression": compression}, batch)
     for start in range(0, n, batch):
         rows = slice(start, start + batch)
-        writer.write(start, {"raw/seq": X[rows], "shap/seq": shap[rows], "projected_shap/seq": shap[rows] * X[rows],
-                             "meta/prediction": pred[rows]})
+        writer.write(
+            start,
+            {
+                "raw/seq": X[rows],
+                "shap/seq": shap[rows],
+                "projected_shap/seq": shap[rows] * X[rows],
+                "meta/prediction": pred[rows],
+            },
+        )
     writer.finish()
     with h5py.File(out, "r") as h5:
         np.testing.assert_array_equal(h5["raw/seq"][:], X)

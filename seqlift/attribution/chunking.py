@@ -141,7 +141,7 @@ def join(calls, n: int, k: int):
         y = torch.cat([torch.cat([inputs[s] for s in starts]), flat[0]])
         m_pos = flat[1]
         m_neg = m_pos if same else flat[2]
-        rest = flat[2 if same else 3:]
+        rest = flat[2 if same else 3 :]
         halves = [(rest[i], rest[i + 1]) for i in range(0, len(rest), 2)]
         joined.append((y, m_pos, m_neg, halves))
     return joined

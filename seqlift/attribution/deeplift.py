@@ -82,19 +82,38 @@ class Engine:
     def check_split_signs(self, split_signs: bool) -> None:
         """Raise :class:`~seqlift.errors.UsageError` when ``split_signs`` is asked of a rule that does not split."""
         if split_signs and self.layer_rules is None:
-            raise UsageError("--split-signs needs a rule that keeps signs apart: --rule revealcancel or "
-                             "genomics-default")
+            raise UsageError(
+                "--split-signs needs a rule that keeps signs apart: --rule revealcancel or genomics-default"
+            )
 
     @overload
-    def run(self, X: ArrayOrTensor, references: ArrayOrTensor, target: list[TargetLike],
-            output_index: int | None = None, split_signs: bool = False) -> list[Attributions]: ...
+    def run(
+        self,
+        X: ArrayOrTensor,
+        references: ArrayOrTensor,
+        target: list[TargetLike],
+        output_index: int | None = None,
+        split_signs: bool = False,
+    ) -> list[Attributions]: ...
 
     @overload
-    def run(self, X: ArrayOrTensor, references: ArrayOrTensor, target: TargetLike = 0,
-            output_index: int | None = None, split_signs: bool = False) -> Attributions: ...
+    def run(
+        self,
+        X: ArrayOrTensor,
+        references: ArrayOrTensor,
+        target: TargetLike = 0,
+        output_index: int | None = None,
+        split_signs: bool = False,
+    ) -> Attributions: ...
 
-    def run(self, X: ArrayOrTensor, references: ArrayOrTensor, target: TargetLike | list[TargetLike] = 0,
-            output_index: int | None = None, split_signs: bool = False) -> Attributions | list[Attributions]:
+    def run(
+        self,
+        X: ArrayOrTensor,
+        references: ArrayOrTensor,
+        target: TargetLike | list[TargetLike] = 0,
+        output_index: int | None = None,
+        split_signs: bool = False,
+    ) -> Attributions | list[Attributions]:
         """DeepLIFT for one batch.
 
         Parameters
@@ -164,16 +183,18 @@ class Engine:
         by_node = {node: rules[name] for node, name in self.layer_rules.items()}
         passes = []
         with torch.enable_grad():
-            out = SplitInterpreter(self.captured.module, self.plan, by_node, n, self.captured.held,
-                                   self.dims or {}).run(Split(act, pos, neg))
+            out = SplitInterpreter(
+                self.captured.module, self.plan, by_node, n, self.captured.held, self.dims or {}
+            ).run(Split(act, pos, neg))
             reads = self._read_outs(stream(out, "act"), n, targets)
             for i, read in enumerate(reads):
                 y, t_pos, t_neg = (read(stream(out, s)) for s in ("act", "pos", "neg"))
                 last = i == len(reads) - 1
 
                 def grads(t, keep):
-                    g = torch.autograd.grad(t[n:].sum(), [pos, neg], retain_graph=keep, allow_unused=True,
-                                            materialize_grads=True)
+                    g = torch.autograd.grad(
+                        t[n:].sum(), [pos, neg], retain_graph=keep, allow_unused=True, materialize_grads=True
+                    )
                     return g[0][n:], g[1][n:]
 
                 m_pos, m_neg = grads(t_pos + t_neg, split_signs or not last)
@@ -278,8 +299,10 @@ def prepare(
             continue
         if plan[node].kind == "max" and dims.get(node.args[0], 0) and node.target != aten.amax.default:
             del plan[node]
-            unsupported.append(f"{op_name(node.target)} in {where(node)} has no DeepLIFT rule: it takes the max "
-                               "of a tensor whose batch is not in its first dimension")
+            unsupported.append(
+                f"{op_name(node.target)} in {where(node)} has no DeepLIFT rule: it takes the max "
+                "of a tensor whose batch is not in its first dimension"
+            )
     if unsupported:
         if not allow_unsupported:
             listed = "; ".join(unsupported)
@@ -297,11 +320,24 @@ def prepare(
     if all(name == "rescale" for name in layer_rules.values()):
         layer_rules = None  # the paired engine: one multiplier, no split streams
     elif any(r.kind == "fused" for r in plan.values()):
-        raise ModelError("the split rules need recurrent layers unrolled: capture the model with "
-                         "capture(model, length, unroll_recurrent=True)")
-    return Engine(captured=captured, plan=plan, rule=rule if isinstance(rule, str) else "custom", eps=eps,
-                  device=device, dtype=dtype, layer_rules=layer_rules, compile=compile, dims=dims, max_rule=max_rule,
-                  tensor_budget=tensor_budget, row_bytes=chunking.row_bytes(captured.module.graph, captured.input_node))
+        raise ModelError(
+            "the split rules need recurrent layers unrolled: capture the model with "
+            "capture(model, length, unroll_recurrent=True)"
+        )
+    return Engine(
+        captured=captured,
+        plan=plan,
+        rule=rule if isinstance(rule, str) else "custom",
+        eps=eps,
+        device=device,
+        dtype=dtype,
+        layer_rules=layer_rules,
+        compile=compile,
+        dims=dims,
+        max_rule=max_rule,
+        tensor_budget=tensor_budget,
+        row_bytes=chunking.row_bytes(captured.module.graph, captured.input_node),
+    )
 
 
 def deeplift(
@@ -354,10 +390,15 @@ def deeplift(
         R = R[:, None]
     if R.shape[0] != X.shape[0] or R.shape[2:] != X.shape[1:]:
         raise ValueError(f"references of shape {R.shape} do not fit inputs of shape {X.shape}; expected (N, K, C, L)")
-    engine = model if isinstance(model, Engine) else prepare(
-        model, X.shape[-1], rule=rule, allow_unsupported=allow_unsupported, device=device
+    engine = (
+        model
+        if isinstance(model, Engine)
+        else prepare(model, X.shape[-1], rule=rule, allow_unsupported=allow_unsupported, device=device)
     )
-    parts = [engine.run(X[i : i + batch_size], R[i : i + batch_size], target, output_index) for i in range(0, len(X), batch_size)]
+    parts = [
+        engine.run(X[i : i + batch_size], R[i : i + batch_size], target, output_index)
+        for i in range(0, len(X), batch_size)
+    ]
     return Attributions(*(None if field[0] is None else np.concatenate(field) for field in zip(*parts)))
 
 

@@ -82,7 +82,10 @@ def model_inputs(
 
 
 def predict(
-    captured: CapturedModel, X: torch.Tensor, target: TargetLike = 0, output_index: int | None = None,
+    captured: CapturedModel,
+    X: torch.Tensor,
+    target: TargetLike = 0,
+    output_index: int | None = None,
     batch_size: int = 256,
 ) -> torch.Tensor:
     """Target values of a plain forward pass.
@@ -116,8 +119,12 @@ def _gradient(captured: CapturedModel, x: torch.Tensor, target, output_index):
 
 
 def saliency(
-    model: ModelLike, X: ArrayOrTensor, target: TargetLike = 0, output_index: int | None = None,
-    batch_size: int = 64, device: str | torch.device = "cpu",
+    model: ModelLike,
+    X: ArrayOrTensor,
+    target: TargetLike = 0,
+    output_index: int | None = None,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
 ) -> Attributions:
     """Gradient of the target with respect to the input (signed, not its absolute value).
 
@@ -159,8 +166,12 @@ def saliency(
 
 
 def gradient_x_input(
-    model: ModelLike, X: ArrayOrTensor, target: TargetLike = 0, output_index: int | None = None,
-    batch_size: int = 64, device: str | torch.device = "cpu",
+    model: ModelLike,
+    X: ArrayOrTensor,
+    target: TargetLike = 0,
+    output_index: int | None = None,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
 ) -> Attributions:
     """Gradient x input: the gradient of the target times the one-hot input.
 

@@ -101,7 +101,9 @@ def capture(model, length: int | None = None, channels: int = 4, unroll_recurren
             f"the model takes {len(user_inputs)} tensor inputs; seqlift scores models with exactly one "
             "input of shape (N, 4, L)"
         )
-    val = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == user_inputs[0].arg.name).meta.get("val")
+    val = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == user_inputs[0].arg.name).meta.get(
+        "val"
+    )
     input_length = None
     if val is not None and len(val.shape) == 3:
         if isinstance(val.shape[0], int) and val.shape[0] != 0:
@@ -159,8 +161,15 @@ def functional(program: ExportedProgram, unroll_recurrent: bool = True) -> Expor
     from torch._decomp import decomposition_table
 
     aten = torch.ops.aten
-    unrolled = [aten.lstm.input, aten.lstm.data, aten.gru.input, aten.gru.data, aten.rnn_tanh.input,
-                aten.rnn_relu.input, aten.baddbmm.default]
+    unrolled = [
+        aten.lstm.input,
+        aten.lstm.data,
+        aten.gru.input,
+        aten.gru.data,
+        aten.rnn_tanh.input,
+        aten.rnn_relu.input,
+        aten.baddbmm.default,
+    ]
     if not unroll_recurrent:
         unrolled = [op for op in unrolled if op not in (aten.lstm.input, aten.gru.input)]
     table = {op: decomposition_table[op] for op in unrolled}
@@ -239,8 +248,11 @@ def normalize_input_weights(captured: CapturedModel) -> CapturedModel:
     graph.output(out)
     module = torch.fx.GraphModule(captured.module, graph)
     x = next(n for n in graph.nodes if n.op == "placeholder")
-    convs = [u for u in x.users if getattr(u.target, "overloadpacket", None) in (torch.ops.aten.conv1d,
-                                                                              torch.ops.aten.convolution)]
+    convs = [
+        u
+        for u in x.users
+        if getattr(u.target, "overloadpacket", None) in (torch.ops.aten.conv1d, torch.ops.aten.convolution)
+    ]
     if not convs:
         raise ModelError("--normalize-input-weights needs a model whose first layer is a convolution on the input")
     counts = []
@@ -265,8 +277,9 @@ def normalize_input_weights(captured: CapturedModel) -> CapturedModel:
     graph.eliminate_dead_code()
     module.recompile()
     held = frozenset(env[n] for n in captured.held) | frozenset(counts)
-    return CapturedModel(module=module, input_length=captured.input_length,
-                         output_activations=captured.output_activations, held=held)
+    return CapturedModel(
+        module=module, input_length=captured.input_length, output_activations=captured.output_activations, held=held
+    )
 
 
 def _drop_guards(module: torch.fx.GraphModule) -> None:
@@ -445,12 +458,21 @@ def _lower_division(emit, node):
 
 #: Ops rewritten into ops with rules before rules are looked up: ``packet -> lower(emit, node)``.
 LOWERINGS = {
-    aten.softmax: _lower_softmax, aten._softmax: _lower_softmax, aten._safe_softmax: _lower_softmax,
-    aten.log_softmax: _lower_log_softmax, aten._log_softmax: _lower_log_softmax,
-    aten.layer_norm: _lower_layer_norm, aten.native_layer_norm: _lower_layer_norm, aten.rms_norm: _lower_rms_norm,
-    aten.maximum: _lower_extremum(1), aten.fmax: _lower_extremum(1),
-    aten.minimum: _lower_extremum(-1), aten.fmin: _lower_extremum(-1),
-    aten.div: _lower_division, aten.true_divide: _lower_division, aten.divide: _lower_division,
+    aten.softmax: _lower_softmax,
+    aten._softmax: _lower_softmax,
+    aten._safe_softmax: _lower_softmax,
+    aten.log_softmax: _lower_log_softmax,
+    aten._log_softmax: _lower_log_softmax,
+    aten.layer_norm: _lower_layer_norm,
+    aten.native_layer_norm: _lower_layer_norm,
+    aten.rms_norm: _lower_rms_norm,
+    aten.maximum: _lower_extremum(1),
+    aten.fmax: _lower_extremum(1),
+    aten.minimum: _lower_extremum(-1),
+    aten.fmin: _lower_extremum(-1),
+    aten.div: _lower_division,
+    aten.true_divide: _lower_division,
+    aten.divide: _lower_division,
     aten.glu: _lower_glu,
 }
 
@@ -494,8 +516,9 @@ def lower(captured: CapturedModel) -> CapturedModel:
     graph.output(graph.graph_copy(captured.module.graph, env))
     module = torch.fx.GraphModule(captured.module, graph)
     held = frozenset(env[n] for n in captured.held)
-    result = CapturedModel(module=module, input_length=captured.input_length,
-                           output_activations=captured.output_activations)
+    result = CapturedModel(
+        module=module, input_length=captured.input_length, output_activations=captured.output_activations
+    )
     active, dims = active_nodes(result), batch_dims(result)
     for node in list(graph.nodes):
         if node.target in (aten.view.default, aten._unsafe_view.default):
@@ -526,8 +549,9 @@ def lower(captured: CapturedModel) -> CapturedModel:
         graph.erase_node(node)
     graph.eliminate_dead_code()
     module.recompile()
-    return CapturedModel(module=module, input_length=captured.input_length,
-                         output_activations=captured.output_activations, held=held)
+    return CapturedModel(
+        module=module, input_length=captured.input_length, output_activations=captured.output_activations, held=held
+    )
 
 
 def _holds_tensor(val) -> bool:

@@ -53,8 +53,9 @@ class PairedInterpreter(torch.fx.Interpreter):
         args, kwargs = self.fetch_args_kwargs_from_env(node)
         if op_rule.kind == "elementwise":
             rest = args[1:]
-            return self.rule.elementwise(lambda t: node.target(t, *rest, **kwargs), args[0], node.target,
-                                         self.dims.get(node.args[0], 0))
+            return self.rule.elementwise(
+                lambda t: node.target(t, *rest, **kwargs), args[0], node.target, self.dims.get(node.args[0], 0)
+            )
         if op_rule.kind == "product":
             f, a, b = _bilinear(node, op_rule, args, kwargs)
             leaves = torch.utils._pytree.tree_leaves((node.args, node.kwargs))

@@ -34,9 +34,15 @@ from .result import Attributions
 
 aten = torch.ops.aten
 
+
 def ism(
-    model: ModelLike, X: ArrayOrTensor, target: TargetLike = 0, output_index: int | None = None,
-    batch_size: int = 256, device: str | torch.device = "cpu", fast: bool = True,
+    model: ModelLike,
+    X: ArrayOrTensor,
+    target: TargetLike = 0,
+    output_index: int | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    fast: bool = True,
 ) -> Attributions:
     """Saturation mutagenesis: the change of the target under every single-base substitution.
 
@@ -104,8 +110,6 @@ def _mutants(X: torch.Tensor, i: torch.Tensor, b: torch.Tensor, l: torch.Tensor)
     return x
 
 
-
-
 class _Span:
     """A node's value for a batch of mutants: ``base[rows]`` except the window ``[start, start + width)``.
 
@@ -126,13 +130,39 @@ class _Span:
 
 #: Ops that act on each position of the last axis alone, given tensors that do not vary along it.
 _POSITIONWISE = {
-    aten.relu.default, aten.gelu.default, aten.sigmoid.default, aten.tanh.default, aten.silu.default,
-    aten.elu.default, aten.leaky_relu.default, aten.softplus.default, aten.hardtanh.default, aten.abs.default,
-    aten.exp.default, aten.log.default, aten.neg.default, aten.square.default, aten.sqrt.default,
-    aten.clamp.default, aten.clamp_min.default, aten.clamp_max.default, aten.clone.default, aten.alias.default,
-    aten.pow.Tensor_Scalar, aten.mul.Tensor, aten.mul.Scalar, aten.add.Tensor, aten.add.Scalar, aten.sub.Tensor,
-    aten.sub.Scalar, aten.div.Tensor, aten.div.Scalar, aten.maximum.default, aten.minimum.default,
-    aten.dropout.default, aten.contiguous.default,
+    aten.relu.default,
+    aten.gelu.default,
+    aten.sigmoid.default,
+    aten.tanh.default,
+    aten.silu.default,
+    aten.elu.default,
+    aten.leaky_relu.default,
+    aten.softplus.default,
+    aten.hardtanh.default,
+    aten.abs.default,
+    aten.exp.default,
+    aten.log.default,
+    aten.neg.default,
+    aten.square.default,
+    aten.sqrt.default,
+    aten.clamp.default,
+    aten.clamp_min.default,
+    aten.clamp_max.default,
+    aten.clone.default,
+    aten.alias.default,
+    aten.pow.Tensor_Scalar,
+    aten.mul.Tensor,
+    aten.mul.Scalar,
+    aten.add.Tensor,
+    aten.add.Scalar,
+    aten.sub.Tensor,
+    aten.sub.Scalar,
+    aten.div.Tensor,
+    aten.div.Scalar,
+    aten.maximum.default,
+    aten.minimum.default,
+    aten.dropout.default,
+    aten.contiguous.default,
 }
 #: Ops whose tensor arguments besides the first are per-channel (dim 1), whatever their shape.
 _PER_CHANNEL = {aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default}
@@ -264,8 +294,9 @@ class _Incremental:
             return self._windowed(node, args, kwargs, base)
         if target in _RESHAPES:
             dim = args[1] if len(args) > 1 else kwargs.get("dim")
-            if dim % args[0].data.dim() == args[0].data.dim() - 1 or (target is aten.unsqueeze.default and
-                                                                     dim % (args[0].data.dim() + 1) == args[0].data.dim()):
+            if dim % args[0].data.dim() == args[0].data.dim() - 1 or (
+                target is aten.unsqueeze.default and dim % (args[0].data.dim() + 1) == args[0].data.dim()
+            ):
                 return None
             return _Span(base, args[0].start, target(args[0].data, *args[1:], **kwargs))
         if target in _PER_CHANNEL:
@@ -326,8 +357,12 @@ class _Incremental:
                 return None
             named = map_arg(self.conv_arguments[node], self._lookup)
             weight, bias = named["weight"], named.get("bias")
-            if (isinstance(weight, _Span) or isinstance(bias, _Span) or weight.dim() != 3 or
-                    named.get("transposed", False)):
+            if (
+                isinstance(weight, _Span)
+                or isinstance(bias, _Span)
+                or weight.dim() != 3
+                or named.get("transposed", False)
+            ):
                 return None
             width, stride, dilation = weight.shape[2], _one(named["stride"]), _one(named["dilation"])
             padding = named["padding"]
@@ -357,6 +392,7 @@ class _Incremental:
 
                 def apply(window):
                     return F.avg_pool1d(window, kernel, stride, 0)
+
             if ceil or kwargs:
                 return None
             width = kernel
@@ -369,8 +405,9 @@ class _Incremental:
         in_width = (out_width - 1) * stride + reach + 1
         right = max(0, (n_out - 1) * stride - left + reach + 1 - n_in)
         padded = self._padded(node.args[0], left, right, fill)
-        window = self._scatter(self._base_window(padded, first * stride, in_width),
-                               span.start + left - first * stride, span.data)
+        window = self._scatter(
+            self._base_window(padded, first * stride, in_width), span.start + left - first * stride, span.data
+        )
         out = apply(window)
         if out.shape[-1] != out_width:
             return None

@@ -105,8 +105,9 @@ class _PairedMax(torch.autograd.Function):
         ix, ir = pairs(index, ctx.n)
         ix = ix.expand_as(ir)
         ax = ax.expand((-1, ir.shape[1]) + tuple(ax.shape[2:]))
-        m_p, m_q = max_multipliers(ctx.max_rule, ax.gather(-1, ix), ar.gather(-1, ix), ax.gather(-1, ir),
-                                   ar.gather(-1, ir), ctx.eps)
+        m_p, m_q = max_multipliers(
+            ctx.max_rule, ax.gather(-1, ix), ar.gather(-1, ix), ax.gather(-1, ir), ar.gather(-1, ir), ctx.eps
+        )
         g = grad[ctx.n :].reshape(ir.shape)
         out, refs = _paired_grad(a, ctx.n)
         refs.zero_()
@@ -151,8 +152,10 @@ def _mul_vjp(grad, a, b):
 def _matmul_vjp(grad, a, b):
     if a.dim() < 2 or b.dim() < 2:  # vector operands: let autograd handle the squeezed dims
         return None
-    return (torch.matmul(grad, b.transpose(-1, -2)).sum_to_size(a.shape),
-            torch.matmul(a.transpose(-1, -2), grad).sum_to_size(b.shape))
+    return (
+        torch.matmul(grad, b.transpose(-1, -2)).sum_to_size(a.shape),
+        torch.matmul(a.transpose(-1, -2), grad).sum_to_size(b.shape),
+    )
 
 
 #: Backward of the commonest products written out, so the product is not run again to differentiate it.
@@ -167,8 +170,9 @@ class Rescale:
     :func:`batch_first`.
     """
 
-    def __init__(self, n: int, eps: float, fused: bool = False, rows: int | None = None,
-                 max_rule: str = DEFAULT_MAX_RULE):
+    def __init__(
+        self, n: int, eps: float, fused: bool = False, rows: int | None = None, max_rule: str = DEFAULT_MAX_RULE
+    ):
         self.n, self.eps, self.fused, self.rows, self.max_rule = n, eps, fused, rows, max_rule
 
     def _paired(self, t, dim):

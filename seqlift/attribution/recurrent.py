@@ -65,10 +65,10 @@ def step_threads(macs: int):
 def _layer_weights(params, has_biases: bool, num_layers: int, layer: int, directions: int):
     """Per direction of ``layer``: ``(w_ih, w_hh, b_ih, b_hh, w_hr)``, absent ones None, and the flat list."""
     stride = len(params) // (num_layers * directions)
-    flat = list(params[layer * directions * stride:(layer + 1) * directions * stride])
+    flat = list(params[layer * directions * stride : (layer + 1) * directions * stride])
     out = []
     for d in range(directions):
-        chunk = flat[d * stride:(d + 1) * stride]
+        chunk = flat[d * stride : (d + 1) * stride]
         b_ih, b_hh = (chunk[2], chunk[3]) if has_biases else (None, None)
         w_hr = chunk[-1] if stride in (3, 5) else None
         out.append((chunk[0], chunk[1], b_ih, b_hh, w_hr))
@@ -92,7 +92,7 @@ _dsigmoid, _dtanh = DERIVATIVES[aten.sigmoid.default], DERIVATIVES[aten.tanh.def
 def _lstm_gate_derivative(hidden):
     def derivative(t):
         d = _dsigmoid(t)
-        d[..., 2 * hidden:3 * hidden] = _dtanh(t[..., 2 * hidden:3 * hidden])
+        d[..., 2 * hidden : 3 * hidden] = _dtanh(t[..., 2 * hidden : 3 * hidden])
         return d
 
     return derivative
@@ -100,7 +100,7 @@ def _lstm_gate_derivative(hidden):
 
 def _steps(out: torch.Tensor, directions: int, hidden: int) -> torch.Tensor:
     """Layer output (T, B, D * H) as (T, D, B, H), each direction in the order it runs (reverse flipped)."""
-    parts = [out[..., d * hidden:(d + 1) * hidden] for d in range(directions)]
+    parts = [out[..., d * hidden : (d + 1) * hidden] for d in range(directions)]
     if directions == 2:
         parts[1] = parts[1].flip(0)
     return torch.stack(parts, dim=1)
@@ -173,8 +173,8 @@ class _LSTMLayer(torch.autograd.Function):
         forget = f.unbind(0)
         grad_h = g_hs[:, :, n:].unbind(0)
         grad_z = z.new_empty((steps, directions, rows - n, 4 * hidden))
-        out_grads = grad_z[..., 3 * hidden:].unbind(0)
-        cell_grads = grad_z[..., :3 * hidden].unflatten(-1, (3, hidden)).unbind(0)
+        out_grads = grad_z[..., 3 * hidden :].unbind(0)
+        cell_grads = grad_z[..., : 3 * hidden].unflatten(-1, (3, hidden)).unbind(0)
         grad_z_steps = grad_z.unbind(0)
         dh = grad_h[-1]
         dc = g_c[:, n:] if g_c is not None else torch.zeros_like(forget[0])
@@ -187,8 +187,17 @@ class _LSTMLayer(torch.autograd.Function):
                 torch.mul(dc.unsqueeze(-2), cell_gates[s], out=cell_grads[s])
                 dc = dc * forget[s]
                 dh = torch.baddbmm(grad_h[s - 1], grad_z_steps[s], w_hh) if s else torch.bmm(grad_z_steps[s], w_hh)
-        return (_expand_rows(grad_z, z.shape, n, -2), _expand_rows(dh, (directions, rows, dh.shape[-1]), n, -2),
-                _expand_rows(dc, c0.shape, n, -2), None, None, None, None, None, None)
+        return (
+            _expand_rows(grad_z, z.shape, n, -2),
+            _expand_rows(dh, (directions, rows, dh.shape[-1]), n, -2),
+            _expand_rows(dc, c0.shape, n, -2),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 def _expand_rows(grad, shape, n, dim):
@@ -249,8 +258,16 @@ class _GRULayer(torch.autograd.Function):
                 grad_b = (d * to_hidden[s]).flatten(-2)
                 carried = torch.addcmul(grad_h[s - 1], dh, keep[s]) if s else dh * keep[s]
                 dh = torch.baddbmm(carried, grad_b, w_hh)
-        return (_expand_rows(grad_a, pre.shape, n, -2), _expand_rows(dh, (directions, rows, hidden), n, -2),
-                None, None, None, None, None, None)
+        return (
+            _expand_rows(grad_a, pre.shape, n, -2),
+            _expand_rows(dh, (directions, rows, hidden), n, -2),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 def _input_gates(x, ws):
@@ -265,14 +282,25 @@ def _input_gates(x, ws):
 def _recurrent(kind):
     def apply(rule, op, args, kwargs, dim, rows):
         """``aten.lstm.input`` / ``aten.gru.input`` on the paired batch, with the Rescale backward."""
-        names = ("input", "hx", "params", "has_biases", "num_layers", "dropout", "train", "bidirectional",
-                 "batch_first")
+        names = (
+            "input",
+            "hx",
+            "params",
+            "has_biases",
+            "num_layers",
+            "dropout",
+            "train",
+            "bidirectional",
+            "batch_first",
+        )
         values = dict(zip(names, args), **kwargs)
         x, hx, params = values["input"], values["hx"], values["params"]
         has_biases, num_layers = values["has_biases"], values["num_layers"]
         directions, batch_first = 2 if values["bidirectional"] else 1, values["batch_first"]
         if values["train"] and values["dropout"]:
-            raise ModelError(f"{kind.upper()} dropout is active (the model is in training mode); export it in eval mode")
+            raise ModelError(
+                f"{kind.upper()} dropout is active (the model is in training mode); export it in eval mode"
+            )
         if dim != (0 if batch_first else 1):
             raise ModelError(f"the {kind.upper()} runs over the batch dimension; seqlift needs the batch kept apart")
         x = x.transpose(0, 1) if batch_first else x
@@ -284,8 +312,9 @@ def _recurrent(kind):
             pre = _input_gates(x, ws)
             inputs = x.detach()
             if kind == "lstm":
-                hs, c_last = _LSTMLayer.apply(pre, h0s[layer_states], hx[1][layer_states], inputs, ws, flat,
-                                              has_biases, rule.n, rule.eps)
+                hs, c_last = _LSTMLayer.apply(
+                    pre, h0s[layer_states], hx[1][layer_states], inputs, ws, flat, has_biases, rule.n, rule.eps
+                )
                 finals_c.append(c_last)
             else:
                 hs = _GRULayer.apply(pre, h0s[layer_states], inputs, ws, flat, has_biases, rule.n, rule.eps)

@@ -89,8 +89,9 @@ def from_multipliers(X, R, m_pos, pred, ref_pred, m_neg=None, halves=()) -> Attr
         floor = DELTA_FLOOR * pred.abs().clamp(min=1)
         scale = torch.maximum(delta.abs().amax(dim=1), floor)
         rel = err / scale
-        halves = [_hypothetical(mp.reshape(R.shape), mn.reshape(R.shape), R).mean(dim=1).cpu().numpy()
-                  for mp, mn in halves]
+        halves = [
+            _hypothetical(mp.reshape(R.shape), mn.reshape(R.shape), R).mean(dim=1).cpu().numpy() for mp, mn in halves
+        ]
     return Attributions(
         hypothetical=hyp.mean(dim=1).cpu().numpy(),
         contributions=contrib.mean(dim=1).cpu().numpy(),
@@ -109,6 +110,8 @@ def _hypothetical(m_pos, m_neg, R):
     positive and ``m_neg`` for negative differences."""
     if m_neg is None:  # one multiplier: m[b] - sum_c m[c] r[c]
         return m_pos - (m_pos * R).sum(dim=2, keepdim=True)
-    eye = torch.eye(R.shape[2], dtype=R.dtype, device=R.device).reshape((1, 1, R.shape[2], R.shape[2]) + (1,) * (R.dim() - 3))
+    eye = torch.eye(R.shape[2], dtype=R.dtype, device=R.device).reshape(
+        (1, 1, R.shape[2], R.shape[2]) + (1,) * (R.dim() - 3)
+    )
     h = eye - R.unsqueeze(2)  # (N, K, B, C, L)
     return (m_pos.unsqueeze(2) * h.clamp(min=0) + m_neg.unsqueeze(2) * h.clamp(max=0)).sum(dim=3)

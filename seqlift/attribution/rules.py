@@ -132,7 +132,8 @@ def _constant_arguments(*positions, what="index"):
 def _elementwise_input_only(node, active):
     """Elementwise ops with extra tensor arguments (``pow``, ``clamp``): only the first may be active."""
     if _n_active(node, active, positions=range(1, len(node.args))) > 0 or any(
-            isinstance(v, torch.fx.Node) and v in active for v in node.kwargs.values()):
+        isinstance(v, torch.fx.Node) and v in active for v in node.kwargs.values()
+    ):
         return "an argument other than its input depends on the input"
     return None
 
@@ -249,31 +250,119 @@ def _max_reduce(rule, op, args, kwargs, dim=0, rows=None):
 
 _LINEAR = [
     # dense and convolution layers
-    aten.conv1d, aten.conv2d, aten.convolution, aten._convolution, aten.conv_transpose1d, aten.linear,
-    aten.addmm, aten.t,
+    aten.conv1d,
+    aten.conv2d,
+    aten.convolution,
+    aten._convolution,
+    aten.conv_transpose1d,
+    aten.linear,
+    aten.addmm,
+    aten.t,
     # sums, means, average pooling
-    aten.add, aten.sub, aten.neg, aten.rsub,
-    aten.avg_pool1d, aten.avg_pool2d, aten.adaptive_avg_pool1d, aten.adaptive_avg_pool2d,
+    aten.add,
+    aten.sub,
+    aten.neg,
+    aten.rsub,
+    aten.avg_pool1d,
+    aten.avg_pool2d,
+    aten.adaptive_avg_pool1d,
+    aten.adaptive_avg_pool2d,
     aten._adaptive_avg_pool2d,
     # shape and layout
-    aten.view, aten.reshape, aten._unsafe_view, aten.flatten, aten.unflatten, aten.squeeze, aten.unsqueeze,
-    aten.permute, aten.transpose, aten.expand, aten.contiguous, aten.clone, aten.alias, aten.detach,
-    aten.slice, aten.select, aten.narrow, aten.index_select, aten.split, aten.split_with_sizes, aten.chunk,
-    aten.unbind, aten.cat, aten.stack, aten.flip, aten.roll, aten.repeat, aten.movedim,
-    aten.constant_pad_nd, aten.pad, aten._to_copy, aten.to, aten.type_as, aten.lift_fresh_copy,
-    aten.upsample_nearest1d, aten.swapaxes, aten.swapdims, aten.concat, aten.concatenate, aten.negative,
-    aten.subtract, aten.tile, aten.expand_as, aten.view_as, aten.reshape_as, aten.as_strided, aten.squeeze_copy,
-    aten.unsqueeze_copy, aten.view_copy, aten.permute_copy, aten.transpose_copy, aten.slice_copy,
-    aten.select_copy, aten.expand_copy, aten.alias_copy, aten.repeat_interleave, aten.diagonal,
-    aten.tril, aten.triu,
+    aten.view,
+    aten.reshape,
+    aten._unsafe_view,
+    aten.flatten,
+    aten.unflatten,
+    aten.squeeze,
+    aten.unsqueeze,
+    aten.permute,
+    aten.transpose,
+    aten.expand,
+    aten.contiguous,
+    aten.clone,
+    aten.alias,
+    aten.detach,
+    aten.slice,
+    aten.select,
+    aten.narrow,
+    aten.index_select,
+    aten.split,
+    aten.split_with_sizes,
+    aten.chunk,
+    aten.unbind,
+    aten.cat,
+    aten.stack,
+    aten.flip,
+    aten.roll,
+    aten.repeat,
+    aten.movedim,
+    aten.constant_pad_nd,
+    aten.pad,
+    aten._to_copy,
+    aten.to,
+    aten.type_as,
+    aten.lift_fresh_copy,
+    aten.upsample_nearest1d,
+    aten.swapaxes,
+    aten.swapdims,
+    aten.concat,
+    aten.concatenate,
+    aten.negative,
+    aten.subtract,
+    aten.tile,
+    aten.expand_as,
+    aten.view_as,
+    aten.reshape_as,
+    aten.as_strided,
+    aten.squeeze_copy,
+    aten.unsqueeze_copy,
+    aten.view_copy,
+    aten.permute_copy,
+    aten.transpose_copy,
+    aten.slice_copy,
+    aten.select_copy,
+    aten.expand_copy,
+    aten.alias_copy,
+    aten.repeat_interleave,
+    aten.diagonal,
+    aten.tril,
+    aten.triu,
 ]
 
 _ELEMENTWISE = [
-    aten.relu, aten.leaky_relu, aten.elu, aten.selu, aten.celu, aten.gelu, aten.silu, aten.mish,
-    aten.softplus, aten.sigmoid, aten.tanh, aten.exp, aten.hardtanh, aten.relu6, aten.hardsigmoid,
-    aten.hardswish, aten.log_sigmoid, aten.abs, aten.clamp, aten.clip, aten.square, aten.log, aten.log1p,
-    aten.sqrt, aten.rsqrt, aten.reciprocal, aten.erf, aten.sin, aten.cos, aten.expm1,
-    aten.threshold, aten.absolute,
+    aten.relu,
+    aten.leaky_relu,
+    aten.elu,
+    aten.selu,
+    aten.celu,
+    aten.gelu,
+    aten.silu,
+    aten.mish,
+    aten.softplus,
+    aten.sigmoid,
+    aten.tanh,
+    aten.exp,
+    aten.hardtanh,
+    aten.relu6,
+    aten.hardsigmoid,
+    aten.hardswish,
+    aten.log_sigmoid,
+    aten.abs,
+    aten.clamp,
+    aten.clip,
+    aten.square,
+    aten.log,
+    aten.log1p,
+    aten.sqrt,
+    aten.rsqrt,
+    aten.reciprocal,
+    aten.erf,
+    aten.sin,
+    aten.cos,
+    aten.expm1,
+    aten.threshold,
+    aten.absolute,
 ]
 
 RULES: dict = {}
@@ -281,41 +370,43 @@ for _op in _LINEAR:
     RULES[_op] = OpRule("linear")
 for _op in _ELEMENTWISE:
     RULES[_op] = OpRule("elementwise")
-RULES.update({
-    aten.mul: OpRule("linear", bilinear=True),
-    aten.multiply: OpRule("linear", bilinear=True),
-    aten.mm: OpRule("linear", bilinear=True),
-    aten.bmm: OpRule("linear", bilinear=True),
-    aten.matmul: OpRule("linear", bilinear=True),
-    aten.einsum: OpRule("linear", bilinear=True),
-    aten.div: OpRule("linear", check=_active_numerator_only),
-    aten.true_divide: OpRule("linear", check=_active_numerator_only),
-    aten.divide: OpRule("linear", check=_active_numerator_only),
-    aten.pow: OpRule("elementwise", check=_elementwise_input_only),
-    aten.index: OpRule("linear", check=_constant_arguments(1)),
-    aten.gather: OpRule("linear", check=_constant_arguments(2)),
-    aten.take_along_dim: OpRule("linear", check=_constant_arguments(1)),
-    aten.masked_fill: OpRule("linear", check=_constant_arguments(1, 2, what="mask or fill value")),
-    aten.where: OpRule("linear", check=_constant_arguments(0, what="condition")),
-    aten.sum: OpRule("linear", check=_keeps_batch(1)),
-    aten.mean: OpRule("linear", check=_keeps_batch(1)),
-    aten.batch_norm: OpRule("linear", check=_eval_mode_arg(5, "batch norm")),
-    aten._native_batch_norm_legit_no_training: OpRule("linear"),
-    aten._native_batch_norm_legit_functional: OpRule("linear", check=_eval_mode_arg(5, "batch norm")),
-    aten._native_batch_norm_legit: OpRule("linear", check=_eval_mode_arg(5, "batch norm")),
-    aten.dropout: OpRule("linear", check=_eval_mode_arg(2, "dropout")),
-    aten.feature_dropout: OpRule("linear", check=_eval_mode_arg(2, "dropout")),
-    aten.max_pool1d: OpRule("max", apply=_max_pool(1)),
-    aten.max_pool2d: OpRule("max", apply=_max_pool(2)),
-    aten.max_pool1d_with_indices: OpRule("max", apply=_max_pool(1)),
-    aten.max_pool2d_with_indices: OpRule("max", apply=_max_pool(2)),
-    aten.adaptive_max_pool1d: OpRule("max", apply=_adaptive_max_pool(1)),
-    aten.adaptive_max_pool2d: OpRule("max", apply=_adaptive_max_pool(2)),
-    aten.amax: OpRule("max", check=_keeps_batch(1), apply=_max_reduce),
-    aten.lstm: OpRule("fused", check=_padded_sequences, apply=lstm_rule),
-    aten.gru: OpRule("fused", check=_padded_sequences, apply=gru_rule),
-    aten.max: OpRule("max", check=_keeps_batch(1), apply=_max_reduce),
-})
+RULES.update(
+    {
+        aten.mul: OpRule("linear", bilinear=True),
+        aten.multiply: OpRule("linear", bilinear=True),
+        aten.mm: OpRule("linear", bilinear=True),
+        aten.bmm: OpRule("linear", bilinear=True),
+        aten.matmul: OpRule("linear", bilinear=True),
+        aten.einsum: OpRule("linear", bilinear=True),
+        aten.div: OpRule("linear", check=_active_numerator_only),
+        aten.true_divide: OpRule("linear", check=_active_numerator_only),
+        aten.divide: OpRule("linear", check=_active_numerator_only),
+        aten.pow: OpRule("elementwise", check=_elementwise_input_only),
+        aten.index: OpRule("linear", check=_constant_arguments(1)),
+        aten.gather: OpRule("linear", check=_constant_arguments(2)),
+        aten.take_along_dim: OpRule("linear", check=_constant_arguments(1)),
+        aten.masked_fill: OpRule("linear", check=_constant_arguments(1, 2, what="mask or fill value")),
+        aten.where: OpRule("linear", check=_constant_arguments(0, what="condition")),
+        aten.sum: OpRule("linear", check=_keeps_batch(1)),
+        aten.mean: OpRule("linear", check=_keeps_batch(1)),
+        aten.batch_norm: OpRule("linear", check=_eval_mode_arg(5, "batch norm")),
+        aten._native_batch_norm_legit_no_training: OpRule("linear"),
+        aten._native_batch_norm_legit_functional: OpRule("linear", check=_eval_mode_arg(5, "batch norm")),
+        aten._native_batch_norm_legit: OpRule("linear", check=_eval_mode_arg(5, "batch norm")),
+        aten.dropout: OpRule("linear", check=_eval_mode_arg(2, "dropout")),
+        aten.feature_dropout: OpRule("linear", check=_eval_mode_arg(2, "dropout")),
+        aten.max_pool1d: OpRule("max", apply=_max_pool(1)),
+        aten.max_pool2d: OpRule("max", apply=_max_pool(2)),
+        aten.max_pool1d_with_indices: OpRule("max", apply=_max_pool(1)),
+        aten.max_pool2d_with_indices: OpRule("max", apply=_max_pool(2)),
+        aten.adaptive_max_pool1d: OpRule("max", apply=_adaptive_max_pool(1)),
+        aten.adaptive_max_pool2d: OpRule("max", apply=_adaptive_max_pool(2)),
+        aten.amax: OpRule("max", check=_keeps_batch(1), apply=_max_reduce),
+        aten.lstm: OpRule("fused", check=_padded_sequences, apply=lstm_rule),
+        aten.gru: OpRule("fused", check=_padded_sequences, apply=gru_rule),
+        aten.max: OpRule("max", check=_keeps_batch(1), apply=_max_reduce),
+    }
+)
 
 for _op, _split in SPLITS.items():
     RULES[_op] = replace(RULES[_op], split=_split)
@@ -325,9 +416,24 @@ PASSTHROUGH = {operator.getitem}
 
 #: Ops whose value depends on the input's shape, dtype and device only (a constant for attribution).
 SHAPE_ONLY = {
-    aten.zeros_like, aten.ones_like, aten.full_like, aten.empty_like, aten.new_zeros, aten.new_ones,
-    aten.new_full, aten.new_empty, aten.sym_size, aten.sym_numel, aten.sym_stride, aten.size,
-    aten.scalar_tensor, aten.zeros, aten.ones, aten.full, aten.arange, aten.empty,
+    aten.zeros_like,
+    aten.ones_like,
+    aten.full_like,
+    aten.empty_like,
+    aten.new_zeros,
+    aten.new_ones,
+    aten.new_full,
+    aten.new_empty,
+    aten.sym_size,
+    aten.sym_numel,
+    aten.sym_stride,
+    aten.size,
+    aten.scalar_tensor,
+    aten.zeros,
+    aten.ones,
+    aten.full,
+    aten.arange,
+    aten.empty,
 }
 
 
@@ -363,8 +469,10 @@ def lookup(node: torch.fx.Node, active: set) -> OpRule:
     if rule.bilinear:
         operands = product_operands(node, active)
         if len(operands) > 2:
-            raise UnsupportedOpError(f"{op_name(target)} in {where(node)} has no DeepLIFT rule: it multiplies "
-                                     f"{len(operands)} values that depend on the input (the rule covers two)")
+            raise UnsupportedOpError(
+                f"{op_name(target)} in {where(node)} has no DeepLIFT rule: it multiplies "
+                f"{len(operands)} values that depend on the input (the rule covers two)"
+            )
         if len(operands) == 2:
             return OpRule("product", operands=operands)
     return rule

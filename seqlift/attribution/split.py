@@ -276,8 +276,9 @@ class SplitRule:
             v = self.elementwise(torch.abs, u)
             return Split(act, 0.5 * (a.pos + b.pos + v.pos), 0.5 * (a.neg + b.neg + v.neg))
         with torch.no_grad():
-            m_a, m_b = max_multipliers(self.max_rule, a.act + a.pos + a.neg, a.act, b.act + b.pos + b.neg, b.act,
-                                       self.eps)
+            m_a, m_b = max_multipliers(
+                self.max_rule, a.act + a.pos + a.neg, a.act, b.act + b.pos + b.neg, b.act, self.eps
+            )
         return Split(act, m_a * a.pos + m_b * b.pos, m_a * a.neg + m_b * b.neg)
 
 
@@ -334,18 +335,20 @@ def _einsum(op, args, kwargs):
     """
     equation, operands = args[0], list(args[1])
     i = next(j for j, t in enumerate(operands) if isinstance(t, Split))
-    x, consts = operands[i], operands[:i] + operands[i + 1:]
+    x, consts = operands[i], operands[:i] + operands[i + 1 :]
     if len(consts) == 1:
         swap = i == 1
         return _signed(lambda t, w: op(equation, [w, t] if swap else [t, w]), x, consts[0])
     lhs, arrow, rhs = equation.replace(" ", "").partition("->")
     subs = lhs.split(",")
     if "." in lhs:
-        raise ModelError(f"einsum {equation!r}: an ellipsis with more than one constant operand is not supported "
-                         "under the split rules; write the constants' product as one tensor")
+        raise ModelError(
+            f"einsum {equation!r}: an ellipsis with more than one constant operand is not supported "
+            "under the split rules; write the constants' product as one tensor"
+        )
     if not arrow:  # implicit output: the subscripts that appear once, in alphabetical order
         rhs = "".join(sorted(c for c in set(lhs) - {","} if lhs.count(c) == 1))
-    const_subs = subs[:i] + subs[i + 1:]
+    const_subs = subs[:i] + subs[i + 1 :]
     keep = "".join(dict.fromkeys(c for c in "".join(const_subs) if c in subs[i] or c in rhs))
     coef = torch.einsum(",".join(const_subs) + "->" + keep, *consts)
     folded = f"{subs[i]},{keep}->{rhs}"
@@ -419,8 +422,11 @@ def _select(*values):
             a = list(args)
             for i in values:
                 if i < len(a):
-                    a[i] = getattr(a[i], which) if isinstance(a[i], Split) else (
-                        torch.zeros_like(a[i]) if isinstance(a[i], torch.Tensor) else 0)
+                    a[i] = (
+                        getattr(a[i], which)
+                        if isinstance(a[i], Split)
+                        else (torch.zeros_like(a[i]) if isinstance(a[i], torch.Tensor) else 0)
+                    )
             return op(*a, **kwargs)
 
         return stream("pos"), stream("neg")
@@ -430,14 +436,33 @@ def _select(*values):
 
 #: Linear ops whose coefficients can be negative, or that add constants: how deltas pass them.
 SPLITS = {
-    aten.conv1d: _weighted, aten.conv2d: _weighted, aten.conv_transpose1d: _weighted, aten.linear: _weighted,
+    aten.conv1d: _weighted,
+    aten.conv2d: _weighted,
+    aten.conv_transpose1d: _weighted,
+    aten.linear: _weighted,
     aten.convolution: _weighted,
-    aten.addmm: _matmul, aten.mm: _matmul, aten.bmm: _matmul, aten.matmul: _matmul, aten.einsum: _einsum,
-    aten.mul: _mul, aten.multiply: _mul, aten.div: _div, aten.true_divide: _div, aten.divide: _div,
-    aten.masked_fill: _select(0, 2), aten.where: _select(1, 2), aten.subtract: _add(-1), aten.negative: _neg,
-    aten.batch_norm: _batch_norm, aten._native_batch_norm_legit_no_training: _batch_norm,
-    aten.add: _add(1), aten.sub: _add(-1), aten.rsub: _add(-1), aten.neg: _neg,
-    aten.constant_pad_nd: _pad, aten.pad: _pad,
+    aten.addmm: _matmul,
+    aten.mm: _matmul,
+    aten.bmm: _matmul,
+    aten.matmul: _matmul,
+    aten.einsum: _einsum,
+    aten.mul: _mul,
+    aten.multiply: _mul,
+    aten.div: _div,
+    aten.true_divide: _div,
+    aten.divide: _div,
+    aten.masked_fill: _select(0, 2),
+    aten.where: _select(1, 2),
+    aten.subtract: _add(-1),
+    aten.negative: _neg,
+    aten.batch_norm: _batch_norm,
+    aten._native_batch_norm_legit_no_training: _batch_norm,
+    aten.add: _add(1),
+    aten.sub: _add(-1),
+    aten.rsub: _add(-1),
+    aten.neg: _neg,
+    aten.constant_pad_nd: _pad,
+    aten.pad: _pad,
 }
 
 

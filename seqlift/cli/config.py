@@ -18,8 +18,19 @@ import yaml
 from ..errors import ConfigError
 
 #: Config keys holding paths, resolved relative to the config file.
-_PATH_KEYS = {"fasta", "model", "weights", "regions", "output", "npz_prefix", "exclude", "sites", "plot", "out",
-              "motif_db"}
+_PATH_KEYS = {
+    "fasta",
+    "model",
+    "weights",
+    "regions",
+    "output",
+    "npz_prefix",
+    "exclude",
+    "sites",
+    "plot",
+    "out",
+    "motif_db",
+}
 
 
 def load_config(ctx: click.Context, param, value):
@@ -33,27 +44,34 @@ def load_config(ctx: click.Context, param, value):
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{config}{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the YAML syntax") from None
+        raise ConfigError(
+            f"{config}{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the YAML syntax"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {config} ({exc}); give a readable YAML file") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{config} holds a {type(data).__name__}; give a mapping of subcommand to options, "
-                          "e.g. 'score: {n_refs: 20}'")
+        raise ConfigError(
+            f"{config} holds a {type(data).__name__}; give a mapping of subcommand to options, "
+            "e.g. 'score: {n_refs: 20}'"
+        )
     base = Path(config).resolve().parent
     name = ctx.info_name
     in_section = name in data
     section = data.get(name, {}) if in_section else data
     lines = _key_lines(text, name if in_section else None)
     if not isinstance(section, dict):
-        raise ConfigError(f"{config} line {lines.get(None, '?')}: section {name!r} must be a mapping of option to "
-                          f"value, e.g. '{name}: {{seed: 0}}'")
+        raise ConfigError(
+            f"{config} line {lines.get(None, '?')}: section {name!r} must be a mapping of option to "
+            f"value, e.g. '{name}: {{seed: 0}}'"
+        )
     params = {p.name: p for p in ctx.command.params if p.name != "config"}
     unknown = sorted(set(section) - set(params), key=str)
     if unknown:
         key = unknown[0]
         where = f"{config} line {lines[key]}" if key in lines else str(config)
-        raise ConfigError(f"{where}: unknown option {key!r} for 'seqlift {name}'; use one of "
-                          f"{', '.join(sorted(params))}")
+        raise ConfigError(
+            f"{where}: unknown option {key!r} for 'seqlift {name}'; use one of {', '.join(sorted(params))}"
+        )
     defaults = {}
     for key, value in section.items():
         where = f"{config} line {lines[key]}" if key in lines else str(config)
@@ -103,18 +121,23 @@ def _config_value(ctx, option: click.Parameter, key: str, value, where: str):
         return value
     if isinstance(kind, click.types.IntParamType):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: {key} is {value!r}, not an integer; give a whole number, e.g. {key}: "
-                              f"{option.default if isinstance(option.default, int) else 1}")
+            raise ConfigError(
+                f"{where}: {key} is {value!r}, not an integer; give a whole number, e.g. {key}: "
+                f"{option.default if isinstance(option.default, int) else 1}"
+            )
     elif isinstance(kind, click.types.FloatParamType):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: {key} is {value!r}, not a number; give a number, e.g. {key}: "
-                              f"{option.default if isinstance(option.default, (int, float)) else 0.5}")
+            raise ConfigError(
+                f"{where}: {key} is {value!r}, not a number; give a number, e.g. {key}: "
+                f"{option.default if isinstance(option.default, (int, float)) else 0.5}"
+            )
     elif hasattr(kind, "check_config"):  # a type of its own (seqlift.cli.options), e.g. a mapping
         kind.check_config(value, key, where)
     else:  # text: strings, paths, choices
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ConfigError(f"{where}: {key} is {value!r}, not a single value; "
-                              + (hint or f"give one {kind.name} value"))
+            raise ConfigError(
+                f"{where}: {key} is {value!r}, not a single value; " + (hint or f"give one {kind.name} value")
+            )
         value = str(value)
     try:
         kind.convert(value, option, ctx)

@@ -20,17 +20,26 @@ def evaluate():
 @evaluate.command(short_help="Mutate top-k scored bases vs k random bases.")
 @click.argument("scores", type=click.Path(dir_okay=False))
 @model_options(f"The model the scores were made with: {MODEL_FORMS}")
-@click.option("--k", "ks", default="1,2,5,10,20", show_default=True,
-              help="Numbers of positions to mutate, comma-separated.")
-@click.option("--mutation", type=click.Choice(MUTATIONS), default="shuffle", show_default=True,
-              help="shuffle: each position to a different random base; reference: to the base of a dinucleotide "
-                   "shuffle of the window.")
+@click.option(
+    "--k", "ks", default="1,2,5,10,20", show_default=True, help="Numbers of positions to mutate, comma-separated."
+)
+@click.option(
+    "--mutation",
+    type=click.Choice(MUTATIONS),
+    default="shuffle",
+    show_default=True,
+    help="shuffle: each position to a different random base; reference: to the base of a dinucleotide "
+    "shuffle of the window.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random positions and bases.")
-@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True, help="Regions per model call.")
+@click.option(
+    "--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True, help="Regions per model call."
+)
 @device_option
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="TSV table to write.")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None,
-              help="Also plot mean change vs k (png, pdf, svg).")
+@click.option(
+    "--plot", type=click.Path(dir_okay=False), default=None, help="Also plot mean change vs k (png, pdf, svg)."
+)
 @force_option()
 @quiet_option()
 @config_option
@@ -47,18 +56,25 @@ def perturb(scores, model, output, plot, force, quiet, **options):
     from ..evaluate import evaluate_perturbation
 
     with readable_scores(scores):
-        evaluate_perturbation(scores, model, output, plot=plot, force=force, command=command_line(),
-                              progress=not quiet, **options)
+        evaluate_perturbation(
+            scores, model, output, plot=plot, force=force, command=command_line(), progress=not quiet, **options
+        )
     if not quiet:
         click.echo(f"wrote {output}" + (f" and {plot}" if plot else ""), err=True)
 
 
 @evaluate.command(short_help="AUROC/AUPRC of scores at known motif sites.")
 @click.argument("scores", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--sites", "-s", required=True, type=click.Path(dir_okay=False),
-              help="BED of known sites (0-based half-open), motif name in column 4.")
-@click.option("--motif", "motifs", multiple=True,
-              help="Use only the sites of this motif (BED name); repeat for several.")
+@click.option(
+    "--sites",
+    "-s",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="BED of known sites (0-based half-open), motif name in column 4.",
+)
+@click.option(
+    "--motif", "motifs", multiple=True, help="Use only the sites of this motif (BED name); repeat for several."
+)
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="TSV table to write.")
 @force_option()
 @quiet_option()
@@ -68,7 +84,14 @@ def sites(scores, sites, motifs, output, force, quiet):
     from ..evaluate import evaluate_sites
 
     with readable_scores(scores):
-        evaluate_sites(list(scores), sites, output, motifs=list(motifs) or None, force=force, command=command_line(),
-                       progress=not quiet)
+        evaluate_sites(
+            list(scores),
+            sites,
+            output,
+            motifs=list(motifs) or None,
+            force=force,
+            command=command_line(),
+            progress=not quiet,
+        )
     if not quiet:
         click.echo(f"wrote {output}", err=True)

@@ -43,8 +43,10 @@ def _load(name: str, path: str) -> click.Command:
             raise  # a module that the command's module imports is missing
         command = None
     if not isinstance(command, click.Command):
-        raise RuntimeError(f"seqlift {name}: {path!r} in seqlift.cli.group._LAZY_COMMANDS names no click command; "
-                           "give the command as package.module:attribute")
+        raise RuntimeError(
+            f"seqlift {name}: {path!r} in seqlift.cli.group._LAZY_COMMANDS names no click command; "
+            "give the command as package.module:attribute"
+        )
     return command
 
 

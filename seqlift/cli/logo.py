@@ -20,17 +20,37 @@ from ..logos import SPAN, WIDTH, figure, label, open_scores, parse_region, save,
 @click.option("--region", "-r", help="Stretch to draw, 1-based inclusive: chr1:1,001-1,100. Must lie in one window.")
 @click.option("--index", "-i", type=click.IntRange(min=0), help="Window to draw: its row in the score file (0-based).")
 @click.option("--name", "-n", help="Window to draw: its region name (BED column 4).")
-@click.option("--top", type=click.IntRange(min=1), metavar="N",
-              help="Draw the N windows of largest total |contribution|: one page each of a PDF if --out ends "
-                   "in .pdf, else one PNG each in the folder --out.")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Draw the N windows of largest total |contribution|: one page each of a PDF if --out ends "
+    "in .pdf, else one PNG each in the folder --out.",
+)
 @click.option("--hypothetical", is_flag=True, help="Add a panel of the hypothetical contributions of all four bases.")
-@click.option("--out", "--output", "-o", "output", type=click.Path(),
-              help="Figure to write (.png, .pdf or .svg); default STEM.LABEL.png next to the first score file, "
-                   "STEM the score files' stems joined by '+' (a folder STEM.topN with --top).")
-@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=WIDTH, show_default=True,
-              help="Figure width in inches per 100 bp.")
-@click.option("--span", type=click.IntRange(min=0), default=SPAN, show_default=True,
-              help="Without --region, draw this many bp around the strongest contributions; 0 for the whole window.")
+@click.option(
+    "--out",
+    "--output",
+    "-o",
+    "output",
+    type=click.Path(),
+    help="Figure to write (.png, .pdf or .svg); default STEM.LABEL.png next to the first score file, "
+    "STEM the score files' stems joined by '+' (a folder STEM.topN with --top).",
+)
+@click.option(
+    "--width",
+    type=click.FloatRange(min=0, min_open=True),
+    default=WIDTH,
+    show_default=True,
+    help="Figure width in inches per 100 bp.",
+)
+@click.option(
+    "--span",
+    type=click.IntRange(min=0),
+    default=SPAN,
+    show_default=True,
+    help="Without --region, draw this many bp around the strongest contributions; 0 for the whole window.",
+)
 @click.option("--dpi", type=click.IntRange(min=10), default=150, show_default=True, help="Resolution of PNGs.")
 @force_option()
 @quiet_option()
@@ -62,8 +82,11 @@ def logo(scores, region, index, name, top, hypothetical, output, width, span, dp
 
         if top is None:
             if len(picks) > 1 and name:
-                warnings.warn(f"{len(picks)} windows of {first} are named {name!r}; drawing the first (row "
-                              f"{picks[0][0]}); use --index to pick another", stacklevel=2)
+                warnings.warn(
+                    f"{len(picks)} windows of {first} are named {name!r}; drawing the first (row "
+                    f"{picks[0][0]}); use --index to pick another",
+                    stacklevel=2,
+                )
             row = picks[0][0]
             out = Path(output) if output else Path(f"{stem}.{label(names[row], row, stretch)}.png")
             check_absent(out, force)
@@ -71,7 +94,9 @@ def logo(scores, region, index, name, top, hypothetical, output, width, span, dp
         else:
             out = Path(output) if output else Path(f"{stem}.top{top}")
             if out.suffix.lower() in (".png", ".svg") or (out.is_file() and out.suffix.lower() != ".pdf"):
-                raise OutputError(f"--top writes one PDF or a folder of PNGs, not {out}; give --out top.pdf or a folder")
+                raise OutputError(
+                    f"--top writes one PDF or a folder of PNGs, not {out}; give --out top.pdf or a folder"
+                )
             check_absent(out, force)
             ranked = tqdm(picks, desc="logos", unit="logo", disable=quiet)
             if out.suffix.lower() == ".pdf":

@@ -50,8 +50,12 @@ class RuleParam(MappingParam):
         if isinstance(value, str) and value in RULE_PRESETS:
             return value
         if isinstance(value, str) and not value.lstrip().startswith("{"):
-            self.fail(f"{value!r} is not one of {', '.join(RULE_PRESETS)}, nor a mapping such as "
-                      "'{conv: rescale, dense: revealcancel}'", param, ctx)
+            self.fail(
+                f"{value!r} is not one of {', '.join(RULE_PRESETS)}, nor a mapping such as "
+                "'{conv: rescale, dense: revealcancel}'",
+                param,
+                ctx,
+            )
         return super().convert(value, param, ctx)
 
 
@@ -71,14 +75,21 @@ class DeviceParam(click.ParamType):
 
 
 config_option = click.option(
-    "--config", type=click.Path(exists=True, dir_okay=False), callback=load_config, is_eager=True,
-    expose_value=False, help="YAML file of defaults for this command's options.",
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    callback=load_config,
+    is_eager=True,
+    expose_value=False,
+    help="YAML file of defaults for this command's options.",
 )
 
 device_option = click.option(
-    "--device", type=DeviceParam(), default="auto", show_default=True,
+    "--device",
+    type=DeviceParam(),
+    default="auto",
+    show_default=True,
     help="auto (a GPU when there is one), cpu, cuda, or cuda:N for the N-th GPU: run one process per GPU, "
-         "each with its own --shard, then seqlift merge.",
+    "each with its own --shard, then seqlift merge.",
 )
 
 #: The forms of a model that --model takes.
@@ -90,12 +101,22 @@ def model_options(help: str, multiple: bool = False):
     a model: ``--trust-model``, ``--weights``, ``--model-kwargs``."""
     options = [
         click.option("--model", "-m", required=True, multiple=multiple, help=help),
-        click.option("--trust-model", is_flag=True,
-                     help="Also load a pickled full model (torch.save(model)); unpickling runs code from the file."),
-        click.option("--weights", type=click.Path(dir_okay=False),
-                     help="State dict of a class model (.safetensors or torch.save'd dict)."),
-        click.option("--model-kwargs", type=MappingParam(), default=None,
-                     help="Constructor arguments of a class model, e.g. '{n_filters: 32}'."),
+        click.option(
+            "--trust-model",
+            is_flag=True,
+            help="Also load a pickled full model (torch.save(model)); unpickling runs code from the file.",
+        ),
+        click.option(
+            "--weights",
+            type=click.Path(dir_okay=False),
+            help="State dict of a class model (.safetensors or torch.save'd dict).",
+        ),
+        click.option(
+            "--model-kwargs",
+            type=MappingParam(),
+            default=None,
+            help="Constructor arguments of a class model, e.g. '{n_filters: 32}'.",
+        ),
     ]
 
     def decorate(command):

@@ -38,8 +38,9 @@ class DemoCNN(nn.Module):
         Dropout probability before the output layer.
     """
 
-    def __init__(self, input_length=200, n_tasks=3, n_filters=32, conv1_width=15,
-                 conv2_width=7, pool=4, n_hidden=64, dropout=0.1):
+    def __init__(
+        self, input_length=200, n_tasks=3, n_filters=32, conv1_width=15, conv2_width=7, pool=4, n_hidden=64, dropout=0.1
+    ):
         super().__init__()
         self.input_length = input_length
         self.conv1 = nn.Conv1d(4, n_filters, conv1_width, padding=conv1_width // 2)
@@ -127,8 +128,9 @@ class DemoAttention(nn.Module):
         self.conv = nn.Conv1d(4, d_model, conv_width, padding=conv_width // 2)
         self.pool = nn.MaxPool1d(pool)
         self.position = nn.Parameter(torch.zeros(1, input_length // pool, d_model))
-        self.encoder = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=2 * d_model, dropout=0.1,
-                                                  activation="gelu", batch_first=True)
+        self.encoder = nn.TransformerEncoderLayer(
+            d_model, n_heads, dim_feedforward=2 * d_model, dropout=0.1, activation="gelu", batch_first=True
+        )
         self.fc = nn.Linear(d_model, n_tasks)
 
     def forward(self, x):

@@ -24,13 +24,32 @@ here; each module is named after its subcommand (``evaluate perturb``,
 
 from .metrics import auprc, auroc
 from .perturb import (
-    FLIP_NOTE, MUTATIONS, PERTURB_COLUMNS, evaluate_perturbation, parse_ks, perturbation, plot_perturbation,
+    FLIP_NOTE,
+    MUTATIONS,
+    PERTURB_COLUMNS,
+    evaluate_perturbation,
+    parse_ks,
+    perturbation,
+    plot_perturbation,
 )
 from .sites import SITE_COLUMNS, evaluate_sites, read_sites, site_labels, site_recovery
 from .tables import open_scores, write_table
 
 __all__ = [
-    "FLIP_NOTE", "MUTATIONS", "PERTURB_COLUMNS", "SITE_COLUMNS", "auprc", "auroc", "evaluate_perturbation",
-    "evaluate_sites", "open_scores", "parse_ks", "perturbation", "plot_perturbation", "read_sites", "site_labels",
-    "site_recovery", "write_table",
+    "FLIP_NOTE",
+    "MUTATIONS",
+    "PERTURB_COLUMNS",
+    "SITE_COLUMNS",
+    "auprc",
+    "auroc",
+    "evaluate_perturbation",
+    "evaluate_sites",
+    "open_scores",
+    "parse_ks",
+    "perturbation",
+    "plot_perturbation",
+    "read_sites",
+    "site_labels",
+    "site_recovery",
+    "write_table",
 ]

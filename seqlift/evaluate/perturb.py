@@ -43,7 +43,13 @@ MUTATIONS = ("shuffle", "reference")
 
 #: Columns of the perturbation table, one row per k.
 PERTURB_COLUMNS = (
-    "k", "mean_delta_top", "mean_delta_random", "difference", "top_wins", "flip_frac_top", "flip_frac_random",
+    "k",
+    "mean_delta_top",
+    "mean_delta_random",
+    "difference",
+    "top_wins",
+    "flip_frac_top",
+    "flip_frac_random",
     "mean_n_mutated",
     "n_regions",
 )
@@ -202,15 +208,19 @@ def perturbation(
         chroms, strands = h5["coords_chrom"].asstr()[:], h5["meta/strand"].asstr()[:]
         starts, ends = h5["coords_start"][:], h5["coords_end"][:]
         deltas, flips, counts, originals = [], [], [], []
-        with tqdm(total=n, unit="region", desc="perturbing", disable=not progress, file=sys.stderr,
-                  dynamic_ncols=True) as bar:
+        with tqdm(
+            total=n, unit="region", desc="perturbing", disable=not progress, file=sys.stderr, dynamic_ncols=True
+        ) as bar:
             for lo in range(0, n, batch_size):
                 rows = slice(lo, min(lo + batch_size, n))
                 X = h5["raw/seq"][rows]
                 contrib = h5["projected_shap/seq"][rows].sum(axis=1)
                 seeds = [region_seed(seed, *w) for w in zip(chroms[rows], starts[rows], ends[rows], strands[rows])]
-                ref_bases = (dinucleotide_shuffle(X, 1, np.array(seeds, np.uint64))[:, 0].argmax(axis=1)
-                             if mutation == "reference" else None)
+                ref_bases = (
+                    dinucleotide_shuffle(X, 1, np.array(seeds, np.uint64))[:, 0].argmax(axis=1)
+                    if mutation == "reference"
+                    else None
+                )
                 variants, count = _variants(X, contrib, seeds, ks, mutation, ref_bases)
                 _, inputs = model_inputs(captured, variants.reshape((-1, 4, length)), dev)
                 with torch.no_grad():
@@ -228,12 +238,19 @@ def perturbation(
     for j, k in enumerate(ks):
         top, rand = delta[:, 2 * j], delta[:, 2 * j + 1]
         wins = np.mean((top < rand) + 0.5 * (top == rand))
-        table.append({
-            "k": k, "mean_delta_top": float(top.mean()), "mean_delta_random": float(rand.mean()),
-            "difference": float(top.mean() - rand.mean()), "top_wins": float(wins),
-            "flip_frac_top": float(flip_frac[2 * j]), "flip_frac_random": float(flip_frac[2 * j + 1]),
-            "mean_n_mutated": float(count[:, j].mean()), "n_regions": int(n),
-        })
+        table.append(
+            {
+                "k": k,
+                "mean_delta_top": float(top.mean()),
+                "mean_delta_random": float(rand.mean()),
+                "difference": float(top.mean() - rand.mean()),
+                "top_wins": float(wins),
+                "flip_frac_top": float(flip_frac[2 * j]),
+                "flip_frac_random": float(flip_frac[2 * j + 1]),
+                "mean_n_mutated": float(count[:, j].mean()),
+                "n_regions": int(n),
+            }
+        )
     return table
 
 
@@ -251,9 +268,9 @@ def _check_predictions(y, h5, attrs, model, scores):
         )
 
 
-
-def plot_perturbation(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "",
-                      force: bool = False) -> Path:
+def plot_perturbation(
+    rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "", force: bool = False
+) -> Path:
     """Plot the mean change of the target against k, top-k against random-k, with matplotlib (Agg).
 
     The format follows the suffix of ``path`` (png, pdf, svg); written under

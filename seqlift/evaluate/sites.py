@@ -31,7 +31,14 @@ from .tables import open_scores, write_table
 
 #: Columns of the site-recovery table, one row per scores file.
 SITE_COLUMNS = (
-    "file", "target", "method", "n_positions", "n_site_positions", "auroc_abs", "auprc_abs", "auroc_signed",
+    "file",
+    "target",
+    "method",
+    "n_positions",
+    "n_site_positions",
+    "auroc_abs",
+    "auprc_abs",
+    "auroc_signed",
     "auprc_signed",
 )
 
@@ -162,14 +169,23 @@ def site_recovery(
                 f"{', '.join(sorted(set(chroms))[:5])}); check that both files use the same genome and names"
             )
         if y.all():
-            raise RegionError(f"every scored position of {path} lies in a site of {sites}; AUROC needs positions "
-                              "outside sites too: score wider windows")
-        table.append({
-            "file": str(path), "target": str(attrs.get("target", "")), "method": str(attrs.get("method", "")),
-            "n_positions": len(y), "n_site_positions": int(y.sum()),
-            "auroc_abs": auroc(y, np.abs(c)), "auprc_abs": auprc(y, np.abs(c)),
-            "auroc_signed": auroc(y, c), "auprc_signed": auprc(y, c),
-        })
+            raise RegionError(
+                f"every scored position of {path} lies in a site of {sites}; AUROC needs positions "
+                "outside sites too: score wider windows"
+            )
+        table.append(
+            {
+                "file": str(path),
+                "target": str(attrs.get("target", "")),
+                "method": str(attrs.get("method", "")),
+                "n_positions": len(y),
+                "n_site_positions": int(y.sum()),
+                "auroc_abs": auroc(y, np.abs(c)),
+                "auprc_abs": auprc(y, np.abs(c)),
+                "auroc_signed": auroc(y, c),
+                "auprc_signed": auprc(y, c),
+            }
+        )
     return table
 
 

@@ -137,7 +137,7 @@ def make_references(
     if kind == "gc-matched":
         return _gc_maker(genome, windows, regions, length, n, seed, tolerance, exclude)
     if kind.startswith("file:"):
-        data = read_references(kind[len("file:"):], n_regions, length)
+        data = read_references(kind[len("file:") :], n_regions, length)
         rows = (lambda batch: [w.row for w in batch]) if data.shape[0] > 1 else (lambda batch: [0] * len(batch))
         return (lambda X, batch: data[rows(batch)]), data.shape[1]
     strategy = REFERENCES[kind]

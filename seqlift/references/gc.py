@@ -113,7 +113,8 @@ def _linear(chrom_sizes, intervals):
     offset = dict(zip(chrom_sizes, _offsets(chrom_sizes).tolist()))
     spans = [
         (offset[c] + min(max(s, 0), chrom_sizes[c]), offset[c] + min(max(e, 0), chrom_sizes[c]))
-        if c in offset else (0, 0)
+        if c in offset
+        else (0, 0)
         for c, s, e in intervals
     ]
     spans = np.array(spans, np.int64).reshape(-1, 2)
@@ -252,8 +253,9 @@ class GCIndex:
     30 million (600 MB) for L = 200; a larger stride makes it smaller.
     """
 
-    def __init__(self, chrom_sizes: Mapping[str, int], length: int, stride: int, starts: np.ndarray,
-                 gc: np.ndarray) -> None:
+    def __init__(
+        self, chrom_sizes: Mapping[str, int], length: int, stride: int, starts: np.ndarray, gc: np.ndarray
+    ) -> None:
         # starts: increasing int64 starts on the genome laid end to end; gc: their C + G counts.
         self.length, self.stride = length, stride
         self.chroms = tuple(chrom_sizes)
@@ -303,8 +305,10 @@ class GCIndex:
         _check_count("length", "window length", length, 1)
         stride = max(1, length // 2) if stride is None else stride
         _check_count("stride", "stride between candidate windows", stride, 1)
-        path = None if cache is None or cache is False else (
-            f"{genome.path}.gc-L{length}-s{stride}.npz" if cache is True else os.fspath(cache)
+        path = (
+            None
+            if cache is None or cache is False
+            else (f"{genome.path}.gc-L{length}-s{stride}.npz" if cache is True else os.fspath(cache))
         )
         key = None if path is None else _cache_key(genome, length, stride)
         scanned = None if path is None else _load_cache(path, key)
