@@ -778,3 +778,24 @@ def test_rescale_fallback_at_a_few_places_equals_the_fallback_everywhere(fractio
     m = [rescale_multiplier(ax, ar, ax.exp(), ar.exp(), 1e-6, torch.exp, elementwise=e) for e in (False, True)]
     assert torch.equal(m[0], m[1])
     assert torch.equal(m[1][same], ax.expand_as(ar)[same].exp())
+
+
+def test_rescale_hypothetical_contributions_take_the_one_multiplier_formula(monkeypatch):
+    """Under Rescale one multiplier serves both signs of x - r: the hypothetical contributions are
+    m[b] - sum_c m[c] r[c], not the split rules' (N, K, B, C, L) sum, which costs four times as much."""
+    from seqlift.attribution import result
+
+    seen = []
+    original = result._hypothetical
+    monkeypatch.setattr(
+        result, "_hypothetical", lambda m_pos, m_neg, R: seen.append(m_neg) or original(m_pos, m_neg, R)
+    )
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(4, 3, 5, padding=2), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 20, 1)).eval()
+    g = np.random.default_rng(0)
+    X = np.eye(4, dtype=np.float32)[g.integers(0, 4, (2, 20))].transpose(0, 2, 1)
+    R = np.eye(4, dtype=np.float32)[g.integers(0, 4, (2, 3, 20))].transpose(0, 1, 3, 2)
+    for budget in (None, 2 * 3 * 20 * 4):  # one call, and calls of 2 rows joined
+        seen.clear()
+        prepare(model, 20, tensor_budget=budget).run(X, R, target=0)
+        assert seen == [None]

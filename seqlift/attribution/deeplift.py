@@ -153,8 +153,8 @@ class Engine:
         return results if isinstance(target, list) else results[0]
 
     def _attributions(self, X, R, n, k, y, m_pos, m_neg, halves) -> Attributions:
+        m_neg = None if m_neg is None or m_neg is m_pos else m_neg.reshape(R.shape)
         m_pos = m_pos.reshape(R.shape)
-        m_neg = None if m_neg is m_pos or m_neg is None else m_neg.reshape(R.shape)
         return from_multipliers(X, R, m_pos, y[:n], y[n:].reshape(n, k), m_neg, halves)
 
     def _read_outs(self, out, n, targets):
@@ -172,7 +172,8 @@ class Engine:
             ys = [read(out) for read in self._read_outs(stream(out, "act"), n, targets)]
             for i, y in enumerate(ys):
                 (m,) = torch.autograd.grad(y[n:].sum(), batch, retain_graph=i < len(ys) - 1)
-                passes.append((y.detach(), m[n:], m[n:], []))
+                refs = m[n:]  # one multiplier for both signs of x - r: m_neg is m_pos itself
+                passes.append((y.detach(), refs, refs, []))
         return passes
 
     def _split(self, X, flat, n, k, targets, split_signs):
