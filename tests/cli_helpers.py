@@ -27,6 +27,26 @@ DATASETS = [
 ]
 
 
+def score_args(data, out, *extra, model=None, n_refs=2, batch_size=2):
+    """Arguments of a small, quiet ``seqlift score`` of a test data set (``bed``, ``fasta``, ``pt2`` paths)."""
+    return [
+        "score",
+        data["bed"],
+        "--fasta",
+        data["fasta"],
+        "--model",
+        model or data["pt2"],
+        "-o",
+        out,
+        "--n-refs",
+        n_refs,
+        "--batch-size",
+        batch_size,
+        "--quiet",
+        *extra,
+    ]
+
+
 def run(*args):
     """``seqlift ARGS`` in-process; arguments are turned into strings."""
     return CliRunner().invoke(main, [str(a) for a in args])

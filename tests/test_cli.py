@@ -1,6 +1,7 @@
 """``seqlift score`` end to end with CliRunner: outputs, provenance, resume, and every bad input."""
 
 import re
+from functools import partial
 
 import h5py
 import numpy as np
@@ -14,28 +15,13 @@ from seqlift.genome import Genome, fetch_one_hot
 from seqlift.regions import read_regions, to_windows
 from seqlift.writers import ScoreWriter
 
+import cli_helpers
 from cli_helpers import DATASETS, assert_one_line_error, assert_same, run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def score_args(data, out, *extra):
-    return [
-        "score",
-        data["bed"],
-        "--fasta",
-        data["fasta"],
-        "--model",
-        data["pt2"],
-        "-o",
-        out,
-        "--n-refs",
-        5,
-        "--batch-size",
-        2,
-        "--quiet",
-        *extra,
-    ]
+score_args = partial(cli_helpers.score_args, n_refs=5)
 
 
 def read_all(path):

@@ -1,6 +1,7 @@
 """Inputs that used to end in a traceback: each is a one-line error with exit status 1 and no output left behind."""
 
 import gzip
+from functools import partial
 
 import h5py
 import pytest
@@ -8,27 +9,12 @@ import torch
 from safetensors.torch import save_file
 from torch.export import Dim
 
+import cli_helpers
 from cli_helpers import assert_one_line_error, run
 from conftest import LENGTH
 
 
-def score_args(data, out, *extra, model=None):
-    return [
-        "score",
-        data["bed"],
-        "--fasta",
-        data["fasta"],
-        "--model",
-        model or data["pt2"],
-        "-o",
-        out,
-        "--n-refs",
-        2,
-        "--batch-size",
-        3,
-        "--quiet",
-        *extra,
-    ]
+score_args = partial(cli_helpers.score_args, batch_size=3)
 
 
 def assert_nothing_written(folder, name="scores.h5"):

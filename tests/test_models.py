@@ -9,28 +9,9 @@ import pytest
 import torch
 from torch.export import Dim
 
-from cli_helpers import assert_one_line_error, run
+from cli_helpers import assert_one_line_error, run, score_args
 from seqlift.errors import ModelError
 from seqlift.models import load_model
-
-
-def score_args(data, model, out, *extra):
-    return [
-        "score",
-        data["bed"],
-        "--fasta",
-        data["fasta"],
-        "--model",
-        model,
-        "-o",
-        out,
-        "--n-refs",
-        2,
-        "--batch-size",
-        2,
-        "--quiet",
-        *extra,
-    ]
 
 
 class _Marker:
@@ -109,7 +90,7 @@ def test_hostile_pt2_is_refused_without_running_code(data, tmp_path, kind):
     marker = tmp_path / f"ran_{kind}"
     model = hostile_pt2(data, kind, marker)
     out = tmp_path / "scores.h5"
-    result = run(*score_args(data, model, out))
+    result = run(*score_args(data, out, model=model))
     assert not marker.exists(), f"loading the {kind} entry ran code from the model file"
     assert_one_line_error(result, "--trust-model", model)
     assert not out.exists() and not (tmp_path / "scores.h5.partial").exists()
@@ -117,7 +98,7 @@ def test_hostile_pt2_is_refused_without_running_code(data, tmp_path, kind):
 
 def test_hostile_pt2_is_refused_by_evaluate_perturb(data, tmp_path):
     scores = tmp_path / "scores.h5"
-    assert run(*score_args(data, data["pt2"], scores)).exit_code == 0
+    assert run(*score_args(data, scores)).exit_code == 0
     marker = tmp_path / "ran"
     model = hostile_pt2(data, "weight", marker)
     out = tmp_path / "perturb.tsv"
