@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 
@@ -86,7 +87,7 @@ def export(model, length, path):
     return path
 
 
-def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20):
+def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20, device="cpu"):
     """Throughput of seqlift.score from BED to HDF5 against engine.run on the same in-memory batches."""
     import seqlift
     from seqlift.attribution import prepare
@@ -106,17 +107,23 @@ def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20):
                 [region_seed(0, w.chrom, w.start, w.end, w.strand) for w in windows[i : i + batch]], dtype=np.uint64
             )
             batches.append((X.astype(np.float32), dinucleotide_shuffle(X, refs, seeds)))
-    engine = prepare(load_model(str(pt2)).model, length)
+    engine = prepare(load_model(str(pt2)).model, length, device=device)
     engine.run(*batches[0], [0])  # warm-up
     t0 = time.perf_counter()
     for X, R in batches:
         engine.run(X, R, [0])
     engine_s = time.perf_counter() - t0
     out = Path(folder) / f"{name}.h5"
-    seqlift.score(str(bed), str(fasta), str(pt2), out, n_refs=refs, batch_size=batch, progress=False, force=True)
+    options = dict(n_refs=refs, batch_size=batch, progress=False, force=True, device=device)
+    seqlift.score(str(bed), str(fasta), str(pt2), out, **options)
+    if device != "cpu":
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    seqlift.score(str(bed), str(fasta), str(pt2), out, n_refs=refs, batch_size=batch, progress=False, force=True)
+    seqlift.score(str(bed), str(fasta), str(pt2), out, **options)
     end_to_end_s = time.perf_counter() - t0
+    gpu = {} if device == "cpu" else {"GPU peak MiB": torch.cuda.max_memory_allocated() / 2**20}
+    with h5py.File(out, "r") as h5:
+        worst = float(np.max(h5["meta/delta_rel_error"][:]))
     return {
         "model": name,
         "length": length,
@@ -126,6 +133,8 @@ def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20):
         "engine regions/s": n / engine_s,
         "end-to-end regions/s": n / end_to_end_s,
         "ratio": engine_s / end_to_end_s,
+        "max relative summation error": worst,
+        **gpu,
     }
 
 
@@ -208,6 +217,10 @@ def main():
     parser.add_argument("--scale-only", action="store_true", help="only part 2, genome scale")
     parser.add_argument("--counts", default="1000,10000,100000", help="region counts of part 2")
     parser.add_argument("--batch", type=int, default=256, help="regions per call in part 2")
+    parser.add_argument("--device", default="cpu", help="part 1's device: cpu, or cuda on a GPU machine")
+    parser.add_argument("--end-to-end-only", action="store_true", help="only part 1")
+    parser.add_argument("--bpnet-regions", type=int, default=64, help="part 1's BPNet-like regions")
+    parser.add_argument("--bpnet-batch", type=int, default=8, help="part 1's BPNet-like regions per call")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -221,36 +234,41 @@ def main():
         fasta, sizes = write_genome(folder)
         torch.manual_seed(0)
         quick = args.quick
+        on = {"device": args.device}
         part1 = (
             []
             if args.scale_only
             else [
                 # 4096 regions: the DemoCNN scores about 400 per second, and the run's fixed start (model loaded and
                 # prepared, FASTA opened), which the engine-alone figure leaves out, would weigh on a shorter run
-                overhead("DemoCNN", DemoCNN().eval(), 200, folder, fasta, sizes, 64 if quick else 4096, 32),
-                overhead("BPNet-like", build_model("bpnet", "cpu"), 2114, folder, fasta, sizes, 8 if quick else 64, 8),
+                overhead("DemoCNN", DemoCNN().eval(), 200, folder, fasta, sizes, 64 if quick else 4096, 32, **on),
+                overhead(
+                    "BPNet-like",
+                    build_model("bpnet", "cpu"),
+                    2114,
+                    folder,
+                    fasta,
+                    sizes,
+                    8 if quick else args.bpnet_regions,
+                    args.bpnet_batch,
+                    **on,
+                ),
             ]
         )
         if part1:
             print(table(part1), flush=True)
         counts = [1000, 2000] if quick else [int(c) for c in args.counts.split(",")]
-        part2 = scale(folder, fasta, sizes, counts, batch=args.batch)
+        part2 = [] if args.end_to_end_only else scale(folder, fasta, sizes, counts, batch=args.batch)
     load = os.getloadavg()[0]
-    text = (
-        (
-            (
-                f"## End-to-end against the engine alone ({args.threads} threads, load {load:.2f} at the end)\n\n"
-                + table(part1)
-                + "\n"
-            )
-            if part1
-            else ""
-        )
-        + "## Genome scale: a tiny model, end to end\n\n"
-        + table(part2)
-    )
+    where = args.device if args.device == "cpu" else f"{args.device}: {torch.cuda.get_device_name()}"
+    text = ""
+    if part1:
+        head = f"## End-to-end against the engine alone ({where}, {args.threads} threads, load {load:.2f} at the end)"
+        text += head + "\n\n" + table(part1) + "\n"
+    if part2:
+        text += "## Genome scale: a tiny model, end to end\n\n" + table(part2)
     print(text)
-    if not quick and not args.scale_only:
+    if not quick and not args.scale_only and not args.end_to_end_only:
         (HERE / "results").mkdir(exist_ok=True)
         (HERE / "results" / "pipeline.md").write_text(text)
 
