@@ -25,7 +25,7 @@ holds ``regions * K`` (input, reference) pairs for every tool:
 
 Each (model, tool) runs in a fresh subprocess, which reports its peak memory
 above the memory held after imports, model construction and data (peak RSS
-from ``ru_maxrss`` on the CPU, the cumulative peak over the sweep, which runs
+from ``VmHWM`` on the CPU, the cumulative peak over the sweep, which runs
 from the smallest batch up; ``torch.cuda.max_memory_allocated`` per batch on a
 GPU). Each batch size is warmed up with one call, then the whole set of
 regions is timed ``--repeats`` times and the median wall time reported, with
@@ -237,8 +237,13 @@ def rss_mib():
 
 
 def peak_rss_mib():
-    """Peak resident set size of this process so far (``ru_maxrss``), in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process so far (``VmHWM``), in MiB.
+
+    Not ``ru_maxrss``: on Linux a child started with fork and exec keeps its parent's peak there, so a worker
+    would report at least the memory its parent held when it was started.
+    """
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
 
 
 def cpu_seconds():

@@ -22,7 +22,6 @@ number of regions.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+from bench_deeplift import build_model, peak_rss_mib  # noqa: E402  (found through the line above)
 
 
 def write_genome(folder, n_chroms=4, length=2_000_000, seed=0):
@@ -138,22 +139,6 @@ def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20, devic
     }
 
 
-def peak_rss_mib():
-    """This process's peak resident memory in MiB: ``VmHWM``, which starts afresh at ``exec``.
-
-    ``ru_maxrss`` does not: on Linux a child started with fork and exec keeps its parent's peak, so after
-    part 1 every part-2 worker reported part 1's 1.6 GB.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def scale_worker(spec):
     import seqlift
 
@@ -227,7 +212,6 @@ def main():
     if args.worker:
         print(json.dumps(scale_worker(json.loads(args.worker))))
         return
-    from bench_deeplift import build_model
     from seqlift.demo.model import DemoCNN
 
     with tempfile.TemporaryDirectory() as folder:
