@@ -21,6 +21,7 @@ float rounding: every (input, reference) pair is computed by the same ops.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import platform
 
@@ -33,9 +34,9 @@ CPU_TENSOR_BUDGET = 32 << 20
 KEEP_FREED = 1 << 30
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
-_KEPT: list = []
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
     """Have glibc serve blocks up to :data:`CPU_TENSOR_BUDGET` from its heap and keep freed ones; True if set.
 
@@ -50,16 +51,13 @@ def keep_freed_memory() -> bool:
     much freed memory (its peak resident memory is unchanged). Elsewhere than
     glibc (musl, macOS) nothing is changed and False is returned.
     """
-    if not _KEPT:
-        done = False
-        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-            try:
-                mallopt = ctypes.CDLL("libc.so.6").mallopt
-                done = bool(mallopt(_M_MMAP_THRESHOLD, CPU_TENSOR_BUDGET) and mallopt(_M_TRIM_THRESHOLD, KEEP_FREED))
-            except (OSError, AttributeError):
-                done = False
-        _KEPT.append(done)
-    return _KEPT[0]
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, CPU_TENSOR_BUDGET) and mallopt(_M_TRIM_THRESHOLD, KEEP_FREED))
 
 
 def row_bytes(graph: torch.fx.Graph, input_node: torch.fx.Node) -> int | None:
