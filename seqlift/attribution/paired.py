@@ -26,11 +26,12 @@ def pairs(t: torch.Tensor, n: int, dim: int = 0):
     return t.narrow(dim, 0, n).unsqueeze(dim + 1), t.narrow(dim, n, t.shape[dim] - n).unflatten(dim, (n, -1))
 
 
-def _paired_grad(a: torch.Tensor, n: int):
-    """Gradient buffer for the whole batch: zero input rows, and a (n, k, ...) view of the reference rows."""
-    out = a.new_empty(a.shape)
-    out[:n] = 0
-    return out, out[n:].view((n, -1) + tuple(a.shape[1:]))
+def _paired_buffer(t: torch.Tensor, n: int, inputs=0):
+    """A new tensor of ``t``'s shape whose ``n`` input rows are ``inputs`` (a value, or rows to copy), and a
+    (n, k, ...) view of its reference rows for the caller to fill."""
+    out = t.new_empty(t.shape)
+    out[:n] = inputs
+    return out, out[n:].view((n, -1) + tuple(t.shape[1:]))
 
 
 def _relu_rescale_grad(ax, ar, yx, yr, grad, eps: float):
@@ -73,11 +74,11 @@ class _PairedRescale(torch.autograd.Function):
         ax, ar = pairs(a, ctx.n)
         yx, yr = pairs(y, ctx.n)
         if ctx.fused and ctx.target == torch.ops.aten.relu.default:
-            out, refs = _paired_grad(a, ctx.n)
+            out, refs = _paired_buffer(a, ctx.n)
             refs.copy_(_fused_relu_rescale_grad()(ax, ar, yx, yr, grad[ctx.n :].view(refs.shape), ctx.eps))
             return out, None, None, None, None, None
         m = rescale_multiplier(ax, ar, yx, yr, ctx.eps, lambda t: derivative(ctx.fn, t, ctx.target), True)
-        out, refs = _paired_grad(a, ctx.n)
+        out, refs = _paired_buffer(a, ctx.n)
         torch.mul(grad[ctx.n :].view(m.shape), m, out=refs)
         return out, None, None, None, None, None
 
@@ -109,7 +110,7 @@ class _PairedMax(torch.autograd.Function):
             ctx.max_rule, ax.gather(-1, ix), ar.gather(-1, ix), ax.gather(-1, ir), ar.gather(-1, ir), ctx.eps
         )
         g = grad[ctx.n :].reshape(ir.shape)
-        out, refs = _paired_grad(a, ctx.n)
+        out, refs = _paired_buffer(a, ctx.n)
         refs.zero_()
         refs.scatter_add_(-1, ix, g * m_p)
         refs.scatter_add_(-1, ir, g * m_q)
@@ -200,9 +201,8 @@ class Rescale:
             t, paired = t.detach(), self._paired(t, dims[i])
             u = t if paired else batch_first(t, dims[i], self.rows)
             x, r = pairs(u, self.n)
-            mid = u.new_empty(u.shape)
-            mid[: self.n] = u[: self.n]
-            torch.lerp(r, x.expand_as(r), 0.5, out=mid[self.n :].view(r.shape))
+            mid, refs = _paired_buffer(u, self.n, u[: self.n])
+            torch.lerp(r, x.expand_as(r), 0.5, out=refs)
             return mid if paired else batch_back(mid, dims[i])
 
         return _PairedProduct.apply(a, b, f, midpoint)
@@ -213,8 +213,6 @@ def hold_inputs(t: torch.Tensor, n: int, dim: int = 0, rows: int | None = None) 
     t = t.detach()
     if dim or (rows is not None and t.shape[0] != rows):
         return batch_back(hold_inputs(batch_first(t, dim, rows), n), dim)
-    k = (t.shape[0] - n) // n
-    out = t.new_empty(t.shape)
-    out[:n] = t[:n]
-    out[n:].view((n, k) + tuple(t.shape[1:])).copy_(t[:n].unsqueeze(1).expand((n, k) + tuple(t.shape[1:])))
+    out, refs = _paired_buffer(t, n, t[:n])
+    refs.copy_(t[:n].unsqueeze(1).expand_as(refs))
     return out
