@@ -130,7 +130,8 @@ def _sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, sca
         key = key.repeat_interleave(query.size(-3) // key.size(-3), -3)
         value = value.repeat_interleave(query.size(-3) // value.size(-3), -3)
     scale = query.size(-1) ** -0.5 if scale is None else scale
-    scores = torch.matmul(query, key.transpose(-2, -1)) * scale
+    # Scaled before the product: (L, E) values instead of (L, S) scores, and the same attributions (linear).
+    scores = torch.matmul(query * scale, key.transpose(-2, -1))
     if is_causal:
         causal = torch.ones(query.size(-2), key.size(-2), dtype=torch.bool, device=query.device).tril()
         scores = scores.masked_fill(causal.logical_not(), float("-inf"))

@@ -81,21 +81,25 @@ def _mid(t: torch.Tensor, n: int) -> torch.Tensor:
     return ((x + r) * 0.5).flatten(-3, -2)
 
 
-def _rescale(z: torch.Tensor, y: torch.Tensor, n: int, eps: float, derivative) -> torch.Tensor:
-    """Rescale multipliers ``Δy / Δz`` of the reference rows, shape (..., n * k, C)."""
-    return rescale_multiplier(*pairs(z, n, dim=-2), *pairs(y, n, dim=-2), eps, derivative).flatten(-3, -2)
+def _rescale(z: torch.Tensor, y: torch.Tensor, n: int, eps: float, derivative, out=None) -> torch.Tensor:
+    """Rescale multipliers ``Δy / Δz`` of the reference rows, shape (..., n * k, C), of an elementwise op
+    whose derivative is ``derivative``; written into ``out`` (shape (..., n, k, C)) when given."""
+    zx, zr = pairs(z, n, dim=-2)
+    yx, yr = pairs(y, n, dim=-2)
+    return rescale_multiplier(zx, zr, yx, yr, eps, derivative, True, out).flatten(-3, -2)
 
 
 _dsigmoid, _dtanh = DERIVATIVES[aten.sigmoid.default], DERIVATIVES[aten.tanh.default]
 
 
-def _lstm_gate_derivative(hidden):
-    def derivative(t):
-        d = _dsigmoid(t)
-        d[..., 2 * hidden : 3 * hidden] = _dtanh(t[..., 2 * hidden : 3 * hidden])
-        return d
-
-    return derivative
+def _lstm_gate_rescale(z: torch.Tensor, gates: torch.Tensor, n: int, eps: float, hidden: int) -> torch.Tensor:
+    """Rescale multipliers of the four LSTM gates (sigmoid, sigmoid, tanh, sigmoid), shape (..., n * k, 4H)."""
+    zx, zr = pairs(z, n, dim=-2)
+    out = z.new_empty(zr.shape)
+    for start, stop, derivative in ((0, 2, _dsigmoid), (2, 3, _dtanh), (3, 4, _dsigmoid)):
+        cols = slice(start * hidden, stop * hidden)
+        _rescale(z[..., cols], gates[..., cols], n, eps, derivative, out[..., cols])
+    return out.flatten(-3, -2)
 
 
 def _steps(out: torch.Tensor, directions: int, hidden: int) -> torch.Tensor:
@@ -162,7 +166,7 @@ class _LSTMLayer(torch.autograd.Function):
         steps, directions, rows, _ = z.shape
         hidden = cells.shape[-1]
         tanh_c = torch.tanh(cells)
-        m_i, m_f, m_g, m_o = _rescale(z, gates, n, eps, _lstm_gate_derivative(hidden)).split(hidden, dim=-1)
+        m_i, m_f, m_g, m_o = _lstm_gate_rescale(z, gates, n, eps, hidden).split(hidden, dim=-1)
         m_c = _rescale(cells, tanh_c, n, eps, _dtanh)
         i, f, g, o = _mid(gates, n).split(hidden, dim=-1)
         c_prev = _mid(_previous(c0, cells), n)
@@ -202,7 +206,8 @@ class _LSTMLayer(torch.autograd.Function):
 
 def _expand_rows(grad, shape, n, dim):
     """``grad`` of the reference rows into a zero gradient of the whole batch (rows in ``dim``)."""
-    out = grad.new_zeros(shape)
+    out = grad.new_empty(shape)
+    out.narrow(dim, 0, n).zero_()
     out.narrow(dim, n, grad.shape[dim]).copy_(grad)
     return out
 

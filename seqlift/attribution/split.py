@@ -111,7 +111,7 @@ def stream(x, which: str):
 # ---------------------------------------------------------------- nonlinearities
 
 
-def rescale_multiplier(ax, ar, yx, yr, eps: float, derivative, elementwise: bool = False):
+def rescale_multiplier(ax, ar, yx, yr, eps: float, derivative, elementwise: bool = False, out=None):
     """Rescale multipliers ``(y_x - y_r) / (x - r)`` of inputs ``ax`` and references ``ar`` (broadcast).
 
     Where ``|x - r| < eps`` (also where both are the same infinity, e.g. a -inf
@@ -120,20 +120,19 @@ def rescale_multiplier(ax, ar, yx, yr, eps: float, derivative, elementwise: bool
     elementwise (it may then be given a flat tensor) and at most
     :data:`SPARSE_FALLBACK` of the places need it: then it is evaluated there
     alone (e.g. where an attention row's input and reference both peak, shifted
-    to 0 before ``exp``), saving three passes over the tensor.
+    to 0 before ``exp``), saving three passes over the tensor. ``out``, when
+    given, receives the multipliers (a view is fine) and is returned.
     """
     dx = ax - ar
-    small = ~(dx.abs() >= eps)
-    m = torch.sub(yx, yr).div_(dx.masked_fill_(small, 1.0))
-    if not elementwise:
-        if small.any():
-            m = torch.where(small, derivative((ax + ar) * 0.5), m)
+    # Places where |dx| < eps get their quotient replaced below, so dx needs no guard against 0.
+    m = torch.sub(yx, yr, out=out).div_(dx)
+    small = ~(dx.abs_() >= eps)
+    count = int(small.count_nonzero())
+    if not count:
         return m
+    if not elementwise or count > SPARSE_FALLBACK * m.numel():
+        return torch.where(small, derivative((ax + ar) * 0.5), m, out=m)
     where = small.nonzero(as_tuple=True)
-    if not len(where[0]):
-        return m
-    if len(where[0]) > SPARSE_FALLBACK * m.numel():
-        return torch.where(small, derivative((ax + ar) * 0.5), m)
     m[where] = derivative((ax.expand_as(m)[where] + ar.expand_as(m)[where]) * 0.5)
     return m
 
