@@ -245,6 +245,32 @@ def _check_float64(name, tmp_path, max_rule="pair", rules=("rescale", "revealcan
             np.testing.assert_allclose((a.hypothetical * X).sum(1), a.contributions.sum(1), atol=1e-10)
 
 
+@pytest.mark.parametrize(
+    "name", ["attention-einsum-layernorm", "sdpa-rmsnorm", "transformer-encoder-seq-first", "multihead-attention"]
+)
+def test_softmax_as_one_op_equals_its_six_rules(name, tmp_path):
+    """Under Rescale a lowered softmax (amax, sub, exp, sum, reciprocal, mul) runs as one op; its scores equal
+    those of the six rules run one by one, under every max rule, also where a reference equals its input."""
+    from seqlift.attribution.interpreter import softmax_groups
+
+    program = _exported(_randomised(name, torch.float64), torch.float64, tmp_path)
+    X, R = _data(0)
+    R[0, 0] = X[0]
+    for max_rule in ("pair", "sign", "shapley"):
+        fused, apart = prepare(program, max_rule=max_rule), prepare(program, max_rule=max_rule)
+        groups = len(softmax_groups(fused.captured.module.graph))
+        for node in apart.captured.module.graph.nodes:
+            node.meta.pop("seqlift_softmax", None)
+        assert groups == (2 if name == "multihead-attention" else 1)
+        assert not softmax_groups(apart.captured.module.graph)
+        for target in (0, 1):
+            a, b = fused.run(X, R, target=target), apart.run(X, R, target=target)
+            scale = np.abs(b.hypothetical).max()
+            np.testing.assert_allclose(a.hypothetical, b.hypothetical, rtol=0, atol=1e-13 * scale)
+            assert a.relative_error.max() < 1e-12
+            assert np.isfinite(a.contributions).all()
+
+
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_zoo_sums_to_delta_float32(name, tmp_path):
     program = _exported(_randomised(name, torch.float32), torch.float32, tmp_path)

@@ -377,7 +377,9 @@ def _softmax(emit, x, dim):
 def _lower_softmax(emit, node):
     x, dim = node.args[0], node.args[1]
     e, _, s = _softmax(emit, x, dim)
-    return emit(aten.mul.Tensor, e, emit(aten.reciprocal.default, s))
+    w = emit(aten.mul.Tensor, e, emit(aten.reciprocal.default, s))
+    w.meta["seqlift_softmax"] = dim  # the Rescale engine runs the six ops as one (interpreter.softmax_groups)
+    return w
 
 
 def _lower_log_softmax(emit, node):

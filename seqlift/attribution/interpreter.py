@@ -16,6 +16,8 @@ from .paired import hold_inputs
 from .rules import PASSTHROUGH, OpRule
 from .split import Split, product, stream, streamwise
 
+aten = torch.ops.aten
+
 
 def _bilinear(node, op_rule: OpRule, args, kwargs):
     """``(f, a, b)``: the node's op as a function ``f(a, b)`` of its two input-dependent operands."""
@@ -33,6 +35,45 @@ def _bilinear(node, op_rule: OpRule, args, kwargs):
     return f, leaves[i], leaves[j]
 
 
+_SOFTMAX_CHAIN = (
+    aten.reciprocal.default,
+    aten.sum.dim_IntList,
+    aten.exp.default,
+    aten.sub.Tensor,
+    aten.amax.default,
+)
+
+
+def softmax_groups(graph: torch.fx.Graph, held=frozenset()) -> dict:
+    """``{output: (amax, ops)}`` for each softmax that :func:`~.graph.lower` wrote as
+    ``amax, sub, exp, sum, reciprocal, mul`` and whose inner ops feed nothing else.
+
+    The Rescale engine runs such a group as one op (:meth:`~.paired.Rescale.softmax`)
+    with the same multipliers as the six rules in turn, in fewer passes over the tensor.
+    """
+    groups = {}
+    for out in graph.nodes:
+        if "seqlift_softmax" not in out.meta or out.target != aten.mul.Tensor:
+            continue
+        ops, node = [out], out.args[1]
+        for target in _SOFTMAX_CHAIN:
+            if not isinstance(node, torch.fx.Node) or node.target != target:
+                break
+            ops.append(node)
+            node = node.args[1] if target == aten.sub.Tensor else node.args[0]
+        else:
+            _, reciprocal, total, exp, sub, amax = ops
+            users_ok = (
+                out.args[0] is exp
+                and set(exp.users) == {total, out}
+                and all(len(n.users) == 1 for n in (reciprocal, total, sub, amax))
+                and sub.args[0] is amax.args[0]
+            )
+            if users_ok and not held.intersection(ops):
+                groups[out] = (amax, frozenset(ops))
+    return groups
+
+
 class PairedInterpreter(torch.fx.Interpreter):
     """Runs the graph on a paired batch; with a ``rule`` (:class:`~.paired.Rescale`), nonlinearities, maxima and
     products follow it, and without one (None) the graph runs as it is."""
@@ -43,9 +84,21 @@ class PairedInterpreter(torch.fx.Interpreter):
         self.rule = rule
         self.held = held
         self.dims = dims or {}
+        groups = softmax_groups(module.graph, held) if rule is not None else {}
+        self.softmax_starts = {amax: out for out, (amax, _) in groups.items()}
+        self.softmax_ops = frozenset().union(*(ops for _, ops in groups.values()))
+        self.softmax_done = {}
 
     def run_node(self, node):
         op_rule: OpRule | None = self.plan.get(node)
+        if node in self.softmax_ops:  # one op for the group, computed at its first node
+            out = self.softmax_starts.get(node)
+            if out is not None:
+                x = self.env[node.args[0]]
+                self.softmax_done[out] = self.rule.softmax(
+                    x, out.meta["seqlift_softmax"], self.dims.get(node.args[0], 0)
+                )
+            return self.softmax_done.pop(node, None)
         if self.rule is not None and node in self.held:
             return self.rule.hold(super().run_node(node), self.dims.get(node, 0))
         if self.rule is None or op_rule is None or op_rule.kind == "linear":

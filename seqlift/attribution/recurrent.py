@@ -176,7 +176,9 @@ class _LSTMLayer(torch.autograd.Function):
         cell_gates = torch.stack([g * m_i, c_prev * m_f, i * m_g], dim=-2).unbind(0)
         forget = f.unbind(0)
         grad_h = g_hs[:, :, n:].unbind(0)
-        grad_z = z.new_empty((steps, directions, rows - n, 4 * hidden))
+        grad_all = z.new_empty(z.shape)  # input rows: no gradient; reference rows: filled step by step
+        grad_all[:, :, :n].zero_()
+        grad_z = grad_all[:, :, n:]
         out_grads = grad_z[..., 3 * hidden :].unbind(0)
         cell_grads = grad_z[..., : 3 * hidden].unflatten(-1, (3, hidden)).unbind(0)
         grad_z_steps = grad_z.unbind(0)
@@ -192,7 +194,7 @@ class _LSTMLayer(torch.autograd.Function):
                 dc = dc * forget[s]
                 dh = torch.baddbmm(grad_h[s - 1], grad_z_steps[s], w_hh) if s else torch.bmm(grad_z_steps[s], w_hh)
         return (
-            _expand_rows(grad_z, z.shape, n, -2),
+            grad_all,
             _expand_rows(dh, (directions, rows, dh.shape[-1]), n, -2),
             _expand_rows(dc, c0.shape, n, -2),
             None,
@@ -253,7 +255,9 @@ class _GRULayer(torch.autograd.Function):
         to_hidden = torch.stack([into_r, into_z, into_new * _mid(r, n)], dim=-2).unbind(0)
         keep = z_mid.unbind(0)
         grad_h = g_hs[:, :, n:].unbind(0)
-        grad_a = pre.new_empty((steps, directions, rows - n, 3 * hidden))
+        grad_all = pre.new_empty(pre.shape)
+        grad_all[:, :, :n].zero_()
+        grad_a = grad_all[:, :, n:]
         input_grads = grad_a.unflatten(-1, (3, hidden)).unbind(0)
         dh = grad_h[-1]
         with step_threads(directions * (rows - n) * w_hh.shape[-2] * w_hh.shape[-1]):
@@ -264,7 +268,7 @@ class _GRULayer(torch.autograd.Function):
                 carried = torch.addcmul(grad_h[s - 1], dh, keep[s]) if s else dh * keep[s]
                 dh = torch.baddbmm(carried, grad_b, w_hh)
         return (
-            _expand_rows(grad_a, pre.shape, n, -2),
+            grad_all,
             _expand_rows(dh, (directions, rows, hidden), n, -2),
             None,
             None,
