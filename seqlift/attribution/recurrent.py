@@ -78,7 +78,7 @@ def _layer_weights(params, has_biases: bool, num_layers: int, layer: int, direct
 def _mid(t: torch.Tensor, n: int) -> torch.Tensor:
     """Midpoints of input and reference for the reference rows, shape (..., n * k, C)."""
     x, r = pairs(t, n, dim=-2)  # (..., n, 1, C) and (..., n, k, C)
-    return ((x + r) * 0.5).flatten(-3, -2)
+    return torch.lerp(r, x.expand_as(r), 0.5).flatten(-3, -2)  # as the products' midpoints (paired.py)
 
 
 def _rescale(z: torch.Tensor, y: torch.Tensor, n: int, eps: float, derivative, out=None) -> torch.Tensor:
