@@ -248,23 +248,29 @@ def _check_float64(name, tmp_path, max_rule="pair", rules=("rescale", "revealcan
 @pytest.mark.parametrize(
     "name", ["attention-einsum-layernorm", "sdpa-rmsnorm", "transformer-encoder-seq-first", "multihead-attention"]
 )
-def test_softmax_as_one_op_equals_its_six_rules(name, tmp_path):
+def test_softmax_as_one_op_equals_its_six_rules(name, tmp_path, monkeypatch):
     """Under Rescale a lowered softmax (amax, sub, exp, sum, reciprocal, mul) runs as one op; its scores equal
-    those of the six rules run one by one, under every max rule, also where a reference equals its input."""
+    those of the six rules run one by one (fuse=False), under every max rule, also where a reference equals
+    its input."""
+    from seqlift.attribution import paired
     from seqlift.attribution.interpreter import softmax_groups
 
+    calls = []
+    one_op = paired._PairedSoftmax.apply
+    monkeypatch.setattr(paired._PairedSoftmax, "apply", lambda *a: calls.append(1) or one_op(*a))
     program = _exported(_randomised(name, torch.float64), torch.float64, tmp_path)
     X, R = _data(0)
     R[0, 0] = X[0]
     for max_rule in ("pair", "sign", "shapley"):
-        fused, apart = prepare(program, max_rule=max_rule), prepare(program, max_rule=max_rule)
+        fused, apart = prepare(program, max_rule=max_rule), prepare(program, max_rule=max_rule, fuse=False)
         groups = len(softmax_groups(fused.captured.module.graph))
-        for node in apart.captured.module.graph.nodes:
-            node.meta.pop("seqlift_softmax", None)
         assert groups == (2 if name == "multihead-attention" else 1)
-        assert not softmax_groups(apart.captured.module.graph)
         for target in (0, 1):
-            a, b = fused.run(X, R, target=target), apart.run(X, R, target=target)
+            calls.clear()
+            a = fused.run(X, R, target=target)
+            assert len(calls) == groups, "each softmax ran as one op"
+            b = apart.run(X, R, target=target)
+            assert len(calls) == groups, "fuse=False runs the six ops"
             scale = np.abs(b.hypothetical).max()
             np.testing.assert_allclose(a.hypothetical, b.hypothetical, rtol=0, atol=1e-13 * scale)
             assert a.relative_error.max() < 1e-12

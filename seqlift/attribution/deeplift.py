@@ -64,6 +64,7 @@ class Engine:
     max_rule: str = DEFAULT_MAX_RULE  # how max pooling and max reductions split their delta (split.MAX_RULES)
     tensor_budget: int | None = CPU_TENSOR_BUDGET  # bytes: a CPU batch is split so no tensor outgrows it (chunking)
     row_bytes: int | None = None  # bytes per batch row of the largest tensor (chunking.row_bytes)
+    fuse: bool = True  # under Rescale, each lowered softmax runs as one op (interpreter.softmax_groups)
 
     def rows_per_call(self) -> int | None:
         """Paired rows per call on a CPU under :attr:`tensor_budget`; None: the whole batch in one call."""
@@ -77,7 +78,9 @@ class Engine:
 
     def forward(self, x: torch.Tensor, rule: Rescale | None = None) -> ModelOutput:
         """Run the graph on ``x``; with a ``rule`` object, nonlinearities follow it."""
-        return PairedInterpreter(self.captured.module, self.plan, rule, self.captured.held, self.dims or {}).run(x)
+        return PairedInterpreter(
+            self.captured.module, self.plan, rule, self.captured.held, self.dims or {}, fuse=self.fuse
+        ).run(x)
 
     def check_split_signs(self, split_signs: bool) -> None:
         """Raise :class:`~seqlift.errors.UsageError` when ``split_signs`` is asked of a rule that does not split."""
@@ -259,8 +262,9 @@ def prepare(
         :data:`~seqlift.attribution.split.MAX_RULES`. All are exact.
     fuse : bool
         Under Rescale everywhere, keep LSTM and GRU layers whole, with the
-        multipliers of their unrolled cells (the same scores, much faster).
-        False unrolls them, as the split rules do.
+        multipliers of their unrolled cells, and run each softmax inside the
+        network as one op, with the multipliers of its lowered ops (the same
+        scores, faster). False unrolls both, as the split rules do.
     tensor_budget : int or None
         On a CPU, split each batch into calls whose largest intermediate
         tensor stays under this many bytes, so that the C allocator reuses
@@ -338,6 +342,7 @@ def prepare(
         max_rule=max_rule,
         tensor_budget=tensor_budget,
         row_bytes=chunking.row_bytes(captured.module.graph, captured.input_node),
+        fuse=fuse,
     )
 
 
