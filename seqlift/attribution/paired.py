@@ -123,8 +123,10 @@ class _PairedSoftmax(torch.autograd.Function):
     The backward gives each reference row the multipliers that the max rule
     (the shift), Rescale (``exp``, ``reciprocal``), the sum and the midpoint
     rule (``e * (1 / Σe)``) give it in turn, as the lowered graph has them
-    (:func:`~.graph.lower`); written as one op it makes about half the passes
-    over the (rows, ..., S) tensor that the six separate backwards make.
+    (:func:`~.graph.lower`). Written as one op, it skips the passes over the
+    (rows, ..., S) tensor that the six separate backwards spend on
+    intermediate gradients: the max's zero-filled buffer, the shift's negated
+    copy, and adding up the two paths into ``exp`` and into ``x``.
     """
 
     @staticmethod
