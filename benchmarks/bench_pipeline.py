@@ -88,7 +88,7 @@ def export(model, length, path):
     return path
 
 
-def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20, device="cpu"):
+def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20, device="cpu", compression=None):
     """Throughput of seqlift.score from BED to HDF5 against engine.run on the same in-memory batches."""
     import seqlift
     from seqlift.attribution import prepare
@@ -116,6 +116,8 @@ def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20, devic
     engine_s = time.perf_counter() - t0
     out = Path(folder) / f"{name}.h5"
     options = dict(n_refs=refs, batch_size=batch, progress=False, force=True, device=device)
+    if compression:
+        options["compression"] = compression
     seqlift.score(str(bed), str(fasta), str(pt2), out, **options)
     if device != "cpu":
         torch.cuda.reset_peak_memory_stats()
@@ -206,6 +208,7 @@ def main():
     parser.add_argument("--end-to-end-only", action="store_true", help="only part 1")
     parser.add_argument("--bpnet-regions", type=int, default=64, help="part 1's BPNet-like regions")
     parser.add_argument("--bpnet-batch", type=int, default=8, help="part 1's BPNet-like regions per call")
+    parser.add_argument("--compression", help="part 1's --compression for seqlift.score (default: its own)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -218,7 +221,7 @@ def main():
         fasta, sizes = write_genome(folder)
         torch.manual_seed(0)
         quick = args.quick
-        on = {"device": args.device}
+        on = {"device": args.device, "compression": args.compression}
         part1 = (
             []
             if args.scale_only
