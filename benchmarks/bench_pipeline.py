@@ -88,8 +88,9 @@ def export(model, length, path):
     return path
 
 
-def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20, device="cpu", compression=None):
-    """Throughput of seqlift.score from BED to HDF5 against engine.run on the same in-memory batches."""
+def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20, device="cpu", compression=None, repeats=1):
+    """Throughput of seqlift.score from BED to HDF5 against engine.run on the same in-memory batches,
+    ``repeats`` times each, alternating; the medians, and each repeat's ratio."""
     import seqlift
     from seqlift.attribution import prepare
     from seqlift.genome import Genome, fetch_one_hot
@@ -110,20 +111,25 @@ def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20, devic
             batches.append((X.astype(np.float32), dinucleotide_shuffle(X, refs, seeds)))
     engine = prepare(load_model(str(pt2)).model, length, device=device)
     engine.run(*batches[0], [0])  # warm-up
-    t0 = time.perf_counter()
-    for X, R in batches:
-        engine.run(X, R, [0])
-    engine_s = time.perf_counter() - t0
     out = Path(folder) / f"{name}.h5"
     options = dict(n_refs=refs, batch_size=batch, progress=False, force=True, device=device)
     if compression:
         options["compression"] = compression
-    seqlift.score(str(bed), str(fasta), str(pt2), out, **options)
+    seqlift.score(str(bed), str(fasta), str(pt2), out, **options)  # warm-up
     if device != "cpu":
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    seqlift.score(str(bed), str(fasta), str(pt2), out, **options)
-    end_to_end_s = time.perf_counter() - t0
+    # Alternated, so that a drift in the machine's speed falls on both figures alike; medians reported.
+    engine_times, score_times = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for X, R in batches:
+            engine.run(X, R, [0])
+        engine_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        seqlift.score(str(bed), str(fasta), str(pt2), out, **options)
+        score_times.append(time.perf_counter() - t0)
+    engine_s, end_to_end_s = float(np.median(engine_times)), float(np.median(score_times))
+    ratios = sorted(e / t for e, t in zip(engine_times, score_times))
     gpu = {} if device == "cpu" else {"GPU peak MiB": torch.cuda.max_memory_allocated() / 2**20}
     with h5py.File(out, "r") as h5:
         worst = float(np.max(h5["meta/delta_rel_error"][:]))
@@ -136,6 +142,7 @@ def overhead(name, model, length, folder, fasta, sizes, n, batch, refs=20, devic
         "engine regions/s": n / engine_s,
         "end-to-end regions/s": n / end_to_end_s,
         "ratio": engine_s / end_to_end_s,
+        "ratio per repeat": " / ".join(f"{r:.2f}" for r in ratios),
         "max relative summation error": worst,
         **gpu,
     }
@@ -209,6 +216,7 @@ def main():
     parser.add_argument("--bpnet-regions", type=int, default=64, help="part 1's BPNet-like regions")
     parser.add_argument("--bpnet-batch", type=int, default=8, help="part 1's BPNet-like regions per call")
     parser.add_argument("--compression", help="part 1's --compression for seqlift.score (default: its own)")
+    parser.add_argument("--repeats", type=int, default=3, help="part 1: timed runs of each, alternating")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -221,7 +229,7 @@ def main():
         fasta, sizes = write_genome(folder)
         torch.manual_seed(0)
         quick = args.quick
-        on = {"device": args.device, "compression": args.compression}
+        on = {"device": args.device, "compression": args.compression, "repeats": 1 if quick else args.repeats}
         part1 = (
             []
             if args.scale_only
