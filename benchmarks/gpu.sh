@@ -40,7 +40,7 @@ echo "exit $?" >> "$LOG"
 tee -a "$LOG" < "$OUT/deeplift-$DEVICE.md"
 
 step "4/4 end to end: seqlift.score from BED to HDF5 against the engine alone"
-if [ -n "$QUICK" ]; then SIZES=(--quick); else SIZES=(--bpnet-regions 4096 --bpnet-batch 64); fi
+if [ -n "$QUICK" ]; then SIZES=(--quick); else SIZES=(--bpnet-regions 4096 --bpnet-batch 64 --repeats 1); fi
 python benchmarks/bench_pipeline.py --device "$DEVICE" --end-to-end-only "${SIZES[@]}" \
     > "$OUT/pipeline-$DEVICE.md" 2>> "$LOG"
 echo "exit $?" >> "$LOG"
