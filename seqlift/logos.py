@@ -36,12 +36,9 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from .errors import OutputError, RegionError
 from .genome import ALPHABET, _preview_names, reverse_complement
 from .outputs import atomic_output
+from .logo_options import WIDTH
 from .writers import open_scores as _open_scores
 
-#: Default figure width, inches per 100 bp.
-WIDTH = 6.0
-#: Default stretch drawn when no region is given, bp: a readable figure around the strongest contributions.
-SPAN = 100
 #: Output formats, by file suffix.
 FORMATS = (".png", ".pdf", ".svg")
 

@@ -12,7 +12,7 @@ from .helpers import readable_scores
 from .options import config_option, force_option, quiet_option
 from ..errors import OutputError
 from ..outputs import check_absent
-from ..logos import SPAN, WIDTH, figure, label, open_scores, parse_region, save, select_rows, top_rows
+from ..logo_options import SPAN, WIDTH
 
 
 @click.command()
@@ -62,6 +62,8 @@ def logo(scores, region, index, name, top, hypothetical, output, width, span, dp
     contains the region), or rank them with --top. Several score files of
     the same regions (say, two methods) are stacked as panels to compare.
     """
+    from ..logos import figure, label, open_scores, parse_region, save, select_rows, top_rows
+
     if top is not None and (region or index is not None or name):
         raise click.UsageError("--top ranks every window; give it without --region, --index or --name")
     if top is None and not (region or index is not None or name):
