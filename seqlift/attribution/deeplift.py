@@ -33,7 +33,7 @@ from ..targets import target_space as space_of
 from .graph import ArrayOrTensor, CapturedModel, ModelLike, active_nodes, batch_dims, capture, lower, op_name
 from .graph import normalize_input_weights as normalize_weights
 from .graph import strip_output_activation, where
-from .interpreter import PairedInterpreter, SplitInterpreter
+from .interpreter import PairedInterpreter, SplitInterpreter, softmax_groups
 from .layer_rules import LAYER_RULES, RULE_PRESETS, rule_for, rule_spec
 from .paired import Rescale
 from .result import Attributions, from_multipliers
@@ -64,7 +64,7 @@ class Engine:
     max_rule: str = DEFAULT_MAX_RULE  # how max pooling and max reductions split their delta (split.MAX_RULES)
     tensor_budget: int | None = CPU_TENSOR_BUDGET  # bytes: a CPU batch is split so no tensor outgrows it (chunking)
     row_bytes: int | None = None  # bytes per batch row of the largest tensor (chunking.row_bytes)
-    fuse: bool = True  # under Rescale, each lowered softmax runs as one op (interpreter.softmax_groups)
+    softmax: dict | None = None  # lowered softmaxes run as one op under Rescale (interpreter.softmax_groups)
 
     def rows_per_call(self) -> int | None:
         """Paired rows per call on a CPU under :attr:`tensor_budget`; None: the whole batch in one call."""
@@ -79,7 +79,7 @@ class Engine:
     def forward(self, x: torch.Tensor, rule: Rescale | None = None) -> ModelOutput:
         """Run the graph on ``x``; with a ``rule`` object, nonlinearities follow it."""
         return PairedInterpreter(
-            self.captured.module, self.plan, rule, self.captured.held, self.dims or {}, fuse=self.fuse
+            self.captured.module, self.plan, rule, self.captured.held, self.dims or {}, softmax=self.softmax
         ).run(x)
 
     def check_split_signs(self, split_signs: bool) -> None:
@@ -342,7 +342,7 @@ def prepare(
         max_rule=max_rule,
         tensor_budget=tensor_budget,
         row_bytes=chunking.row_bytes(captured.module.graph, captured.input_node),
-        fuse=fuse,
+        softmax=softmax_groups(captured.module.graph, captured.held) if fuse else None,
     )
 
 

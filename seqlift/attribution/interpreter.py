@@ -78,13 +78,13 @@ class PairedInterpreter(torch.fx.Interpreter):
     """Runs the graph on a paired batch; with a ``rule`` (:class:`~.paired.Rescale`), nonlinearities, maxima and
     products follow it, and without one (None) the graph runs as it is."""
 
-    def __init__(self, module, plan, rule, held=frozenset(), dims=None, fuse=True):
+    def __init__(self, module, plan, rule, held=frozenset(), dims=None, softmax=None):
         super().__init__(module, garbage_collect_values=True)
         self.plan = plan
         self.rule = rule
         self.held = held
         self.dims = dims or {}
-        groups = softmax_groups(module.graph, held) if rule is not None and fuse else {}
+        groups = (softmax or {}) if rule is not None else {}  # softmax_groups of the graph: each run as one op
         self.softmax_starts = {amax: out for out, (amax, _) in groups.items()}
         self.softmax_ops = frozenset().union(*(ops for _, ops in groups.values()))
         self.softmax_done = {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from .derivatives import derivative
-from .split import DEFAULT_MAX_RULE, batch_back, batch_first, max_multipliers, rescale_multiplier
+from .split import DEFAULT_MAX_RULE, batch_back, batch_first, batch_first_dim, max_multipliers, rescale_multiplier
 
 aten = torch.ops.aten
 
@@ -32,6 +32,25 @@ def _paired_buffer(t: torch.Tensor, n: int, inputs=0):
     out = t.new_empty(t.shape)
     out[:n] = inputs
     return out, out[n:].view((n, -1) + tuple(t.shape[1:]))
+
+
+def midpoints(x: torch.Tensor, r: torch.Tensor, out=None) -> torch.Tensor:
+    """``(x + r) / 2`` of input rows ``x`` (n, 1, ...) and their reference rows ``r`` (n, k, ...), shape of ``r``."""
+    return torch.lerp(r, x.expand_as(r), 0.5, out=out)
+
+
+def _add_max_rule(refs, a, index, g, n: int, eps: float, max_rule: str) -> None:
+    """Add to ``refs`` (n, k, ..., S) the max rule's share of ``g`` (n, k, ..., 1), the multiplier of
+    ``max(a)`` over the last dim, at the input's and each reference's peak (``index``, paired like ``a``)."""
+    ax, ar = pairs(a, n)
+    ix, ir = pairs(index, n)
+    ix = ix.expand_as(ir)
+    ax = ax.expand((-1, ir.shape[1]) + tuple(ax.shape[2:]))
+    m_p, m_q = max_multipliers(
+        max_rule, ax.gather(-1, ix), ar.gather(-1, ix), ax.gather(-1, ir), ar.gather(-1, ir), eps
+    )
+    refs.scatter_add_(-1, ix, g * m_p)
+    refs.scatter_add_(-1, ir, g * m_q)
 
 
 def _relu_rescale_grad(ax, ar, yx, yr, grad, eps: float):
@@ -102,18 +121,10 @@ class _PairedMax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         a, index = ctx.saved_tensors
-        ax, ar = pairs(a, ctx.n)
-        ix, ir = pairs(index, ctx.n)
-        ix = ix.expand_as(ir)
-        ax = ax.expand((-1, ir.shape[1]) + tuple(ax.shape[2:]))
-        m_p, m_q = max_multipliers(
-            ctx.max_rule, ax.gather(-1, ix), ar.gather(-1, ix), ax.gather(-1, ir), ar.gather(-1, ir), ctx.eps
-        )
-        g = grad[ctx.n :].reshape(ir.shape)
         out, refs = _paired_buffer(a, ctx.n)
         refs.zero_()
-        refs.scatter_add_(-1, ix, g * m_p)
-        refs.scatter_add_(-1, ir, g * m_q)
+        g = grad[ctx.n :].reshape(pairs(index, ctx.n)[1].shape)
+        _add_max_rule(refs, a, index, g, ctx.n, ctx.eps, ctx.max_rule)
         return out, None, None, None, None
 
 
@@ -148,21 +159,12 @@ class _PairedSoftmax(torch.autograd.Function):
         g = grad[n:].reshape(refs.shape)
         (ex, er), (ux, ur) = pairs(e, n), pairs(u, n)
         # w = e * u: e takes u's midpoint, u takes Σ g ē; u = 1 / Σe and e = exp(y) take Rescale.
-        into_u = (g * torch.lerp(er, ex.expand_as(er), 0.5)).sum(dim=-1, keepdim=True)
+        into_u = (g * midpoints(ex, er)).sum(dim=-1, keepdim=True)
         into_u.mul_(rescale_multiplier(*pairs(total, n), ux, ur, eps, _reciprocal_derivative, True))
-        torch.addcmul(into_u, g, torch.lerp(ur, ux.expand_as(ur), 0.5), out=refs)
+        torch.addcmul(into_u, g, midpoints(ux, ur), out=refs)
         refs.mul_(rescale_multiplier(*pairs(y, n), ex, er, eps, torch.exp, True))
         # y = x - c: x takes the multiplier as it is, c = max x minus its sum, split by the max rule.
-        into_c = refs.sum(dim=-1, keepdim=True).neg_()
-        xx, xr = pairs(x, n)
-        ix, ir = pairs(index, n)
-        ix = ix.expand_as(ir)
-        xx = xx.expand((-1, ir.shape[1]) + tuple(xx.shape[2:]))
-        m_p, m_q = max_multipliers(
-            ctx.max_rule, xx.gather(-1, ix), xr.gather(-1, ix), xx.gather(-1, ir), xr.gather(-1, ir), eps
-        )
-        refs.scatter_add_(-1, ix, into_c * m_p)
-        refs.scatter_add_(-1, ir, into_c * m_q)
+        _add_max_rule(refs, x, index, refs.sum(dim=-1, keepdim=True).neg_(), n, eps, ctx.max_rule)
         return out, None, None, None
 
 
@@ -246,8 +248,7 @@ class Rescale:
     def softmax(self, x, dim, batch_dim=0):
         """Softmax of ``x`` over ``dim`` (the lowered graph's six ops), with their multipliers as one backward."""
         if not self._paired(x, batch_dim):
-            moved = dim % x.dim()
-            moved = 2 + moved if moved < batch_dim else 1 + moved
+            moved = batch_first_dim(dim % x.dim(), batch_dim)
             return batch_back(self.softmax(batch_first(x, batch_dim, self.rows), moved), batch_dim)
         w = _PairedSoftmax.apply(x.movedim(dim, -1), self.n, self.eps, self.max_rule)
         return w.movedim(-1, dim)
@@ -264,7 +265,7 @@ class Rescale:
             u = t if paired else batch_first(t, dims[i], self.rows)
             x, r = pairs(u, self.n)
             mid, refs = _paired_buffer(u, self.n, u[: self.n])
-            torch.lerp(r, x.expand_as(r), 0.5, out=refs)
+            midpoints(x, r, out=refs)
             return mid if paired else batch_back(mid, dims[i])
 
         return _PairedProduct.apply(a, b, f, midpoint)

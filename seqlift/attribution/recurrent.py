@@ -36,7 +36,7 @@ import torch
 
 from ..errors import ModelError
 from .derivatives import DERIVATIVES
-from .paired import pairs
+from .paired import midpoints, pairs
 from .split import rescale_multiplier
 
 aten = torch.ops.aten
@@ -78,7 +78,7 @@ def _layer_weights(params, has_biases: bool, num_layers: int, layer: int, direct
 def _mid(t: torch.Tensor, n: int) -> torch.Tensor:
     """Midpoints of input and reference for the reference rows, shape (..., n * k, C)."""
     x, r = pairs(t, n, dim=-2)  # (..., n, 1, C) and (..., n, k, C)
-    return torch.lerp(r, x.expand_as(r), 0.5).flatten(-3, -2)  # as the products' midpoints (paired.py)
+    return midpoints(x, r).flatten(-3, -2)
 
 
 def _rescale(z: torch.Tensor, y: torch.Tensor, n: int, eps: float, derivative, out=None) -> torch.Tensor:
@@ -94,8 +94,7 @@ _dsigmoid, _dtanh = DERIVATIVES[aten.sigmoid.default], DERIVATIVES[aten.tanh.def
 
 def _lstm_gate_rescale(z: torch.Tensor, gates: torch.Tensor, n: int, eps: float, hidden: int) -> torch.Tensor:
     """Rescale multipliers of the four LSTM gates (sigmoid, sigmoid, tanh, sigmoid), shape (..., n * k, 4H)."""
-    zx, zr = pairs(z, n, dim=-2)
-    out = z.new_empty(zr.shape)
+    out = z.new_empty(pairs(z, n, dim=-2)[1].shape)
     for start, stop, derivative in ((0, 2, _dsigmoid), (2, 3, _dtanh), (3, 4, _dsigmoid)):
         cols = slice(start * hidden, stop * hidden)
         _rescale(z[..., cols], gates[..., cols], n, eps, derivative, out[..., cols])

@@ -57,7 +57,7 @@ import torch
 
 from ..errors import UnsupportedOpError
 from .recurrent import gru_rule, lstm_rule
-from .split import SPLITS, activations, batch_back, batch_first
+from .split import SPLITS, activations, batch_back, batch_first, batch_first_dim
 
 aten = torch.ops.aten
 
@@ -229,7 +229,7 @@ def _max_reduce(rule, op, args, kwargs, dim=0, rows=None):
     x = args[0]
     dims, keepdim = _reduced_dims(op, args, kwargs, x)
     if dim or (rows is not None and x.shape[0] != rows):
-        moved = [2 + (d if d < dim else d - 1) for d in dims]
+        moved = [batch_first_dim(d, dim) for d in dims]
         out = batch_back(_max_reduce(rule, aten.amax.default, (batch_first(x, dim, rows), moved, True), {}), dim)
         return out if keepdim else out.squeeze(tuple(dims))
     flat = x.movedim(dims, list(range(x.dim() - len(dims), x.dim()))).flatten(-len(dims))

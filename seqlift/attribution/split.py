@@ -93,6 +93,11 @@ def batch_back(t, dim: int):
     return t.flatten(0, 1).movedim(0, dim)
 
 
+def batch_first_dim(d: int, dim: int) -> int:
+    """Where dimension ``d`` (not the batch, ``dim``, and counted from 0) lies after :func:`batch_first`."""
+    return 2 + d if d < dim else 1 + d
+
+
 def activations(x):
     """The activation stream of ``x`` (``x`` itself when it is a plain tensor)."""
     return x.act if isinstance(x, Split) else x
