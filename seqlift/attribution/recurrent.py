@@ -8,8 +8,10 @@ the unrolled cell, written out: the gate pre-activations of every position are
 recomputed at once from the layer's outputs, the Rescale multipliers of every
 sigmoid and tanh and the midpoints of every product are taken for all positions
 at once, and only the recurrence itself (a few tensor ops per position, both
-directions stacked) runs step by step. The multipliers are the same as those of
-the unrolled graph, so the scores are too (tested to float64 rounding).
+directions stacked) runs step by step. On the CPU the LSTM's backward is one
+compiled loop instead (:mod:`.recurrent_kernels`). The multipliers are the same
+as those of the unrolled graph, so the scores are too (tested to float64
+rounding).
 
 LSTM cell, as PyTorch writes it (gates ``i, f, g, o``)::
 
@@ -40,6 +42,10 @@ from .paired import midpoints, pairs
 from .split import rescale_multiplier
 
 aten = torch.ops.aten
+
+#: Whether an LSTM layer on the CPU takes its backward from :func:`.recurrent_kernels.lstm_backward` (one
+#: compiled loop) rather than the tensor ops below, which CUDA tensors always take.
+COMPILED_BACKWARD = True
 
 #: Multiply-adds of one step's recurrent product below which the step loop runs on one thread: a small
 #: ``bmm`` costs more in thread synchronisation than in arithmetic (8 us on one thread, 57 us on two, for
@@ -161,41 +167,18 @@ class _LSTMLayer(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_hs, g_c):
         z, gates, cells, c0, w_hh, w_hr = ctx.saved_tensors
-        n, eps = ctx.n, ctx.eps
-        steps, directions, rows, _ = z.shape
-        hidden = cells.shape[-1]
-        tanh_c = torch.tanh(cells)
-        m_i, m_f, m_g, m_o = _lstm_gate_rescale(z, gates, n, eps, hidden).split(hidden, dim=-1)
-        m_c = _rescale(cells, tanh_c, n, eps, _dtanh)
-        i, f, g, o = _mid(gates, n).split(hidden, dim=-1)
-        c_prev = _mid(_previous(c0, cells), n)
-        # Per step (T, D, R, .), R reference rows: what dh and dc pass to the cell state and the gates.
-        into_cell = (o * m_c).unbind(0)
-        out_gate = (_mid(tanh_c, n) * m_o).unbind(0)
-        cell_gates = torch.stack([g * m_i, c_prev * m_f, i * m_g], dim=-2).unbind(0)
-        forget = f.unbind(0)
-        grad_h = g_hs[:, :, n:].unbind(0)
-        grad_all = z.new_empty(z.shape)  # input rows: no gradient; reference rows: filled step by step
-        grad_all[:, :, :n].zero_()
-        grad_z = grad_all[:, :, n:]
-        out_grads = grad_z[..., 3 * hidden :].unbind(0)
-        cell_grads = grad_z[..., : 3 * hidden].unflatten(-1, (3, hidden)).unbind(0)
-        grad_z_steps = grad_z.unbind(0)
-        dh = grad_h[-1]
-        dc = g_c[:, n:] if g_c is not None else torch.zeros_like(forget[0])
-        with step_threads(directions * (rows - n) * w_hh.shape[-2] * w_hh.shape[-1]):
-            for s in range(steps - 1, -1, -1):
-                if w_hr is not None:
-                    dh = torch.bmm(dh, w_hr)
-                dc = torch.addcmul(dc, dh, into_cell[s])
-                torch.mul(dh, out_gate[s], out=out_grads[s])
-                torch.mul(dc.unsqueeze(-2), cell_gates[s], out=cell_grads[s])
-                dc = dc * forget[s]
-                dh = torch.baddbmm(grad_h[s - 1], grad_z_steps[s], w_hh) if s else torch.bmm(grad_z_steps[s], w_hh)
+        directions, rows, _ = c0.shape
+        args = (z, gates, cells, torch.tanh(cells), c0, g_hs, g_c, w_hh, w_hr, ctx.n, ctx.eps)
+        if COMPILED_BACKWARD and z.device.type == "cpu":
+            from .recurrent_kernels import lstm_backward  # numba: imported when an LSTM is attributed
+
+            grad_all, dh, dc = lstm_backward(*args)
+        else:
+            grad_all, dh, dc = _lstm_backward(*args)
         return (
             grad_all,
-            _expand_rows(dh, (directions, rows, dh.shape[-1]), n, -2),
-            _expand_rows(dc, c0.shape, n, -2),
+            _expand_rows(dh, (directions, rows, dh.shape[-1]), ctx.n, -2),
+            _expand_rows(dc, c0.shape, ctx.n, -2),
             None,
             None,
             None,
@@ -203,6 +186,41 @@ class _LSTMLayer(torch.autograd.Function):
             None,
             None,
         )
+
+
+def _lstm_backward(z, gates, cells, tanh_c, c0, g_hs, g_c, w_hh, w_hr, n: int, eps: float):
+    """The LSTM layer's backward in tensor ops (CUDA; see :func:`.recurrent_kernels.lstm_backward`, the
+    CPU's, for the arguments): the gradient of ``z`` and the reference rows' gradients of ``h0``, ``c0``."""
+    steps, directions, rows, _ = z.shape
+    hidden = cells.shape[-1]
+    m_i, m_f, m_g, m_o = _lstm_gate_rescale(z, gates, n, eps, hidden).split(hidden, dim=-1)
+    m_c = _rescale(cells, tanh_c, n, eps, _dtanh)
+    i, f, g, o = _mid(gates, n).split(hidden, dim=-1)
+    c_prev = _mid(_previous(c0, cells), n)
+    # Per step (T, D, R, .), R reference rows: what dh and dc pass to the cell state and the gates.
+    into_cell = (o * m_c).unbind(0)
+    out_gate = (_mid(tanh_c, n) * m_o).unbind(0)
+    cell_gates = torch.stack([g * m_i, c_prev * m_f, i * m_g], dim=-2).unbind(0)
+    forget = f.unbind(0)
+    grad_h = g_hs[:, :, n:].unbind(0)
+    grad_all = z.new_empty(z.shape)  # input rows: no gradient; reference rows: filled step by step
+    grad_all[:, :, :n].zero_()
+    grad_z = grad_all[:, :, n:]
+    out_grads = grad_z[..., 3 * hidden :].unbind(0)
+    cell_grads = grad_z[..., : 3 * hidden].unflatten(-1, (3, hidden)).unbind(0)
+    grad_z_steps = grad_z.unbind(0)
+    dh = grad_h[-1]
+    dc = g_c[:, n:] if g_c is not None else torch.zeros_like(forget[0])
+    with step_threads(directions * (rows - n) * w_hh.shape[-2] * w_hh.shape[-1]):
+        for s in range(steps - 1, -1, -1):
+            if w_hr is not None:
+                dh = torch.bmm(dh, w_hr)
+            dc = torch.addcmul(dc, dh, into_cell[s])
+            torch.mul(dh, out_gate[s], out=out_grads[s])
+            torch.mul(dc.unsqueeze(-2), cell_gates[s], out=cell_grads[s])
+            dc = dc * forget[s]
+            dh = torch.baddbmm(grad_h[s - 1], grad_z_steps[s], w_hh) if s else torch.bmm(grad_z_steps[s], w_hh)
+    return grad_all, dh, dc
 
 
 def _expand_rows(grad, shape, n, dim):
