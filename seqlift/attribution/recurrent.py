@@ -43,9 +43,9 @@ from .split import rescale_multiplier
 
 aten = torch.ops.aten
 
-#: Whether an LSTM layer on the CPU takes its backward from :func:`.recurrent_kernels.lstm_backward` (one
-#: compiled loop) rather than the tensor ops below, which CUDA tensors always take.
-COMPILED_BACKWARD = True
+#: Whether an LSTM layer on the CPU runs its loops over positions compiled (:mod:`.recurrent_kernels`: the
+#: cell states in the forward, the whole backward) rather than as the tensor ops below, which CUDA takes.
+COMPILED_LOOPS = True
 
 #: Multiply-adds of one step's recurrent product below which the step loop runs on one thread: a small
 #: ``bmm`` costs more in thread synchronisation than in arithmetic (8 us on one thread, 57 us on two, for
@@ -126,9 +126,13 @@ def _stack(ws, i):
 
 
 def _hidden_part(h_prev, w_hh, b_hh):
-    """``W_hh h + b_hh`` for every step at once: h_prev (T, D, B, H) -> (T, D, B, G)."""
-    out = torch.matmul(h_prev, w_hh.transpose(1, 2))
-    return out if b_hh is None else out + b_hh[:, None]
+    """``W_hh h + b_hh`` for every step at once: h_prev (T, D, B, H) -> (T, D, B, G), a view of a
+    (D, T, B, G) tensor: one product per direction (a matmul broadcast over T runs T small ones)."""
+    steps, directions, rows, hidden = h_prev.shape
+    out = torch.bmm(h_prev.transpose(0, 1).reshape(directions, steps * rows, hidden), w_hh.transpose(1, 2))
+    if b_hh is not None:
+        out += b_hh[:, None]
+    return out.view(directions, steps, rows, -1).transpose(0, 1)
 
 
 def _previous(h0, hs):
@@ -153,13 +157,18 @@ class _LSTMLayer(torch.autograd.Function):
         z = pre + _hidden_part(_previous(h0, hs), w_hh, b_hh)
         gates = torch.sigmoid(z)
         cell = slice(2 * hidden, 3 * hidden)
-        gates[..., cell] = torch.tanh(z[..., cell])
-        i, f, g, _ = gates.split(hidden, dim=-1)
-        ig = i * g
-        cells = torch.empty_like(ig)
-        c = c0
-        for ig_s, f_s, out_s in zip(ig.unbind(0), f.unbind(0), cells.unbind(0)):
-            c = torch.addcmul(ig_s, f_s, c, out=out_s)
+        torch.tanh(z[..., cell], out=gates[..., cell])
+        if COMPILED_LOOPS and z.device.type == "cpu":
+            from .recurrent_kernels import lstm_cells
+
+            cells = lstm_cells(gates, c0)
+        else:
+            i, f, g, _ = gates.split(hidden, dim=-1)
+            ig = i * g
+            cells = torch.empty_like(ig)
+            c = c0
+            for ig_s, f_s, out_s in zip(ig.unbind(0), f.unbind(0), cells.unbind(0)):
+                c = torch.addcmul(ig_s, f_s, c, out=out_s)
         ctx.save_for_backward(z, gates, cells, c0, w_hh, w_hr)
         ctx.n, ctx.eps = n, eps
         return hs, cells[-1].clone()
@@ -169,7 +178,7 @@ class _LSTMLayer(torch.autograd.Function):
         z, gates, cells, c0, w_hh, w_hr = ctx.saved_tensors
         directions, rows, _ = c0.shape
         args = (z, gates, cells, torch.tanh(cells), c0, g_hs, g_c, w_hh, w_hr, ctx.n, ctx.eps)
-        if COMPILED_BACKWARD and z.device.type == "cpu":
+        if COMPILED_LOOPS and z.device.type == "cpu":
             from .recurrent_kernels import lstm_backward  # numba: imported when an LSTM is attributed
 
             grad_all, dh, dc = lstm_backward(*args)

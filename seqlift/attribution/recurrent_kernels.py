@@ -1,4 +1,4 @@
-"""The LSTM layer's Rescale backward on the CPU, in one compiled loop (numba).
+"""The LSTM layer's loops over positions on the CPU, compiled (numba): the backward, and the cell states.
 
 :class:`.recurrent._LSTMLayer` writes this backward as tensor ops: the
 multipliers of every gate for all positions at once, then a loop over the
@@ -161,3 +161,24 @@ def lstm_backward(z, gates, cells, tanh_c, c0, g_hs, g_c, w_hh, w_hr, n: int, ep
         dc.numpy(),
     )
     return grad_z, dh, dc
+
+
+@njit(cache=True)
+def _lstm_cells(gates, c0, cells):
+    steps, directions, rows, gate_cols = gates.shape
+    hidden = gate_cols // 4
+    for s in range(steps):
+        for d in range(directions):
+            prev = cells[s - 1, d] if s else c0[d]
+            a, out = gates[s, d], cells[s, d]
+            for r in range(rows):
+                for h in range(hidden):
+                    out[r, h] = a[r, h] * a[r, 2 * hidden + h] + a[r, hidden + h] * prev[r, h]
+
+
+def lstm_cells(gates, c0):
+    """Cell states (T, D, rows, H) of an LSTM layer from its gates ``i, f, g, o`` (T, D, rows, 4H) and the
+    initial cell ``c0`` (D, rows, H), on the CPU: ``c' = i * g + f * c`` position by position."""
+    cells = gates.new_empty(gates.shape[:-1] + (c0.shape[-1],))
+    _lstm_cells(gates.detach().contiguous().numpy(), c0.detach().contiguous().numpy(), cells.numpy())
+    return cells
