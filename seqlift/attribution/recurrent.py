@@ -98,6 +98,15 @@ def _rescale(z: torch.Tensor, y: torch.Tensor, n: int, eps: float, derivative, o
 _dsigmoid, _dtanh = DERIVATIVES[aten.sigmoid.default], DERIVATIVES[aten.tanh.default]
 
 
+def _tanh(t: torch.Tensor) -> torch.Tensor:
+    """``tanh(t)``, a new tensor; on the CPU as ``2 sigmoid(2 t) - 1``: PyTorch's CPU tanh is eight times
+    slower than its sigmoid (2.7 against 0.34 ns per float32 here). Absolute error below 2e-7 in float32
+    (tanh's own: 3e-8), 5e-16 in float64."""
+    if t.device.type != "cpu":
+        return torch.tanh(t)
+    return torch.mul(t, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
+
+
 def _lstm_gate_rescale(z: torch.Tensor, gates: torch.Tensor, n: int, eps: float, hidden: int) -> torch.Tensor:
     """Rescale multipliers of the four LSTM gates (sigmoid, sigmoid, tanh, sigmoid), shape (..., n * k, 4H)."""
     out = z.new_empty(pairs(z, n, dim=-2)[1].shape)
@@ -157,7 +166,7 @@ class _LSTMLayer(torch.autograd.Function):
         z = pre + _hidden_part(_previous(h0, hs), w_hh, b_hh)
         gates = torch.sigmoid(z)
         cell = slice(2 * hidden, 3 * hidden)
-        torch.tanh(z[..., cell], out=gates[..., cell])
+        gates[..., cell] = _tanh(z[..., cell])
         if COMPILED_LOOPS and z.device.type == "cpu":
             from .recurrent_kernels import lstm_cells
 
@@ -177,7 +186,7 @@ class _LSTMLayer(torch.autograd.Function):
     def backward(ctx, g_hs, g_c):
         z, gates, cells, c0, w_hh, w_hr = ctx.saved_tensors
         directions, rows, _ = c0.shape
-        args = (z, gates, cells, torch.tanh(cells), c0, g_hs, g_c, w_hh, w_hr, ctx.n, ctx.eps)
+        args = (z, gates, cells, _tanh(cells), c0, g_hs, g_c, w_hh, w_hr, ctx.n, ctx.eps)
         if COMPILED_LOOPS and z.device.type == "cpu":
             from .recurrent_kernels import lstm_backward  # numba: imported when an LSTM is attributed
 
@@ -268,7 +277,7 @@ class _GRULayer(torch.autograd.Function):
         z_r, z_z = a_r + b_r, a_z + b_z
         r, z = torch.sigmoid(z_r), torch.sigmoid(z_z)
         z_n = a_n + b_n * r
-        new = torch.tanh(z_n)
+        new = _tanh(z_n)
         m_r = _rescale(z_r, r, n, eps, _dsigmoid)
         m_z = _rescale(z_z, z, n, eps, _dsigmoid)
         m_n = _rescale(z_n, new, n, eps, _dtanh)
