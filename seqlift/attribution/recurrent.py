@@ -116,16 +116,8 @@ def _lstm_gate_rescale(z: torch.Tensor, gates: torch.Tensor, n: int, eps: float,
     return out.flatten(-3, -2)
 
 
-def _steps(out: torch.Tensor, directions: int, hidden: int) -> torch.Tensor:
-    """Layer output (T, B, D * H) as (T, D, B, H), each direction in the order it runs (reverse flipped)."""
-    parts = [out[..., d * hidden : (d + 1) * hidden] for d in range(directions)]
-    if directions == 2:
-        parts[1] = parts[1].flip(0)
-    return torch.stack(parts, dim=1)
-
-
 def _unsteps(h: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`_steps`: (T, D, B, H) -> (T, B, D * H)."""
+    """(T, D, B, H), each direction in the order it runs, -> a layer's output (T, B, D * H)."""
     parts = [h[:, 0]] + ([h[:, 1].flip(0)] if h.shape[1] == 2 else [])
     return torch.cat(parts, dim=-1)
 
@@ -152,18 +144,34 @@ def _previous(h0, hs):
 class _LSTMLayer(torch.autograd.Function):
     """One LSTM layer (every direction) on a paired batch; backward: DeepLIFT under Rescale.
 
-    ``pre`` (T, D, B, 4H): ``W_ih x + b_ih`` per direction in running order;
-    ``x`` (T, B, F) the layer's input, for PyTorch's forward; returns the hidden
-    states (T, D, B, Hout) in running order and the last cell state (D, B, H).
+    ``x`` (T, B, F): the layer's input. Returns PyTorch's output (T, B, D * Hout)
+    and the last hidden and cell states of each direction, (D, B, Hout) and
+    (D, B, H). Inside, tensors are (D, T, B, .), each direction in the order it
+    runs (the reverse one flipped in time): the gates of every position come from
+    one product per direction, ``[x, h_prev] [W_ih, W_hh]ᵀ``.
     """
 
     @staticmethod
-    def forward(ctx, pre, h0, c0, x, ws, flat, has_biases, n, eps):
+    def forward(ctx, x, h0, c0, ws, flat, has_biases, n, eps):
         directions, hidden = len(ws), c0.shape[-1]
-        w_hh, b_hh, w_hr = _stack(ws, 1), _stack(ws, 3), _stack(ws, 4)
+        steps, rows, features = x.shape
+        w_ih, w_hh, w_hr = _stack(ws, 0), _stack(ws, 1), _stack(ws, 4)
         out, _, _ = aten.lstm.input(x, [h0, c0], flat, has_biases, 1, 0.0, False, directions == 2, False)
-        hs = _steps(out, directions, h0.shape[-1])
-        z = pre + _hidden_part(_previous(h0, hs), w_hh, b_hh)
+        h_out = h0.shape[-1]
+        hs = _runs(out, directions)
+        inputs = x.new_empty((directions, steps, rows, features + h_out))
+        inputs[0, :, :, :features] = x
+        if directions == 2:
+            inputs[1, :, :, :features] = x.flip(0)
+        inputs[:, 0, :, features:] = h0
+        inputs[:, 1:, :, features:] = hs[:, :-1]
+        weights = torch.cat([w_ih, w_hh], dim=-1).transpose(1, 2)
+        flat_inputs = inputs.view(directions, steps * rows, -1)
+        if has_biases:
+            z = torch.baddbmm((_stack(ws, 2) + _stack(ws, 3)).unsqueeze(1), flat_inputs, weights)
+        else:
+            z = torch.bmm(flat_inputs, weights)
+        z = z.view(directions, steps, rows, -1)
         gates = torch.sigmoid(z)
         cell = slice(2 * hidden, 3 * hidden)
         gates[..., cell] = _tanh(z[..., cell])
@@ -176,28 +184,33 @@ class _LSTMLayer(torch.autograd.Function):
             ig = i * g
             cells = torch.empty_like(ig)
             c = c0
-            for ig_s, f_s, out_s in zip(ig.unbind(0), f.unbind(0), cells.unbind(0)):
+            for ig_s, f_s, out_s in zip(ig.unbind(1), f.unbind(1), cells.unbind(1)):
                 c = torch.addcmul(ig_s, f_s, c, out=out_s)
-        ctx.save_for_backward(z, gates, cells, c0, w_hh, w_hr)
+        ctx.save_for_backward(z, gates, cells, c0, w_ih, w_hh, w_hr)
         ctx.n, ctx.eps = n, eps
-        return hs, cells[-1].clone()
+        return out, hs[:, -1].clone(), cells[:, -1].clone()
 
     @staticmethod
-    def backward(ctx, g_hs, g_c):
-        z, gates, cells, c0, w_hh, w_hr = ctx.saved_tensors
+    def backward(ctx, g_out, g_h, g_c):
+        z, gates, cells, c0, w_ih, w_hh, w_hr = ctx.saved_tensors
         directions, rows, _ = c0.shape
+        g_hs = _runs(g_out, directions).clone(memory_format=torch.contiguous_format)
+        if g_h is not None:
+            g_hs[:, -1] += g_h
         args = (z, gates, cells, _tanh(cells), c0, g_hs, g_c, w_hh, w_hr, ctx.n, ctx.eps)
         if COMPILED_LOOPS and z.device.type == "cpu":
             from .recurrent_kernels import lstm_backward  # numba: imported when an LSTM is attributed
 
-            grad_all, dh, dc = lstm_backward(*args)
+            grad_z, dh, dc = lstm_backward(*args)
         else:
-            grad_all, dh, dc = _lstm_backward(*args)
+            grad_z, dh, dc = _lstm_backward(*args)
+        # z = W_ih x + ...: the gradient of x, each direction's brought back to time order
+        grad_x = torch.bmm(grad_z.flatten(1, 2), w_ih).unflatten(1, z.shape[1:3])
+        grad_x = grad_x[0] + grad_x[1].flip(0) if directions == 2 else grad_x[0]
         return (
-            grad_all,
+            grad_x,
             _expand_rows(dh, (directions, rows, dh.shape[-1]), ctx.n, -2),
             _expand_rows(dc, c0.shape, ctx.n, -2),
-            None,
             None,
             None,
             None,
@@ -206,9 +219,16 @@ class _LSTMLayer(torch.autograd.Function):
         )
 
 
+def _runs(out: torch.Tensor, directions: int) -> torch.Tensor:
+    """A layer's output (T, B, D * H) as (D, T, B, H), each direction in the order it runs."""
+    parts = out.unflatten(-1, (directions, -1)).movedim(-2, 0)
+    return torch.stack([parts[0], parts[1].flip(0)]) if directions == 2 else parts
+
+
 def _lstm_backward(z, gates, cells, tanh_c, c0, g_hs, g_c, w_hh, w_hr, n: int, eps: float):
     """The LSTM layer's backward in tensor ops (CUDA; see :func:`.recurrent_kernels.lstm_backward`, the
     CPU's, for the arguments): the gradient of ``z`` and the reference rows' gradients of ``h0``, ``c0``."""
+    z, gates, cells, tanh_c, g_hs = (t.transpose(0, 1) for t in (z, gates, cells, tanh_c, g_hs))  # (T, D, ...)
     steps, directions, rows, _ = z.shape
     hidden = cells.shape[-1]
     m_i, m_f, m_g, m_o = _lstm_gate_rescale(z, gates, n, eps, hidden).split(hidden, dim=-1)
@@ -238,7 +258,7 @@ def _lstm_backward(z, gates, cells, tanh_c, c0, g_hs, g_c, w_hh, w_hr, n: int, e
             torch.mul(dc.unsqueeze(-2), cell_gates[s], out=cell_grads[s])
             dc = dc * forget[s]
             dh = torch.baddbmm(grad_h[s - 1], grad_z_steps[s], w_hh) if s else torch.bmm(grad_z_steps[s], w_hh)
-    return grad_all, dh, dc
+    return grad_all.transpose(0, 1), dh, dc
 
 
 def _expand_rows(grad, shape, n, dim):
@@ -260,7 +280,7 @@ class _GRULayer(torch.autograd.Function):
     def forward(ctx, pre, h0, x, ws, flat, has_biases, n, eps):
         directions = len(ws)
         out, _ = aten.gru.input(x, h0, flat, has_biases, 1, 0.0, False, directions == 2, False)
-        hs = _steps(out, directions, h0.shape[-1])
+        hs = _runs(out, directions).transpose(0, 1)
         h_prev = _previous(h0, hs)
         w_hh = _stack(ws, 1)
         ctx.save_for_backward(pre, _hidden_part(h_prev, w_hh, _stack(ws, 3)), h_prev, w_hh)
@@ -353,15 +373,15 @@ def _recurrent(kind):
         for layer in range(num_layers):
             ws, flat = _layer_weights(params, has_biases, num_layers, layer, directions)
             layer_states = slice(layer * directions, (layer + 1) * directions)
-            pre = _input_gates(x, ws)
-            inputs = x.detach()
             if kind == "lstm":
-                hs, c_last = _LSTMLayer.apply(
-                    pre, h0s[layer_states], hx[1][layer_states], inputs, ws, flat, has_biases, rule.n, rule.eps
+                x, h_last, c_last = _LSTMLayer.apply(
+                    x, h0s[layer_states], hx[1][layer_states], ws, flat, has_biases, rule.n, rule.eps
                 )
+                finals_h.append(h_last)
                 finals_c.append(c_last)
-            else:
-                hs = _GRULayer.apply(pre, h0s[layer_states], inputs, ws, flat, has_biases, rule.n, rule.eps)
+                continue
+            pre = _input_gates(x, ws)
+            hs = _GRULayer.apply(pre, h0s[layer_states], x.detach(), ws, flat, has_biases, rule.n, rule.eps)
             finals_h.append(hs[-1])
             x = _unsteps(hs)
         out = x.transpose(0, 1) if batch_first else x

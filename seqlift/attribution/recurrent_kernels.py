@@ -95,10 +95,10 @@ def _cell_row_exact(z, a, c, t, p, x, r, dc, dhh, eps, hidden, out):
 
 @njit(cache=True, error_model="numpy")
 def _lstm_backward(z, gates, cells, tanh_c, c0, g_hs, g_c, w_hh, w_hr, n, eps, grad_z, dh_out, dc_out):
-    """Fill ``grad_z`` (T, D, rows, 4H; input rows zero) and the reference rows' gradients of the initial
+    """Fill ``grad_z`` (D, T, rows, 4H; input rows zero) and the reference rows' gradients of the initial
     states, ``dh_out`` (D, R, Hout) and ``dc_out`` (D, R, H); see :func:`lstm_backward`. The products
     with the weights run in BLAS (numba's ``np.dot``), one per position and direction for all rows."""
-    steps, directions, rows, gate_cols = z.shape
+    directions, steps, rows, gate_cols = z.shape
     hidden = gate_cols // 4
     refs = rows - n
     k = refs // n
@@ -108,11 +108,11 @@ def _lstm_backward(z, gates, cells, tanh_c, c0, g_hs, g_c, w_hh, w_hr, n, eps, g
     grad_z[:, :, :n, :] = 0.0
     for d in range(directions):
         dh, dc, w = dh_out[d], dc_out[d], w_hh[d]
-        dh[:, :] = g_hs[steps - 1, d, n:, :]
+        dh[:, :] = g_hs[d, steps - 1, n:, :]
         dc[:, :] = g_c[d, n:, :]
         for s in range(steps - 1, -1, -1):
-            zs, a_s, cs, ts, out = z[s, d], gates[s, d], cells[s, d], tanh_c[s, d], grad_z[s, d]
-            prev = cells[s - 1, d] if s else c0[d]
+            zs, a_s, cs, ts, out = z[d, s], gates[d, s], cells[d, s], tanh_c[d, s], grad_z[d, s]
+            prev = cells[d, s - 1] if s else c0[d]
             if project:  # h = W_hr h': the gradient of h' is dh W_hr
                 np.dot(dh, w_hr[d], dhh)
             else:
@@ -127,15 +127,15 @@ def _lstm_backward(z, gates, cells, tanh_c, c0, g_hs, g_c, w_hh, w_hr, n, eps, g
             # the gradient of the previous hidden state: its own output's plus what the gates pass back
             np.dot(out[n:], w, dh)
             if s:
-                dh += g_hs[s - 1, d, n:]
+                dh += g_hs[d, s - 1, n:]
 
 
 def lstm_backward(z, gates, cells, tanh_c, c0, g_hs, g_c, w_hh, w_hr, n: int, eps: float):
-    """DeepLIFT (Rescale) backward of one LSTM layer on CPU tensors, in running order.
+    """DeepLIFT (Rescale) backward of one LSTM layer on CPU tensors, each direction in running order.
 
-    ``z``, ``gates`` (T, D, rows, 4H): pre-activations and activations of the
-    gates ``i, f, g, o``; ``cells``, ``tanh_c`` (T, D, rows, H); ``c0`` (D, rows, H);
-    ``g_hs`` (T, D, rows, Hout) and ``g_c`` (D, rows, H) or None: the gradients
+    ``z``, ``gates`` (D, T, rows, 4H): pre-activations and activations of the
+    gates ``i, f, g, o``; ``cells``, ``tanh_c`` (D, T, rows, H); ``c0`` (D, rows, H);
+    ``g_hs`` (D, T, rows, Hout) and ``g_c`` (D, rows, H) or None: the gradients
     arriving at the outputs; ``w_hh`` (D, 4H, Hout); ``w_hr`` (D, Hout, H) or None.
     The first ``n`` rows are inputs, the rest their references, ``k`` per input
     in order. Returns the gradient of ``z`` and the reference rows' gradients of
@@ -165,19 +165,19 @@ def lstm_backward(z, gates, cells, tanh_c, c0, g_hs, g_c, w_hh, w_hr, n: int, ep
 
 @njit(cache=True)
 def _lstm_cells(gates, c0, cells):
-    steps, directions, rows, gate_cols = gates.shape
+    directions, steps, rows, gate_cols = gates.shape
     hidden = gate_cols // 4
-    for s in range(steps):
-        for d in range(directions):
-            prev = cells[s - 1, d] if s else c0[d]
-            a, out = gates[s, d], cells[s, d]
+    for d in range(directions):
+        for s in range(steps):
+            prev = cells[d, s - 1] if s else c0[d]
+            a, out = gates[d, s], cells[d, s]
             for r in range(rows):
                 for h in range(hidden):
                     out[r, h] = a[r, h] * a[r, 2 * hidden + h] + a[r, hidden + h] * prev[r, h]
 
 
 def lstm_cells(gates, c0):
-    """Cell states (T, D, rows, H) of an LSTM layer from its gates ``i, f, g, o`` (T, D, rows, 4H) and the
+    """Cell states (D, T, rows, H) of an LSTM layer from its gates ``i, f, g, o`` (D, T, rows, 4H) and the
     initial cell ``c0`` (D, rows, H), on the CPU: ``c' = i * g + f * c`` position by position."""
     cells = gates.new_empty(gates.shape[:-1] + (c0.shape[-1],))
     _lstm_cells(gates.detach().contiguous().numpy(), c0.detach().contiguous().numpy(), cells.numpy())
