@@ -159,12 +159,19 @@ class _PairedSoftmax(torch.autograd.Function):
         g = grad[n:].reshape(refs.shape)
         (ex, er), (ux, ur) = pairs(e, n), pairs(u, n)
         # w = e * u: e takes u's midpoint, u takes Σ g ē; u = 1 / Σe and e = exp(y) take Rescale.
-        into_u = (g * midpoints(ex, er)).sum(dim=-1, keepdim=True)
-        into_u.mul_(rescale_multiplier(*pairs(total, n), ux, ur, eps, _reciprocal_derivative, True))
-        torch.addcmul(into_u, g, midpoints(ux, ur), out=refs)
-        refs.mul_(rescale_multiplier(*pairs(y, n), ex, er, eps, torch.exp, True))
+        m_u = rescale_multiplier(*pairs(total, n), ux, ur, eps, _reciprocal_derivative, True)
+        if x.device.type == "cpu":  # the same, each row read once (numba)
+            from .kernels import softmax_backward
+
+            peak = softmax_backward(g.flatten(0, 1), x, index, e, u, m_u.flatten(0, 1), n, eps, out[n:])
+            peak = peak.view(refs.shape[:-1] + (1,))
+        else:
+            into_u = (g * midpoints(ex, er)).sum(dim=-1, keepdim=True).mul_(m_u)
+            torch.addcmul(into_u, g, midpoints(ux, ur), out=refs)
+            refs.mul_(rescale_multiplier(*pairs(y, n), ex, er, eps, torch.exp, True))
+            peak = refs.sum(dim=-1, keepdim=True).neg_()
         # y = x - c: x takes the multiplier as it is, c = max x minus its sum, split by the max rule.
-        _add_max_rule(refs, x, index, refs.sum(dim=-1, keepdim=True).neg_(), n, eps, ctx.max_rule)
+        _add_max_rule(refs, x, index, peak, n, eps, ctx.max_rule)
         return out, None, None, None
 
 

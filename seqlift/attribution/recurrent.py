@@ -9,7 +9,7 @@ recomputed at once from the layer's outputs, the Rescale multipliers of every
 sigmoid and tanh and the midpoints of every product are taken for all positions
 at once, and only the recurrence itself (a few tensor ops per position, both
 directions stacked) runs step by step. On the CPU the LSTM's backward is one
-compiled loop instead (:mod:`.recurrent_kernels`). The multipliers are the same
+compiled loop instead (:mod:`.kernels`). The multipliers are the same
 as those of the unrolled graph, so the scores are too (tested to float64
 rounding).
 
@@ -43,7 +43,7 @@ from .split import rescale_multiplier
 
 aten = torch.ops.aten
 
-#: Whether an LSTM layer on the CPU runs its loops over positions compiled (:mod:`.recurrent_kernels`: the
+#: Whether an LSTM layer on the CPU runs its loops over positions compiled (:mod:`.kernels`: the
 #: cell states in the forward, the whole backward) rather than as the tensor ops below, which CUDA takes.
 COMPILED_LOOPS = True
 
@@ -176,7 +176,7 @@ class _LSTMLayer(torch.autograd.Function):
         cell = slice(2 * hidden, 3 * hidden)
         gates[..., cell] = _tanh(z[..., cell])
         if COMPILED_LOOPS and z.device.type == "cpu":
-            from .recurrent_kernels import lstm_cells
+            from .kernels import lstm_cells
 
             cells = lstm_cells(gates, c0)
         else:
@@ -199,7 +199,7 @@ class _LSTMLayer(torch.autograd.Function):
             g_hs[:, -1] += g_h
         args = (z, gates, cells, _tanh(cells), c0, g_hs, g_c, w_hh, w_hr, ctx.n, ctx.eps)
         if COMPILED_LOOPS and z.device.type == "cpu":
-            from .recurrent_kernels import lstm_backward  # numba: imported when an LSTM is attributed
+            from .kernels import lstm_backward  # numba: imported when an LSTM is attributed
 
             grad_z, dh, dc = lstm_backward(*args)
         else:
@@ -226,7 +226,7 @@ def _runs(out: torch.Tensor, directions: int) -> torch.Tensor:
 
 
 def _lstm_backward(z, gates, cells, tanh_c, c0, g_hs, g_c, w_hh, w_hr, n: int, eps: float):
-    """The LSTM layer's backward in tensor ops (CUDA; see :func:`.recurrent_kernels.lstm_backward`, the
+    """The LSTM layer's backward in tensor ops (CUDA; see :func:`.kernels.lstm_backward`, the
     CPU's, for the arguments): the gradient of ``z`` and the reference rows' gradients of ``h0``, ``c0``."""
     z, gates, cells, tanh_c, g_hs = (t.transpose(0, 1) for t in (z, gates, cells, tanh_c, g_hs))  # (T, D, ...)
     steps, directions, rows, _ = z.shape

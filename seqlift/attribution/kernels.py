@@ -1,6 +1,7 @@
-"""The LSTM layer's loops over positions on the CPU, compiled (numba): the backward, and the cell states.
+"""Compiled CPU loops (numba) of fused ops whose tensor-op versions are bound by op launches and passes
+over memory: the LSTM layer (:mod:`.recurrent`) and the softmax's backward (:mod:`.paired`).
 
-:class:`.recurrent._LSTMLayer` writes this backward as tensor ops: the
+LSTM. :class:`.recurrent._LSTMLayer` writes its backward as tensor ops: the
 multipliers of every gate for all positions at once, then a loop over the
 positions of a few small ops each. On a CPU with short rows (a region's
 references, a few dozen hidden units) both halves are bound by the cost of
@@ -15,9 +16,15 @@ written but the gate gradients themselves; the products with ``W_hh`` (and
 ``W_hr``) run in BLAS, one per position and direction. A row where some delta
 is below eps (or NaN) is redone with the derivative fallback. The arithmetic is
 that of the tensor version term by term (Rescale quotient, the derivative at
-the midpoint where ``|Δz| < eps``, midpoints ``x - (x - r) / 2``), so the scores
-agree to rounding; the tests compare the two in float64. CUDA tensors keep the
-tensor version."""
+the midpoint ``(x + r) / 2`` where ``|Δz| < eps``, elsewhere midpoints ``x - (x - r) / 2`` as ``lerp``), so the scores
+agree to rounding; the tests compare the two in float64.
+
+Softmax. :class:`.paired._PairedSoftmax`'s backward in tensor ops makes about
+a dozen passes over the (rows, ..., S) scores, 21 MB each for one region of 20
+references in the demo's attention model; here each row of S is read once
+(gradient, reference's ``exp`` and scores) and its multipliers written once.
+
+CUDA tensors keep the tensor versions."""
 
 from __future__ import annotations
 
@@ -40,9 +47,9 @@ def _slope(zx, zr, yx, yr, eps, tanh):
     if abs(dz) >= eps:
         return (yx - yr) / dz
     if tanh:
-        t = math.tanh(_mid(zx, zr))
+        t = math.tanh((zx + zr) * 0.5)
         return 1.0 - t * t
-    s = 1.0 / (1.0 + math.exp(-_mid(zx, zr)))
+    s = 1.0 / (1.0 + math.exp(-(zx + zr) * 0.5))
     return s * (1.0 - s)
 
 
@@ -182,3 +189,51 @@ def lstm_cells(gates, c0):
     cells = gates.new_empty(gates.shape[:-1] + (c0.shape[-1],))
     _lstm_cells(gates.detach().contiguous().numpy(), c0.detach().contiguous().numpy(), cells.numpy())
     return cells
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _softmax_backward(g, x, index, e, u, m_u, n, eps, out, sums):
+    """Rescale backward of ``w = e * u``, ``e = exp(x - x[index])``, ``u = 1 / Σe`` for each reference row
+    ``(j, m)``: ``out`` (R, M, S) gets the multipliers of ``x`` but the max's share, ``sums`` (R, M) minus
+    their sum, the multiplier of the max. ``g`` (R, M, S): the gradient of ``w``; ``x``, ``e`` (rows, M, S),
+    ``index`` and ``u`` (rows, M); ``m_u`` (R, M): the Rescale multipliers of ``u``. Only the sum over
+    ``S`` is reassociated (vectorised)."""
+    refs, middle, width = g.shape
+    k = refs // n
+    for j in range(refs):
+        r, x_row = n + j, j // k
+        for m in range(middle):
+            gj, ex, er, xx, xr = g[j, m], e[x_row, m], e[r, m], x[x_row, m], x[r, m]
+            peak_x, peak_r = xx[index[x_row, m]], xr[index[r, m]]
+            into_u = 0.0
+            for s in range(width):
+                into_u += gj[s] * _mid(ex[s], er[s])
+            into_u *= m_u[j, m]
+            u_mid = _mid(u[x_row, m], u[r, m])
+            o = out[j, m]
+            bad = 0
+            for s in range(width):
+                dz = (xx[s] - peak_x) - (xr[s] - peak_r)
+                bad += not (abs(dz) >= eps)
+                o[s] = (into_u + gj[s] * u_mid) * ((ex[s] - er[s]) / dz)
+            if bad:  # exp's derivative at the midpoint where the shifted scores' delta is below eps
+                for s in range(width):
+                    yx, yr = xx[s] - peak_x, xr[s] - peak_r
+                    if not (abs(yx - yr) >= eps):
+                        o[s] = (into_u + gj[s] * u_mid) * math.exp((yx + yr) * 0.5)
+            total = 0.0
+            for s in range(width):
+                total += o[s]
+            sums[j, m] = -total
+
+
+def softmax_backward(g, x, index, e, u, m_u, n: int, eps: float, out):
+    """Write into ``out`` (R, ..., S; contiguous) the multipliers of a softmax's input for the reference
+    rows, on CPU tensors, all but the max rule's share, and return the multiplier of the max, (R, ..., 1).
+    ``g`` (R, ..., S), ``x`` and ``e`` (rows, ..., S), ``index`` and ``u`` (rows, ..., 1), ``m_u``
+    (R, ..., 1); see :func:`_softmax_backward`."""
+    g_, x_, e_ = (t.detach().reshape(t.shape[0], -1, t.shape[-1]).contiguous().numpy() for t in (g, x, e))
+    index_, u_, m_u_ = (t.detach().reshape(t.shape[0], -1).contiguous().numpy() for t in (index, u, m_u))
+    sums = out.new_empty(out.shape[:-1] + (1,))
+    _softmax_backward(g_, x_, index_, e_, u_, m_u_, n, eps, out.view(g_.shape).numpy(), sums.view(g_.shape[:2]).numpy())
+    return sums
