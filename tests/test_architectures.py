@@ -277,6 +277,24 @@ def test_softmax_as_one_op_equals_its_six_rules(name, tmp_path, monkeypatch):
             assert np.isfinite(a.contributions).all()
 
 
+@pytest.mark.parametrize("name", ["sdpa-rmsnorm", "multihead-attention"])
+def test_softmax_compiled_backward_equals_the_tensor_ops(name, tmp_path, monkeypatch):
+    """On the CPU the one-op softmax's backward is a compiled loop (kernels.softmax_backward); CUDA keeps
+    the tensor ops. Both give the same scores, with -inf masks and a reference equal to its input."""
+    from seqlift.attribution import paired
+
+    engine = prepare(_exported(_randomised(name, torch.float64), torch.float64, tmp_path))
+    X, R = _data(0)
+    R[0, 0] = X[0]
+    runs = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(paired, "COMPILED", compiled)
+        runs[compiled] = engine.run(X, R, target=1)
+    scale = np.abs(runs[False].hypothetical).max()
+    np.testing.assert_allclose(runs[True].hypothetical, runs[False].hypothetical, rtol=0, atol=1e-13 * scale)
+    assert runs[True].relative_error.max() < 1e-12
+
+
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_zoo_sums_to_delta_float32(name, tmp_path):
     program = _exported(_randomised(name, torch.float32), torch.float32, tmp_path)

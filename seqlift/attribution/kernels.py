@@ -191,20 +191,35 @@ def lstm_cells(gates, c0):
     return cells
 
 
+@njit(cache=True)
+def _first_peaks(x, peak, index):
+    """``index[r, m]``: the first place of ``peak[r, m]`` (the row's max) in ``x[r, m]`` (rows, M, S), as
+    ``argmax`` has it; a row without one (NaN) gets 0."""
+    rows, middle, width = x.shape
+    for r in range(rows):
+        for m in range(middle):
+            row, target = x[r, m], peak[r, m]
+            index[r, m] = 0
+            for s in range(width):
+                if row[s] == target:
+                    index[r, m] = s
+                    break
+
+
 @njit(cache=True, error_model="numpy", fastmath={"reassoc"})
-def _softmax_backward(g, x, index, e, u, m_u, n, eps, out, sums):
-    """Rescale backward of ``w = e * u``, ``e = exp(x - x[index])``, ``u = 1 / Σe`` for each reference row
+def _softmax_backward(g, x, peak, e, u, m_u, n, eps, out, sums):
+    """Rescale backward of ``w = e * u``, ``e = exp(x - peak)``, ``u = 1 / Σe`` for each reference row
     ``(j, m)``: ``out`` (R, M, S) gets the multipliers of ``x`` but the max's share, ``sums`` (R, M) minus
     their sum, the multiplier of the max. ``g`` (R, M, S): the gradient of ``w``; ``x``, ``e`` (rows, M, S),
-    ``index`` and ``u`` (rows, M); ``m_u`` (R, M): the Rescale multipliers of ``u``. Only the sum over
-    ``S`` is reassociated (vectorised)."""
+    ``peak`` and ``u`` (rows, M); ``m_u`` (R, M): the Rescale multipliers of ``u``. Only the sums over
+    ``S`` are reassociated (vectorised)."""
     refs, middle, width = g.shape
     k = refs // n
     for j in range(refs):
         r, x_row = n + j, j // k
         for m in range(middle):
             gj, ex, er, xx, xr = g[j, m], e[x_row, m], e[r, m], x[x_row, m], x[r, m]
-            peak_x, peak_r = xx[index[x_row, m]], xr[index[r, m]]
+            peak_x, peak_r = peak[x_row, m], peak[r, m]
             into_u = 0.0
             for s in range(width):
                 into_u += gj[s] * _mid(ex[s], er[s])
@@ -227,13 +242,15 @@ def _softmax_backward(g, x, index, e, u, m_u, n, eps, out, sums):
             sums[j, m] = -total
 
 
-def softmax_backward(g, x, index, e, u, m_u, n: int, eps: float, out):
+def softmax_backward(g, x, peak, e, u, m_u, n: int, eps: float, out):
     """Write into ``out`` (R, ..., S; contiguous) the multipliers of a softmax's input for the reference
-    rows, on CPU tensors, all but the max rule's share, and return the multiplier of the max, (R, ..., 1).
-    ``g`` (R, ..., S), ``x`` and ``e`` (rows, ..., S), ``index`` and ``u`` (rows, ..., 1), ``m_u``
-    (R, ..., 1); see :func:`_softmax_backward`."""
+    rows, on CPU tensors, all but the max rule's share; return the multiplier of the max (R, ..., 1) and
+    where each row's max lies (rows, ..., 1). ``g`` (R, ..., S), ``x`` and ``e`` (rows, ..., S), ``peak``
+    (each row's max) and ``u`` (rows, ..., 1), ``m_u`` (R, ..., 1); see :func:`_softmax_backward`."""
     g_, x_, e_ = (t.detach().reshape(t.shape[0], -1, t.shape[-1]).contiguous().numpy() for t in (g, x, e))
-    index_, u_, m_u_ = (t.detach().reshape(t.shape[0], -1).contiguous().numpy() for t in (index, u, m_u))
+    peak_, u_, m_u_ = (t.detach().reshape(t.shape[0], -1).contiguous().numpy() for t in (peak, u, m_u))
+    index = torch.empty(peak.shape, dtype=torch.int64)
+    _first_peaks(x_, peak_, index.view(peak_.shape).numpy())
     sums = out.new_empty(out.shape[:-1] + (1,))
-    _softmax_backward(g_, x_, index_, e_, u_, m_u_, n, eps, out.view(g_.shape).numpy(), sums.view(g_.shape[:2]).numpy())
-    return sums
+    _softmax_backward(g_, x_, peak_, e_, u_, m_u_, n, eps, out.view(g_.shape).numpy(), sums.view(g_.shape[:2]).numpy())
+    return sums, index

@@ -38,14 +38,10 @@ import torch
 
 from ..errors import ModelError
 from .derivatives import DERIVATIVES
-from .paired import midpoints, pairs
+from .paired import compiled, midpoints, pairs
 from .split import rescale_multiplier
 
 aten = torch.ops.aten
-
-#: Whether an LSTM layer on the CPU runs its loops over positions compiled (:mod:`.kernels`: the
-#: cell states in the forward, the whole backward) rather than as the tensor ops below, which CUDA takes.
-COMPILED_LOOPS = True
 
 #: Multiply-adds of one step's recurrent product below which the step loop runs on one thread: a small
 #: ``bmm`` costs more in thread synchronisation than in arithmetic (8 us on one thread, 57 us on two, for
@@ -175,7 +171,7 @@ class _LSTMLayer(torch.autograd.Function):
         gates = torch.sigmoid(z)
         cell = slice(2 * hidden, 3 * hidden)
         gates[..., cell] = _tanh(z[..., cell])
-        if COMPILED_LOOPS and z.device.type == "cpu":
+        if compiled(z):
             from .kernels import lstm_cells
 
             cells = lstm_cells(gates, c0)
@@ -198,7 +194,7 @@ class _LSTMLayer(torch.autograd.Function):
         if g_h is not None:
             g_hs[:, -1] += g_h
         args = (z, gates, cells, _tanh(cells), c0, g_hs, g_c, w_hh, w_hr, ctx.n, ctx.eps)
-        if COMPILED_LOOPS and z.device.type == "cpu":
+        if compiled(z):
             from .kernels import lstm_backward  # numba: imported when an LSTM is attributed
 
             grad_z, dh, dc = lstm_backward(*args)
