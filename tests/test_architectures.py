@@ -277,6 +277,38 @@ def test_softmax_as_one_op_equals_its_six_rules(name, tmp_path, monkeypatch):
             assert np.isfinite(a.contributions).all()
 
 
+@pytest.mark.parametrize("name", ["sdpa-rmsnorm", "multihead-attention", "transformer-encoder-seq-first"])
+def test_attention_weights_take_no_midpoint_tensor(name, tmp_path, monkeypatch):
+    """softmax(QKᵀ) V under Rescale: V's gradient at the weights' midpoints is taken as the mean of two
+    products (paired._bmm_big_first) instead of forming the midpoints; the scores equal those of the
+    midpoint tensor formed as the rule defines it."""
+    from seqlift.attribution import paired
+    from seqlift.attribution.split import batch_back, batch_first
+
+    engine = prepare(_exported(_randomised(name, torch.float64), torch.float64, tmp_path))
+    X, R = _data(0)
+    R[0, 0] = X[0]
+    fast, calls = paired._bmm_big_first, []
+
+    def counted(*args):
+        calls.append(1)
+        return fast(*args)
+
+    def formed(grad, a, b_mid, n, rows):
+        x, r = paired.pairs(batch_first(a, 0, rows), n)
+        a_mid = torch.cat([x.squeeze(1), paired.midpoints(x, r).flatten(0, 1)])
+        return grad @ b_mid.mT, batch_back(a_mid, 0).mT @ grad
+
+    runs = {}
+    for how, fn in (("fast", counted), ("formed", formed)):
+        monkeypatch.setattr(paired, "_bmm_big_first", fn)
+        runs[how] = engine.run(X, R, target=1)
+    assert calls, "the weights' product took the path"
+    scale = np.abs(runs["formed"].hypothetical).max()
+    np.testing.assert_allclose(runs["fast"].hypothetical, runs["formed"].hypothetical, rtol=0, atol=1e-13 * scale)
+    assert runs["fast"].relative_error.max() < 1e-12
+
+
 @pytest.mark.parametrize("name", ["sdpa-rmsnorm", "multihead-attention"])
 def test_softmax_compiled_backward_equals_the_tensor_ops(name, tmp_path, monkeypatch):
     """On the CPU the one-op softmax's backward is a compiled loop (kernels.softmax_backward); CUDA keeps

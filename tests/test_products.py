@@ -134,3 +134,32 @@ def test_maximum_of_two_tensors_is_the_pair_rule(max_rule):
     model = Players(lambda p: torch.max(F.relu(p[:, 0]), F.relu(p[:, 1])))
     a = prepare(model.double(), 2, max_rule=max_rule).run(np.array([[[3.0, 0.0]]]), np.array([[[[0.0, 2.0]]]]))
     np.testing.assert_allclose(a.contributions[0, 0], [1.8, -0.8], atol=1e-12)
+
+
+@pytest.mark.parametrize("shapes", [((2, 7, 5), (2, 5, 3)), ((2, 3, 5), (2, 5, 7))], ids=["a-larger", "b-larger"])
+def test_batched_matmul_skips_the_larger_midpoints_exactly(shapes):
+    """A batched matmul's backward takes the larger operand's midpoints as the mean of two products
+    (paired._bmm_big_first, either side): the gradients equal those at the midpoint tensors."""
+    from seqlift.attribution.paired import Rescale, midpoints, pairs
+
+    n, k = 2, 3
+    rows = n + n * k
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn((rows,) + shapes[0], dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn((rows,) + shapes[1], dtype=torch.float64, generator=gen, requires_grad=True)
+
+    def f(u, v):
+        return torch.ops.aten.matmul.default(u, v)
+
+    f.op = torch.ops.aten.matmul.default
+    out = Rescale(n, 1e-9, rows=rows).product(f, a, b)
+    grad = torch.randn(out.shape, dtype=torch.float64, generator=gen)
+    got = torch.autograd.grad(out, (a, b), grad)
+
+    def formed(t):
+        x, r = pairs(t.detach(), n)
+        return torch.cat([x.squeeze(1), midpoints(x, r).flatten(0, 1)])
+
+    want = (grad @ formed(b).mT, formed(a).mT @ grad)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-13, atol=1e-13)

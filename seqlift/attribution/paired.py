@@ -195,29 +195,58 @@ class _PairedProduct(torch.autograd.Function):
     For reference row ``(i, j)``, ``f(a_x, b_x) - f(a_r, b_r) = f(a̅, Δb) + f(Δa, b̅)``
     with ``a̅ = (a_x + a_r) / 2`` (see :mod:`.rules`), so the gradient of ``a``
     is taken at ``(a, b̅)`` and that of ``b`` at ``(a̅, b)``. ``midpoint(t, i)``
-    gives operand ``i``'s midpoints over the whole batch.
+    gives operand ``i``'s midpoints over the whole batch. ``n`` and ``rows``
+    (None when the batch is not in dim 0 of both) let a ``bmm`` skip the
+    midpoints of the larger operand (:func:`_bmm_big_first`).
     """
 
     @staticmethod
-    def forward(ctx, a, b, f, midpoint):
-        ctx.f, ctx.midpoint = f, midpoint
+    def forward(ctx, a, b, f, midpoint, n, rows):
+        ctx.f, ctx.midpoint, ctx.n, ctx.rows = f, midpoint, n, rows
         ctx.save_for_backward(a, b)
-        if getattr(f, "op", None) in (aten.bmm.default, aten.matmul.default) and a.dim() > 1 and b.dim() > 1:
+        if getattr(f, "op", None) in _MATMULS and a.dim() > 1 and b.dim() > 1:
             return _matmul(a, b)
         return f(a, b)
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
+        op = getattr(ctx.f, "op", None)
+        batched = a.dim() == b.dim() > 2 and a.shape[:-2] == b.shape[:-2]  # no broadcasting
+        if op in _MATMULS and batched and ctx.rows is not None and a.shape[0] % ctx.rows == 0:
+            if a.numel() > b.numel():
+                return (*_bmm_big_first(grad, a, ctx.midpoint(b, 1), ctx.n, ctx.rows), None, None, None, None)
+            if b.numel() > a.numel():  # bmm(a, b)ᵀ = bmm(bᵀ, aᵀ)
+                g_b, g_a = _bmm_big_first(grad.mT, b.mT, ctx.midpoint(a, 0).mT, ctx.n, ctx.rows)
+                return g_a.mT, g_b.mT, None, None, None, None
         am, bm = ctx.midpoint(a, 0), ctx.midpoint(b, 1)
-        vjp = _PRODUCT_VJPS.get(getattr(ctx.f, "op", None))
+        vjp = _PRODUCT_VJPS.get(op)
         grads = None if vjp is None else vjp(grad, am, bm)
         if grads is not None:
-            return (*grads, None, None)
+            return (*grads, None, None, None, None)
         with torch.enable_grad():
             am, bm = am.requires_grad_(True), bm.requires_grad_(True)
             ga, gb = torch.autograd.grad(ctx.f(am, bm), (am, bm), grad)
-        return ga, gb, None, None
+        return ga, gb, None, None, None, None
+
+
+def _bmm_big_first(grad, a, b_mid, n: int, rows: int):
+    """Gradients of ``a @ b`` (batched alike, rows outermost: (rows x heads, L, K) or (rows, heads, L, K))
+    at ``(a, b̅)`` and ``(a̅, b)`` without forming ``a̅`` (attention's weights): ``a̅ᵀ g = (aᵀ g + a_inᵀ g)
+    / 2``, ``a_in`` being each row's input row, whose product with the gradients of all its rows is one
+    ``matmul`` per input. Saves writing ``a̅`` and reading ``a`` twice for it."""
+    grad_a = _matmul(grad, b_mid.mT)
+    a_rows = a.reshape((rows, -1) + a.shape[-2:])  # (rows, h, L, K)
+    g_rows = grad.reshape((rows, -1) + grad.shape[-2:])  # (rows, h, L, N)
+    k = (rows - n) // n
+    own = torch.cat([g_rows[:n].unsqueeze(1), g_rows[n:].unflatten(0, (n, k))], dim=1)  # (n, k + 1, h, L, N)
+    cols = own.permute(0, 2, 3, 1, 4).flatten(-2)  # (n, h, L, (k + 1) N)
+    inputs = torch.matmul(a_rows[:n].mT, cols).unflatten(-1, (k + 1, -1)).permute(0, 3, 1, 2, 4)
+    grad_b = _matmul(a.mT, grad)
+    halves = grad_b.view((rows, -1) + grad_b.shape[-2:])
+    halves[:n] += inputs[:, 0]
+    halves[n:] += inputs[:, 1:].flatten(0, 1)
+    return grad_a, grad_b.mul_(0.5)
 
 
 def _mul_vjp(grad, a, b):
@@ -241,6 +270,7 @@ def _matmul_vjp(grad, a, b):
 
 #: Backward of the commonest products written out, so the product is not run again to differentiate it.
 _PRODUCT_VJPS = {aten.mul.Tensor: _mul_vjp, aten.bmm.default: _matmul_vjp, aten.matmul.default: _matmul_vjp}
+_MATMULS = (aten.bmm.default, aten.matmul.default)
 
 
 class Rescale:
@@ -293,7 +323,8 @@ class Rescale:
             midpoints(x, r, out=refs)
             return mid if paired else batch_back(mid, dims[i])
 
-        return _PairedProduct.apply(a, b, f, midpoint)
+        paired = dims == (0, 0) and self.rows is not None
+        return _PairedProduct.apply(a, b, f, midpoint, self.n, self.rows if paired else None)
 
 
 def hold_inputs(t: torch.Tensor, n: int, dim: int = 0, rows: int | None = None) -> torch.Tensor:
