@@ -577,6 +577,24 @@ def test_compiled_relu_rescale_matches_eager():
     assert fused.delta_error.max() < 1e-10
 
 
+def test_relu_kernel_matches_the_tensor_ops(monkeypatch):
+    """On the CPU ReLU's Rescale backward is one compiled pass (kernels.relu_backward); CUDA keeps the tensor
+    ops (split.rescale_multiplier). Both give the same scores, identical pairs (the fallback) included."""
+    from seqlift.attribution import paired
+
+    model = _randomise(MODELS["residual-reused-relu"](), 11)
+    rng = np.random.default_rng(8)
+    X, R = one_hot(rng, 3), one_hot(rng, 3, 4)
+    R[:, 0] = X
+    engine = prepare(model, L)
+    runs = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(paired, "COMPILED", compiled)
+        runs[compiled] = engine.run(X, R)
+    np.testing.assert_allclose(runs[True].hypothetical, runs[False].hypothetical, rtol=1e-13, atol=1e-13)
+    assert runs[True].delta_error.max() < 1e-10
+
+
 class _ConstantEinsum(nn.Module):
     """A dense layer over channels written as an einsum with constant operands (as Enformer's relative
     positions are), or as a matmul (``equation=None``), between a tanh and a ReLU."""

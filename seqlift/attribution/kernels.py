@@ -1,5 +1,5 @@
 """Compiled CPU loops (numba) of fused ops whose tensor-op versions are bound by op launches and passes
-over memory: the LSTM layer (:mod:`.recurrent`) and the softmax's backward (:mod:`.paired`).
+over memory: the LSTM layer (:mod:`.recurrent`), the softmax's backward and ReLU's (:mod:`.paired`).
 
 LSTM. :class:`.recurrent._LSTMLayer` writes its backward as tensor ops: the
 multipliers of every gate for all positions at once, then a loop over the
@@ -23,6 +23,10 @@ Softmax. :class:`.paired._PairedSoftmax`'s backward in tensor ops makes about
 a dozen passes over the (rows, ..., S) scores, 21 MB each for one region of 20
 references in the demo's attention model; here each row of S is read once
 (gradient, reference's ``exp`` and scores) and its multipliers written once.
+
+ReLU. The Rescale multiplier in tensor ops (:func:`.split.rescale_multiplier`)
+takes six passes over the activations (differences, quotient, the eps test and
+its count, the fallback, the product with the gradient); here one.
 
 CUDA tensors keep the tensor versions."""
 
@@ -254,3 +258,26 @@ def softmax_backward(g, x, peak, e, u, m_u, n: int, eps: float, out):
     sums = out.new_empty(out.shape[:-1] + (1,))
     _softmax_backward(g_, x_, peak_, e_, u_, m_u_, n, eps, out.view(g_.shape).numpy(), sums.view(g_.shape[:2]).numpy())
     return sums, index
+
+
+@njit(cache=True, error_model="numpy")
+def _relu_backward(a, y, g, n, eps, out):
+    refs, width = g.shape
+    k = refs // n
+    for j in range(refs):
+        r, x = n + j, j // k
+        ax, ar, yx, yr, gj, o = a[x], a[r], y[x], y[r], g[j], out[j]
+        for s in range(width):
+            dz = ax[s] - ar[s]
+            quotient = (yx[s] - yr[s]) / dz
+            limit = 1.0 if (ax[s] + ar[s]) * 0.5 > 0 else 0.0
+            o[s] = gj[s] * (quotient if abs(dz) >= eps else limit)
+
+
+def relu_backward(a, y, g, n: int, eps: float, out):
+    """Write into ``out`` (R, ...; contiguous) the gradient ``g`` (R, ...) of ReLU's reference rows times their
+    Rescale multipliers, ``(y_x - y_r) / (a_x - a_r)``, or ReLU's derivative at the midpoint where
+    ``|a_x - a_r| < eps``; ``a`` and ``y`` (rows, ...) are ReLU's input and output, on the CPU."""
+    a_, y_ = (t.detach().reshape(t.shape[0], -1).contiguous().numpy() for t in (a, y))
+    g_ = g.detach().reshape(g.shape[0], -1).contiguous().numpy()
+    _relu_backward(a_, y_, g_, n, eps, out.view(g_.shape).numpy())

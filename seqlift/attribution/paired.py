@@ -102,9 +102,14 @@ class _PairedRescale(torch.autograd.Function):
         a, y = ctx.saved_tensors
         ax, ar = pairs(a, ctx.n)
         yx, yr = pairs(y, ctx.n)
-        if ctx.fused and ctx.target == torch.ops.aten.relu.default:
+        if ctx.target == torch.ops.aten.relu.default and (ctx.fused or compiled(a)):
             out, refs = _paired_buffer(a, ctx.n)
-            refs.copy_(_fused_relu_rescale_grad()(ax, ar, yx, yr, grad[ctx.n :].view(refs.shape), ctx.eps))
+            if ctx.fused:  # prepare(compile=True): torch.compile's kernel
+                refs.copy_(_fused_relu_rescale_grad()(ax, ar, yx, yr, grad[ctx.n :].view(refs.shape), ctx.eps))
+            else:  # one pass (numba)
+                from .kernels import relu_backward
+
+                relu_backward(a, y, grad[ctx.n :], ctx.n, ctx.eps, out[ctx.n :])
             return out, None, None, None, None, None
         m = rescale_multiplier(ax, ar, yx, yr, ctx.eps, lambda t: derivative(ctx.fn, t, ctx.target), True)
         out, refs = _paired_buffer(a, ctx.n)
