@@ -655,6 +655,26 @@ def test_max_rules_sum_to_delta(name, max_rule, rule):
         np.testing.assert_allclose((a.hypothetical * X).sum(1), a.contributions.sum(1), atol=1e-10)
 
 
+@pytest.mark.parametrize("max_rule", ["sign", "pair", "shapley"])
+@pytest.mark.parametrize("name", MAX_MODELS)
+def test_max_rule_kernel_matches_the_tensor_ops(name, max_rule, monkeypatch):
+    """On the CPU the max rule's backward is one compiled pass (kernels.add_max_rule); CUDA keeps the tensor
+    ops (split.max_multipliers, gathers and scatters). Same scores, identical pairs (the limits) included."""
+    from seqlift.attribution import paired
+
+    model = _randomise(MODELS[name](), 6)
+    rng = np.random.default_rng(7)
+    X, R = one_hot(rng, 4), one_hot(rng, 4, 6)
+    R[:, 0] = X
+    engine = prepare(model, L, max_rule=max_rule)
+    runs = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(paired, "COMPILED", compiled)
+        runs[compiled] = engine.run(X, R, target=1)
+    np.testing.assert_allclose(runs[True].hypothetical, runs[False].hypothetical, rtol=1e-13, atol=1e-13)
+    assert runs[True].relative_error.max() < 1e-8
+
+
 @pytest.mark.parametrize("rule", ["rescale", "revealcancel"])
 @pytest.mark.parametrize("max_rule, expected", [("pair", [1.8, -0.8]), ("sign", [1.0, 0.0]), ("shapley", [2.0, -1.0])])
 def test_max_rules_worked_example(max_rule, expected, rule):

@@ -1,5 +1,6 @@
 """Compiled CPU loops (numba) of fused ops whose tensor-op versions are bound by op launches and passes
-over memory: the LSTM layer (:mod:`.recurrent`), the softmax's backward and ReLU's (:mod:`.paired`).
+over memory: the LSTM layer (:mod:`.recurrent`), and the backwards of softmax, ReLU and the max rule
+(:mod:`.paired`).
 
 LSTM. :class:`.recurrent._LSTMLayer` writes its backward as tensor ops: the
 multipliers of every gate for all positions at once, then a loop over the
@@ -27,6 +28,10 @@ references in the demo's attention model; here each row of S is read once
 ReLU. The Rescale multiplier in tensor ops (:func:`.split.rescale_multiplier`)
 takes six passes over the activations (differences, quotient, the eps test and
 its count, the fallback, the product with the gradient); here one.
+
+Max rule. Splitting each window's delta between the input's and the
+reference's peak (:func:`.split.max_multipliers`) takes four gathers, a dozen
+passes over the windows and two scatters in tensor ops; here one pass.
 
 CUDA tensors keep the tensor versions."""
 
@@ -281,3 +286,49 @@ def relu_backward(a, y, g, n: int, eps: float, out):
     a_, y_ = (t.detach().reshape(t.shape[0], -1).contiguous().numpy() for t in (a, y))
     g_ = g.detach().reshape(g.shape[0], -1).contiguous().numpy()
     _relu_backward(a_, y_, g_, n, eps, out.view(g_.shape).numpy())
+
+
+@njit(cache=True, inline="always")
+def _max_split(rule, ax, ar, bx, br, eps):
+    """:func:`.split.max_multipliers` for one window (``rule``: 0 sign, 1 pair, 2 shapley)."""
+    if rule == 1:
+        dx, dr = ax - bx, ar - br
+        den = dx - dr
+        if abs(den) < eps:
+            total = dx + dr
+            m_abs = 1.0 if total > 0 else (-1.0 if total < 0 else 0.0)
+        else:
+            m_abs = (abs(dx) - abs(dr)) / den
+        return 0.5 * (1 + m_abs), 0.5 * (1 - m_abs)
+    delta, da, db = ax - br, ax - ar, bx - br
+    if rule == 0:
+        phi_a, limit = max(delta, 0.0), 1.0
+    else:
+        phi_a, limit = 0.5 * ((max(ax, br) - br) + (ax - max(ar, bx))), 0.5
+    m_a = limit if abs(da) < eps else phi_a / da
+    m_b = 1.0 - limit if abs(db) < eps else (delta - m_a * da) / db
+    return m_a, m_b
+
+
+@njit(cache=True, error_model="numpy")
+def _add_max_rule(out, a, index, g, n, eps, rule):
+    refs, middle, windows = g.shape
+    k = refs // n
+    for j in range(refs):
+        r, x = n + j, j // k
+        for m in range(middle):
+            ax_row, ar_row, o = a[x, m], a[r, m], out[j, m]
+            for w in range(windows):
+                p, q = index[x, m, w], index[r, m, w]
+                m_a, m_b = _max_split(rule, ax_row[p], ar_row[p], ax_row[q], ar_row[q], eps)
+                o[p] += g[j, m, w] * m_a
+                o[q] += g[j, m, w] * m_b
+
+
+def add_max_rule(out, a, index, g, n: int, eps: float, rule: int):
+    """Add to ``out`` (R, ..., S; contiguous) the max rule's share of ``g`` (R, ..., O): for each window,
+    the multipliers of the input's and the reference's peak (``index``, (rows, ..., O)) in ``a``
+    (rows, ..., S), on the CPU; see :func:`.paired._add_max_rule`."""
+    a_, index_ = (t.detach().reshape(t.shape[0], -1, t.shape[-1]).contiguous().numpy() for t in (a, index))
+    g_ = g.detach().reshape(g.shape[0], -1, g.shape[-1]).contiguous().numpy()
+    _add_max_rule(out.view(out.shape[0], -1, out.shape[-1]).numpy(), a_, index_, g_, n, eps, rule)
