@@ -63,6 +63,22 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture
+def compiled_and_tensor_ops(monkeypatch):
+    """``run(engine, X, R, **kwargs)``: the engine's results on the CPU with the compiled loops of
+    :mod:`seqlift.attribution.kernels`, and with the tensor ops that CUDA takes instead."""
+    from seqlift.attribution import paired
+
+    def run(engine, X, R, **kwargs):
+        results = []
+        for compiled in (True, False):
+            monkeypatch.setattr(paired, "COMPILED", compiled)
+            results.append(engine.run(X, R, **kwargs))
+        return results
+
+    return run
+
+
 def write_fasta(path, seqs, width=60, description=""):
     """Write ``seqs`` (name -> sequence) as FASTA, ``width`` bases a line."""
     with open(path, "w") as fh:

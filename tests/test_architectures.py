@@ -310,21 +310,17 @@ def test_attention_weights_take_no_midpoint_tensor(name, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["sdpa-rmsnorm", "multihead-attention"])
-def test_softmax_compiled_backward_equals_the_tensor_ops(name, tmp_path, monkeypatch):
+def test_softmax_compiled_backward_equals_the_tensor_ops(name, tmp_path, compiled_and_tensor_ops):
     """On the CPU the one-op softmax's backward is a compiled loop (kernels.softmax_backward); CUDA keeps
     the tensor ops. Both give the same scores, with -inf masks and a reference equal to its input."""
-    from seqlift.attribution import paired
 
     engine = prepare(_exported(_randomised(name, torch.float64), torch.float64, tmp_path))
     X, R = _data(0)
     R[0, 0] = X[0]
-    runs = {}
-    for compiled in (True, False):
-        monkeypatch.setattr(paired, "COMPILED", compiled)
-        runs[compiled] = engine.run(X, R, target=1)
-    scale = np.abs(runs[False].hypothetical).max()
-    np.testing.assert_allclose(runs[True].hypothetical, runs[False].hypothetical, rtol=0, atol=1e-13 * scale)
-    assert runs[True].relative_error.max() < 1e-12
+    fast, tensor_ops = compiled_and_tensor_ops(engine, X, R, target=1)
+    scale = np.abs(tensor_ops.hypothetical).max()
+    np.testing.assert_allclose(fast.hypothetical, tensor_ops.hypothetical, rtol=0, atol=1e-13 * scale)
+    assert fast.relative_error.max() < 1e-12
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))

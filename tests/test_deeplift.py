@@ -577,22 +577,18 @@ def test_compiled_relu_rescale_matches_eager():
     assert fused.delta_error.max() < 1e-10
 
 
-def test_relu_kernel_matches_the_tensor_ops(monkeypatch):
+def test_relu_kernel_matches_the_tensor_ops(compiled_and_tensor_ops):
     """On the CPU ReLU's Rescale backward is one compiled pass (kernels.relu_backward); CUDA keeps the tensor
     ops (split.rescale_multiplier). Both give the same scores, identical pairs (the fallback) included."""
-    from seqlift.attribution import paired
 
     model = _randomise(MODELS["residual-reused-relu"](), 11)
     rng = np.random.default_rng(8)
     X, R = one_hot(rng, 3), one_hot(rng, 3, 4)
     R[:, 0] = X
     engine = prepare(model, L)
-    runs = {}
-    for compiled in (True, False):
-        monkeypatch.setattr(paired, "COMPILED", compiled)
-        runs[compiled] = engine.run(X, R)
-    np.testing.assert_allclose(runs[True].hypothetical, runs[False].hypothetical, rtol=1e-13, atol=1e-13)
-    assert runs[True].delta_error.max() < 1e-10
+    fast, tensor_ops = compiled_and_tensor_ops(engine, X, R)
+    np.testing.assert_allclose(fast.hypothetical, tensor_ops.hypothetical, rtol=1e-13, atol=1e-13)
+    assert fast.delta_error.max() < 1e-10
 
 
 class _ConstantEinsum(nn.Module):
@@ -657,22 +653,18 @@ def test_max_rules_sum_to_delta(name, max_rule, rule):
 
 @pytest.mark.parametrize("max_rule", ["sign", "pair", "shapley"])
 @pytest.mark.parametrize("name", MAX_MODELS)
-def test_max_rule_kernel_matches_the_tensor_ops(name, max_rule, monkeypatch):
+def test_max_rule_kernel_matches_the_tensor_ops(name, max_rule, compiled_and_tensor_ops):
     """On the CPU the max rule's backward is one compiled pass (kernels.add_max_rule); CUDA keeps the tensor
     ops (split.max_multipliers, gathers and scatters). Same scores, identical pairs (the limits) included."""
-    from seqlift.attribution import paired
 
     model = _randomise(MODELS[name](), 6)
     rng = np.random.default_rng(7)
     X, R = one_hot(rng, 4), one_hot(rng, 4, 6)
     R[:, 0] = X
     engine = prepare(model, L, max_rule=max_rule)
-    runs = {}
-    for compiled in (True, False):
-        monkeypatch.setattr(paired, "COMPILED", compiled)
-        runs[compiled] = engine.run(X, R, target=1)
-    np.testing.assert_allclose(runs[True].hypothetical, runs[False].hypothetical, rtol=1e-13, atol=1e-13)
-    assert runs[True].relative_error.max() < 1e-8
+    fast, tensor_ops = compiled_and_tensor_ops(engine, X, R, target=1)
+    np.testing.assert_allclose(fast.hypothetical, tensor_ops.hypothetical, rtol=1e-13, atol=1e-13)
+    assert fast.relative_error.max() < 1e-8
 
 
 @pytest.mark.parametrize("rule", ["rescale", "revealcancel"])

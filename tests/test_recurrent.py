@@ -125,17 +125,13 @@ def test_split_rules_refuse_a_graph_with_the_layer_whole():
 
 
 @pytest.mark.parametrize("name", [m for m in sorted(MODELS) if "lstm" in m])
-def test_lstm_compiled_loops_equal_the_tensor_ops(name, monkeypatch):
+def test_lstm_compiled_loops_equal_the_tensor_ops(name, compiled_and_tensor_ops):
     """On the CPU an LSTM layer's loops over positions (the cell states, the backward) run compiled; CUDA
     keeps the tensor ops. Both must give the same scores, references equal to their input (the
     derivative fallback) included."""
-    from seqlift.attribution import paired
 
     engine = prepare(_program(_model(name)), rule="rescale")
     X, R = _data()
-    runs = {}
-    for compiled in (True, False):
-        monkeypatch.setattr(paired, "COMPILED", compiled)
-        runs[compiled] = engine.run(X, R, target=1)
-    np.testing.assert_allclose(runs[True].hypothetical, runs[False].hypothetical, rtol=1e-12, atol=1e-14)
-    assert runs[True].relative_error.max() < 1e-8
+    fast, tensor_ops = compiled_and_tensor_ops(engine, X, R, target=1)
+    np.testing.assert_allclose(fast.hypothetical, tensor_ops.hypothetical, rtol=1e-12, atol=1e-14)
+    assert fast.relative_error.max() < 1e-8
