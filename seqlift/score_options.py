@@ -85,8 +85,8 @@ class ScoreOptions:
         that scores do not depend on an offset shared by the four bases (the
         model's predictions are unchanged).
     compile : bool
-        Fuse the ReLU Rescale backward with ``torch.compile`` (faster on large
-        models after a one-time compilation).
+        Fuse the ReLU Rescale backward with ``torch.compile`` (for GPUs; on the
+        CPU it already runs as one compiled loop, :mod:`seqlift.attribution.kernels`).
     reference : str
         ``shuffle`` (k-mer preserving, ``n_refs`` per region, order ``shuffle_k``),
         ``zeros``, ``uniform``, ``gc-matched`` (``n_refs`` real windows of the

@@ -72,7 +72,7 @@ from .options import MODEL_FORMS, RuleParam, config_option, device_option, force
 @click.option(
     "--compile",
     is_flag=True,
-    help="Fuse the ReLU multipliers with torch.compile: faster on large models after a one-time compile.",
+    help="Fuse the ReLU multipliers with torch.compile (for GPUs; the CPU already runs them as one compiled loop).",
 )
 @click.option(
     "--reference",
