@@ -16,9 +16,10 @@ loop the compiler vectorises, so nothing of shape (positions, rows, gates) is
 written but the gate gradients themselves; the products with ``W_hh`` (and
 ``W_hr``) run in BLAS, one per position and direction. A row where some delta
 is below eps (or NaN) is redone with the derivative fallback. The arithmetic is
-that of the tensor version term by term (Rescale quotient, the derivative at
-the midpoint ``(x + r) / 2`` where ``|Δz| < eps``, elsewhere midpoints ``x - (x - r) / 2`` as ``lerp``), so the scores
-agree to rounding; the tests compare the two in float64.
+that of the tensor version term by term (Rescale quotient; the derivative at
+``(x + r) / 2`` where ``|Δz| < eps``; elsewhere midpoints ``x - (x - r) / 2``, as
+``lerp`` has them), so the scores agree to rounding; the tests compare the two
+in float64.
 
 Softmax. :class:`.paired._PairedSoftmax`'s backward in tensor ops makes about
 a dozen passes over the (rows, ..., S) scores, 21 MB each for one region of 20
