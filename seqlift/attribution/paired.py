@@ -39,8 +39,9 @@ def midpoints(x: torch.Tensor, r: torch.Tensor, out=None) -> torch.Tensor:
     return torch.lerp(r, x.expand_as(r), 0.5, out=out)
 
 
-#: Whether CPU tensors take the compiled loops of :mod:`.kernels` (the LSTM layer, the softmax's backward)
-#: rather than the tensor ops that CUDA takes; the tests turn it off to check that the two agree.
+#: Whether CPU tensors take the compiled loops of :mod:`.kernels` (the LSTM layer; the backwards of softmax,
+#: ReLU and the max rule) rather than the tensor ops that CUDA takes; the tests turn it off to check that the
+#: two agree.
 COMPILED = True
 
 
@@ -110,16 +111,17 @@ class _PairedRescale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         a, y = ctx.saved_tensors
+        if ctx.target == torch.ops.aten.relu.default and compiled(a) and not ctx.fused:  # one pass (numba)
+            from .kernels import relu_backward
+
+            out = _paired_buffer(a, ctx.n)[0]
+            relu_backward(a, y, grad[ctx.n :], ctx.n, ctx.eps, out[ctx.n :])
+            return out, None, None, None, None, None
         ax, ar = pairs(a, ctx.n)
         yx, yr = pairs(y, ctx.n)
-        if ctx.target == torch.ops.aten.relu.default and (ctx.fused or compiled(a)):
+        if ctx.fused and ctx.target == torch.ops.aten.relu.default:  # prepare(compile=True): torch.compile's kernel
             out, refs = _paired_buffer(a, ctx.n)
-            if ctx.fused:  # prepare(compile=True): torch.compile's kernel
-                refs.copy_(_fused_relu_rescale_grad()(ax, ar, yx, yr, grad[ctx.n :].view(refs.shape), ctx.eps))
-            else:  # one pass (numba)
-                from .kernels import relu_backward
-
-                relu_backward(a, y, grad[ctx.n :], ctx.n, ctx.eps, out[ctx.n :])
+            refs.copy_(_fused_relu_rescale_grad()(ax, ar, yx, yr, grad[ctx.n :].view(refs.shape), ctx.eps))
             return out, None, None, None, None, None
         m = rescale_multiplier(ax, ar, yx, yr, ctx.eps, lambda t: derivative(ctx.fn, t, ctx.target), True)
         out, refs = _paired_buffer(a, ctx.n)
@@ -181,7 +183,7 @@ class _PairedSoftmax(torch.autograd.Function):
         n, eps = ctx.n, ctx.eps
         out, refs = _paired_buffer(x, n)
         g = grad[n:].reshape(refs.shape)
-        (ex, er), (ux, ur) = pairs(e, n), pairs(u, n)
+        ux, ur = pairs(u, n)
         # w = e * u: e takes u's midpoint, u takes Σ g ē; u = 1 / Σe and e = exp(y) take Rescale.
         m_u = rescale_multiplier(*pairs(total, n), ux, ur, eps, _reciprocal_derivative, True)
         if compiled(x):  # the same, each row read once (numba)
@@ -191,6 +193,7 @@ class _PairedSoftmax(torch.autograd.Function):
             sums = sums.view(refs.shape[:-1] + (1,))
         else:
             index = x.argmax(dim=-1, keepdim=True)
+            ex, er = pairs(e, n)
             into_u = (g * midpoints(ex, er)).sum(dim=-1, keepdim=True).mul_(m_u)
             torch.addcmul(into_u, g, midpoints(ux, ur), out=refs)
             refs.mul_(rescale_multiplier(*pairs(x - peak, n), ex, er, eps, torch.exp, True))
