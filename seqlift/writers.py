@@ -30,30 +30,36 @@ dataset                       shape, dtype        meaning
 
 How a run survives a crash
 --------------------------
-A run writes nothing into the final file until every row is scored. Each
+The output appears, by a rename, only when every row is scored. Each
 finished batch is a *fragment*, ``<output>.partial/rows-<start>-<end>.npz``,
 written under a temporary name, flushed to disk and renamed, so a fragment is
 either complete or absent whatever instant the process dies at (kill -9, a
 node failure, a full disk). The 4 x L datasets are stored in a fragment as the
 very HDF5 chunks of the final file (byte-shuffled and deflated as h5py's
 ``shuffle`` + ``gzip`` filters do), so they are compressed once, as the batch
-finishes, and the final file is assembled by copying chunks without
-recompressing them. ``--resume`` checks every fragment (zip CRC) and scores
-only the batches that have none, so the result is the same, byte for byte, as
-an uninterrupted run; the rows a run finished are never deleted by a later
-run, only folded into the final file when it is complete. The folder's
-``run.json`` holds the provenance that must match for ``--resume``, and a lock
-(:class:`~seqlift.outputs.OutputLock`) keeps a second run off the same output.
+finishes. Once its fragment is safe, the writer also copies the batch's
+chunks, without recompressing them, into ``<output>.partial/assembling.h5``,
+the final file under construction, so that finishing a run only adds the
+attributes and renames it. That file is never trusted after a crash: a run
+that stops removes it, and a resumed run makes it anew, taking the batches of
+the earlier run from their fragments. ``--resume`` checks every fragment (zip
+CRC) and scores only the batches that have none, so every dataset is the same,
+down to its compressed chunks, as in an uninterrupted run; the rows a run
+finished are never deleted by a later run, only folded into the final file
+when it is complete. The folder's ``run.json`` holds the provenance that must
+match for ``--resume``, and a lock (:class:`~seqlift.outputs.OutputLock`)
+keeps a second run off the same output.
 
 This design was chosen over rewriting one HDF5 file in place (HDF5 metadata
 and rewritten compressed chunks are not crash-consistent: a kill leaves rows
 counted as done that cannot be read) and over SWMR (which guards readers, not
-a writer's crash). It costs a second pass over the compressed bytes at the
-end, not a second compression.
+a writer's crash). It costs a second copy of the compressed bytes, made while
+the next batches are scored, not a second compression.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -66,6 +72,7 @@ from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
+from isal import isal_zlib
 
 from .errors import OutputError, ScoresError
 from .outputs import OutputLock, atomic_output, check_absent, disk_error, durable_replace, fsync_dir
@@ -125,14 +132,15 @@ RUN_KEYS = (
     "compression",
 )
 
-#: Compression of the 4 x L datasets: gzip-1 .. gzip-9 (zlib, after h5py's byte shuffle), lzf, or none.
-#: gzip-1 is the default: on score arrays its files are 3-4% larger than gzip-4's, and it encodes 1.5x as fast,
-#: about 600 BPNet-size (2114 bp) regions per second on one core; lzf is faster still but 18% larger
-#: (benchmarks/bench_compression.py).
+#: Compression of the 4 x L datasets: gzip-1 .. gzip-9 (deflate after h5py's byte shuffle), lzf, or none.
+#: Every gzip level is read by h5py's own gzip filter. gzip-1 .. gzip-3 are deflated with ISA-L (python-isal),
+#: whose levels stop at 3, gzip-4 .. gzip-9 with zlib. gzip-1 is the default: on score arrays ISA-L's level 1
+#: encodes about 6x as fast as zlib's level 1 to files of the same size (benchmarks/bench_compression.py).
 COMPRESSIONS = (*(f"gzip-{level}" for level in range(1, 10)), "lzf", "none")
 DEFAULT_COMPRESSION = "gzip-1"
 _MAX_CHUNK_ROWS = 64
 _FRAGMENT = re.compile(r"rows-([0-9]{10})-([0-9]{10})\.npz")
+_ASSEMBLING = "assembling.h5"
 
 
 def partial_path(path: str | Path) -> Path:
@@ -184,8 +192,8 @@ def encode_chunks(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The HDF5 chunks of ``values`` (n, 4, L), ``rows`` per chunk, as the filters of ``compression`` store them.
 
-    gzip is done here with zlib (which lets other threads run); lzf through an
-    in-memory HDF5 file. The last chunk is padded with zeros (the datasets'
+    gzip is done here with ISA-L (levels 1-3) or zlib (4-9), both of which let
+    other threads run; lzf through an in-memory HDF5 file. The last chunk is padded with zeros (the datasets'
     fill value) to ``rows``.
 
     Returns
@@ -219,7 +227,8 @@ def encode_chunks(
             continue
         if size > 1:  # the shuffle filter: byte k of every element together
             raw = np.frombuffer(raw, np.uint8).reshape(-1, size).T.tobytes()
-        parts.append(zlib.compress(raw, int(compression.split("-")[1])))
+        level = int(compression.split("-")[1])
+        parts.append((isal_zlib if level <= isal_zlib.ISAL_BEST_COMPRESSION else zlib).compress(raw, level))
     ends = np.cumsum([len(p) for p in parts], dtype=np.int64)
     masks = np.asarray(masks or [0] * len(parts), dtype=np.uint32)
     return np.frombuffer(b"".join(parts), np.uint8), ends, masks
@@ -276,6 +285,9 @@ class ScoreWriter:
         self.lock = None
         self.created = False
         self.done: set[int] = set()
+        self._h5 = None  # the final file under construction, <dir>/assembling.h5 (see _store)
+        self._meta: dict[str, np.ndarray] = {}  # its (N,) datasets, written by finish()
+        self._stored: set[int] = set()  # batch starts already in it
         check_output(self.path, force, resume)
         if self.dir.is_file() or self.dir.is_symlink():
             if not force:
@@ -421,27 +433,39 @@ class ScoreWriter:
             )
             raise err or exc from None
         self.done.add(start)
+        try:
+            self._store(start, end, arrays)
+        except OSError:
+            self._drop_assembly()  # the fragment is safe: finish() puts the batch in from there
 
     def finish(self, extra_attrs: dict | None = None) -> Path:
-        """Assemble the fragments into ``<dir>/assembling.h5``, move it to the output, and remove the fragments."""
+        """Complete ``<dir>/assembling.h5`` (the batches not in it yet come from their fragments), move it to the
+        output, and remove the fragments."""
         n = len(self.windows)
         missing = [s for s in range(0, n, self.batch_size) if s not in self.done]
         if missing:
             raise RuntimeError(f"cannot finish {self.path}: batch at row {missing[0]} is not scored")
-        tmp = self.dir / "assembling.h5"
         try:
-            with h5py.File(tmp, "w") as h5:
-                meta = self._assemble(h5)
-                for key, value in {**self.attrs, **(extra_attrs or {})}.items():
-                    h5.attrs[key] = value
-                h5.attrs["rows_done"] = n
-                tol = float(self.attrs.get("tolerance", 1e-3))
-                h5.attrs["n_delta_violations"] = int((~(meta["meta/delta_rel_error"] <= tol)).sum())
-                h5.attrs["n_low_complexity"] = int(meta["meta/low_complexity"].sum())
-                h5.attrs["n_nonfinite"] = int((~meta["meta/finite"]).sum())
-            durable_replace(tmp, self.path)
+            for start in sorted(self.done - self._stored):  # resumed, or left out after a failed write
+                end = min(start + self.batch_size, n)
+                with np.load(self.dir / f"rows-{start:010d}-{end:010d}.npz", allow_pickle=False) as frag:
+                    self._store(start, end, frag)
+            h5, meta = self._assembly(), self._meta
+            rows = max(1, min(n, 4096))
+            for name, values in meta.items():
+                h5.create_dataset(name, data=values, chunks=(rows,))
+            for key, value in {**self.attrs, **(extra_attrs or {})}.items():
+                h5.attrs[key] = value
+            h5.attrs["rows_done"] = n
+            tol = float(self.attrs.get("tolerance", 1e-3))
+            h5.attrs["n_delta_violations"] = int((~(meta["meta/delta_rel_error"] <= tol)).sum())
+            h5.attrs["n_low_complexity"] = int(meta["meta/low_complexity"].sum())
+            h5.attrs["n_nonfinite"] = int((~meta["meta/finite"]).sum())
+            h5.close()
+            self._h5 = None
+            durable_replace(self.dir / _ASSEMBLING, self.path)
         except (OSError, RuntimeError) as exc:
-            tmp.unlink(missing_ok=True)
+            self._drop_assembly()
             err = (
                 disk_error(
                     exc,
@@ -455,9 +479,14 @@ class ScoreWriter:
         self.close(remove=True)
         return self.path
 
-    def _assemble(self, h5) -> dict:
+    def _assembly(self) -> h5py.File:
+        """``<dir>/assembling.h5``, open: made on first use with the 4 x L datasets and the coordinates (the
+        per-row values wait in memory, :attr:`_meta`, to be written at the end in one go)."""
+        if self._h5 is not None:
+            return self._h5
         n, windows = len(self.windows), self.windows
-        meta = {}
+        h5 = self._h5 = h5py.File(self.dir / _ASSEMBLING, "w")
+        self._meta = {}
         for name, (shape, dtype) in self.datasets.items():
             if shape == "4L":
                 h5.create_dataset(
@@ -469,26 +498,7 @@ class ScoreWriter:
                     **dataset_filters(self.compression),
                 )
             else:
-                meta[name] = np.empty(n, dtype)
-        for start in range(0, n, self.batch_size):
-            end = min(start + self.batch_size, n)
-            with np.load(self.dir / f"rows-{start:010d}-{end:010d}.npz", allow_pickle=False) as frag:
-                for name, (shape, _) in self.datasets.items():
-                    if shape == "4L":
-                        if _key(name) not in frag:
-                            continue  # never written: the fill value
-                        blob, ends, masks = (frag[_key(name) + suffix] for suffix in ("", ".ends", ".masks"))
-                        dset, begin = h5[name].id, 0
-                        for j, (stop, mask) in enumerate(zip(ends, masks)):
-                            dset.write_direct_chunk(
-                                (start + j * self.chunk, 0, 0), blob[begin:stop].tobytes(), filter_mask=int(mask)
-                            )
-                            begin = stop
-                    else:
-                        meta[name][start:end] = frag[_key(name)]
-        rows = max(1, min(n, 4096))
-        for name, values in meta.items():
-            h5.create_dataset(name, data=values, chunks=(rows,))
+                self._meta[name] = np.empty(n, dtype)
         h5.create_dataset("coords_chrom", data=np.array([w.chrom for w in windows], dtype=object), dtype=_STR)
         h5.create_dataset("coords_start", data=np.array([w.start for w in windows], dtype=np.int64))
         h5.create_dataset("coords_end", data=np.array([w.end for w in windows], dtype=np.int64))
@@ -496,7 +506,40 @@ class ScoreWriter:
         h5.create_dataset("meta/name", data=np.array([w.name for w in windows], dtype=object), dtype=_STR)
         h5.create_dataset("meta/row", data=np.array([w.row for w in windows], dtype=np.int64))
         h5.create_dataset("meta/line", data=np.array([w.line for w in windows], dtype=np.int64))
-        return meta
+        return h5
+
+    def _store(self, start: int, end: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Put the batch of rows ``[start, end)`` into the assembling file, from the arrays of its fragment
+        (the 4 x L datasets as their compressed chunks, copied without recompressing them).
+
+        The batch's fragment is durable before this runs, so the assembling file
+        needs no care in a crash: a later run makes it anew from the fragments.
+        """
+        h5 = self._assembly()
+        for name, (shape, _) in self.datasets.items():
+            key = _key(name)
+            if shape != "4L":
+                self._meta[name][start:end] = arrays[key]
+            elif key in arrays:  # else never written: the fill value
+                blob, ends, masks = (arrays[key + suffix] for suffix in ("", ".ends", ".masks"))
+                dset, begin = h5[name].id, 0
+                for j, (stop, mask) in enumerate(zip(ends, masks)):
+                    dset.write_direct_chunk(
+                        (start + j * self.chunk, 0, 0), blob[begin:stop].tobytes(), filter_mask=int(mask)
+                    )
+                    begin = stop
+        self._stored.add(start)
+
+    def _drop_assembly(self) -> None:
+        """Close and remove the assembling file; the fragments stay."""
+        h5, self._h5 = self._h5, None
+        self._stored.clear()
+        self._meta = {}
+        if h5 is not None:
+            with contextlib.suppress(Exception):  # a file that cannot be closed cleanly is removed all the same
+                h5.close()
+        with contextlib.suppress(OSError):  # where it cannot go, the next run's "w" truncates it
+            (self.dir / _ASSEMBLING).unlink(missing_ok=True)
 
     def close(self, remove: bool = False) -> None:
         """Release the lock. The fragments stay for ``--resume``; the folder goes only when ``remove`` (the
@@ -504,6 +547,8 @@ class ScoreWriter:
         if self.lock is None:
             return
         try:
+            if not remove:
+                self._drop_assembly()
             if remove or (self.created and not any(self.dir.glob("rows-*.npz"))):
                 shutil.rmtree(self.dir, ignore_errors=True)
                 fsync_dir(self.dir.parent)

@@ -15,7 +15,7 @@ def windows(n, length):
     return [W("chr1", 10 * i, 10 * i + length, "+-"[i % 2], f"r{i}", i, i + 1) for i in range(n)]
 
 
-@pytest.mark.parametrize("compression", ["gzip-1", "gzip-4", "gzip-9", "lzf", "none"])
+@pytest.mark.parametrize("compression", ["gzip-1", "gzip-3", "gzip-4", "gzip-9", "lzf", "none"])
 @pytest.mark.parametrize("n, batch", [(7, 3), (8, 4), (5, 32), (1, 1)])
 def test_fragments_assemble_to_the_rows_written(tmp_path, compression, n, batch):
     rng = np.random.default_rng(n)
@@ -95,3 +95,50 @@ def test_a_context_manager_writer_that_finished_no_batch_leaves_no_partial_folde
     with ScoreWriter(tmp_path / "s.h5", windows(2, 5), 5, {"seed": 0}) as writer:
         assert (tmp_path / "s.h5.partial").is_dir()
     assert writer.lock is None and not (tmp_path / "s.h5.partial").exists()
+
+
+def _rows(rng, n, length):
+    X = np.eye(4, dtype=np.uint8)[rng.integers(0, 4, (n, length))].transpose(0, 2, 1).copy()
+    shap = rng.normal(size=(n, 4, length)).astype(np.float32)
+    return {"raw/seq": X, "shap/seq": shap, "projected_shap/seq": shap * X, "meta/prediction": shap[:, 0, 0]}
+
+
+def _batch(rows, start, batch):
+    return {name: values[start : start + batch] for name, values in rows.items()}
+
+
+def _assert_rows(path, rows):
+    with h5py.File(path, "r") as h5:
+        for name, values in rows.items():
+            np.testing.assert_array_equal(h5[name][:], values)
+
+
+def test_a_stopped_writer_removes_its_assembling_file_and_a_resumed_one_takes_those_rows_from_fragments(tmp_path):
+    n, length, batch = 9, 11, 2
+    rows, attrs = _rows(np.random.default_rng(3), n, length), {"seed": 0, "compression": "gzip-1"}
+    assembling = tmp_path / "s.h5.partial" / "assembling.h5"
+    with ScoreWriter(tmp_path / "s.h5", windows(n, length), length, attrs, batch) as writer:
+        for start in (0, 4):
+            writer.write(start, _batch(rows, start, batch))
+        assert assembling.exists()  # the final file grows as batches land
+    assert not assembling.exists()  # a run that stops leaves only its fragments
+    with ScoreWriter(tmp_path / "s.h5", windows(n, length), length, attrs, batch, resume=True) as again:
+        for start in (2, 6, 8):
+            again.write(start, _batch(rows, start, batch))
+        again.finish()
+    _assert_rows(tmp_path / "s.h5", rows)
+
+
+def test_a_batch_the_assembling_file_could_not_take_comes_from_its_fragment(tmp_path):
+    n, length, batch = 6, 7, 2
+    rows = _rows(np.random.default_rng(4), n, length)
+    writer = ScoreWriter(tmp_path / "s.h5", windows(n, length), length, {"seed": 0}, batch)
+    blocked = tmp_path / "s.h5.partial" / "assembling.h5"
+    blocked.mkdir()  # the assembling file cannot be made: the batch's fragment is all there is of it
+    writer.write(0, _batch(rows, 0, batch))
+    assert writer.has(0) and blocked.is_dir()
+    blocked.rmdir()
+    for start in (2, 4):
+        writer.write(start, _batch(rows, start, batch))
+    writer.finish()
+    _assert_rows(tmp_path / "s.h5", rows)

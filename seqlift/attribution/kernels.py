@@ -45,12 +45,12 @@ import torch
 from numba import njit
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _mid(x, r):
     return x - (x - r) * 0.5
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _slope(zx, zr, yx, yr, eps, tanh):
     """Rescale multiplier of sigmoid (or tanh), with the derivative at the midpoint where ``|Δz| < eps``."""
     dz = zx - zr
@@ -63,7 +63,7 @@ def _slope(zx, zr, yx, yr, eps, tanh):
     return s * (1.0 - s)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _cell_row(z, a, c, t, p, x, r, dc, dhh, eps, hidden, out):
     """One reference row ``r`` (its input row ``x``) at one position: the gate gradients ``out`` (4H) from
     ``dc`` and ``dhh``, the gradients arriving at the cell and the hidden state; ``dc`` is overwritten with
@@ -97,7 +97,7 @@ def _cell_row(z, a, c, t, p, x, r, dc, dhh, eps, hidden, out):
     return bad
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _cell_row_exact(z, a, c, t, p, x, r, dc, dhh, eps, hidden, out):
     """:func:`_cell_row` with the derivative fallback of every multiplier."""
     for h in range(hidden):
@@ -110,7 +110,7 @@ def _cell_row_exact(z, a, c, t, p, x, r, dc, dhh, eps, hidden, out):
         dc[h] = dch * _mid(a[x, f], a[r, f])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _lstm_backward(z, gates, cells, tanh_c, c0, g_hs, g_c, w_hh, w_hr, n, eps, grad_z, dh_out, dc_out):
     """Fill ``grad_z`` (D, T, rows, 4H; input rows zero) and the reference rows' gradients of the initial
     states, ``dh_out`` (D, R, Hout) and ``dc_out`` (D, R, H); see :func:`lstm_backward`. The products
@@ -180,7 +180,7 @@ def lstm_backward(z, gates, cells, tanh_c, c0, g_hs, g_c, w_hh, w_hr, n: int, ep
     return grad_z, dh, dc
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _lstm_cells(gates, c0, cells):
     directions, steps, rows, gate_cols = gates.shape
     hidden = gate_cols // 4
@@ -201,7 +201,7 @@ def lstm_cells(gates, c0):
     return cells
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _first_peaks(x, peak, index):
     """``index[r, m]``: the first place of ``peak[r, m]`` (the row's max) in ``x[r, m]`` (rows, M, S), as
     ``argmax`` has it; a row without one (NaN) gets 0."""
@@ -216,7 +216,7 @@ def _first_peaks(x, peak, index):
                     break
 
 
-@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
 def _softmax_backward(g, x, peak, e, u, m_u, n, eps, out, sums):
     """Rescale backward of ``w = e * u``, ``e = exp(x - peak)``, ``u = 1 / Σe`` for each reference row
     ``(j, m)``: ``out`` (R, M, S) gets the multipliers of ``x`` but the max's share, ``sums`` (R, M) minus
@@ -266,7 +266,7 @@ def softmax_backward(g, x, peak, e, u, m_u, n: int, eps: float, out):
     return sums, index
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _relu_backward(a, y, g, n, eps, out):
     refs, width = g.shape
     k = refs // n
@@ -289,7 +289,7 @@ def relu_backward(a, y, g, n: int, eps: float, out):
     _relu_backward(a_, y_, g_, n, eps, out.view(g_.shape).numpy())
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _max_split(rule, ax, ar, bx, br, eps):
     """:func:`.split.max_multipliers` for one window (``rule``: 0 sign, 1 pair, 2 shapley)."""
     if rule == 1:
@@ -311,7 +311,7 @@ def _max_split(rule, ax, ar, bx, br, eps):
     return m_a, m_b
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _add_max_rule(out, a, index, g, n, eps, rule):
     refs, middle, windows = g.shape
     k = refs // n

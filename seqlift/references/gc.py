@@ -200,7 +200,7 @@ def _save_cache(path, key, starts, gc):
         )
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _floyd(lo, hi, seeds, n, out):
     """Write into ``out[i]`` n distinct integers drawn uniformly from [lo[i], hi[i]).
 

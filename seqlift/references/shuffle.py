@@ -28,7 +28,7 @@ _TWO32 = np.uint64(1 << 32)
 _MAX_K = 32  # a (k-1)-mer is packed into one int64, two bits a letter
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _mix(z):
     """The splitmix64 output function of the uint64 ``z``."""
     z = (z ^ (z >> _S30)) * _MIX1
@@ -36,7 +36,7 @@ def _mix(z):
     return z ^ (z >> _S31)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _below(state, bound):
     """Advance the splitmix64 ``state`` and draw an integer uniformly in [0, bound).
 
@@ -52,7 +52,7 @@ def _below(state, bound):
             return state, np.int64(product >> _S32)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _de_bruijn(letters, k):
     """The de Bruijn multigraph of the (k-1)-mers of one sequence, k >= 2.
 
@@ -106,7 +106,7 @@ def _de_bruijn(letters, k):
     return vid, eptr, elist
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _euler_shuffle(letters, k, vid, eptr, elist, state, buf):
     """Write into ``buf`` a uniformly random sequence with the k-mer counts and first (k-1)-mer of ``letters``.
 
@@ -152,7 +152,7 @@ def _euler_shuffle(letters, k, vid, eptr, elist, state, buf):
         v = vid[e + 1]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _shuffle(hot, k, n, seeds, out):
     """Write ``n`` k-mer-preserving shuffles of each row of ``hot`` into ``out``.
 
