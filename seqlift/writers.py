@@ -135,7 +135,8 @@ RUN_KEYS = (
 #: Compression of the 4 x L datasets: gzip-1 .. gzip-9 (deflate after h5py's byte shuffle), lzf, or none.
 #: Every gzip level is read by h5py's own gzip filter. gzip-1 .. gzip-3 are deflated with ISA-L (python-isal),
 #: whose levels stop at 3, gzip-4 .. gzip-9 with zlib. gzip-1 is the default: on score arrays ISA-L's level 1
-#: encodes about 6x as fast as zlib's level 1 to files of the same size (benchmarks/bench_compression.py).
+#: encodes 5.4-5.6x as fast as zlib's level 1, to files within 2% of their size, and gzip-4 makes them only
+#: 2-5% smaller at an eighth to a seventh of the speed (benchmarks/bench_compression.py).
 COMPRESSIONS = (*(f"gzip-{level}" for level in range(1, 10)), "lzf", "none")
 DEFAULT_COMPRESSION = "gzip-1"
 _MAX_CHUNK_ROWS = 64
