@@ -20,7 +20,7 @@ from tqdm import tqdm
 from .errors import ScoresError, UsageError
 from .outputs import atomic_output, check_absent
 from .shards import parse_shard
-from .writers import RUN_KEYS, _norm, open_scores
+from .writers import COMPRESSIONS, RUN_KEYS, _norm, dataset_filters, encode_chunks, open_scores, write_chunks
 
 #: Attributes that must be equal in every shard of one run (those that change the scores).
 MERGE_KEYS = tuple(k for k in RUN_KEYS if k not in ("batch_size", "n_regions", "shard")) + (
@@ -196,20 +196,32 @@ def _check_rows(files, shards) -> int:
 
 
 def _copy(files, datasets, n, out, progress):
-    """Copy every dataset, shard after shard, a bounded number of rows at a time."""
+    """Copy every dataset, shard after shard, a bounded number of rows at a time.
+
+    The (N, 4, L) datasets are compressed by the score writer's own encoding
+    (:func:`~seqlift.writers.encode_chunks`, ISA-L for gzip-1), their chunks
+    written whole; the rest goes through HDF5's filters.
+    """
     first = files[0]
+    chunked = {}
     for name in datasets:
         src = first[name]
         rows = max((h5[name].chunks or (n,))[0] for h5 in files)
+        compression = _compression_name(src)
+        if compression is not None and all(_compression_name(h5[name]) == compression for h5 in files):
+            filters = dataset_filters(compression)
+        else:
+            compression = None
+            filters = dict(compression=src.compression, compression_opts=src.compression_opts, shuffle=src.shuffle)
         out.create_dataset(
             name,
             shape=(n,) + src.shape[1:],
             dtype=src.dtype,
             chunks=(min(rows, n),) + src.chunks[1:] if src.chunks else None,
-            compression=src.compression,
-            compression_opts=src.compression_opts,
-            shuffle=src.shuffle,
+            **filters,
         )
+        if compression is not None:
+            chunked[name] = _ChunkWriter(out[name], compression)
     with tqdm(total=n, unit="region", disable=not progress, file=sys.stderr, desc="merging", dynamic_ncols=True) as bar:
         offset = 0
         for h5 in files:
@@ -219,9 +231,50 @@ def _copy(files, datasets, n, out, progress):
                 step = max(1, _STEP_BYTES // max(1, src.dtype.itemsize * int(np.prod(src.shape[1:]))))
                 for a in range(0, size, step):
                     b = min(size, a + step)
-                    dst[offset + a : offset + b] = src[a:b]
+                    if name in chunked:
+                        chunked[name].add(src[a:b])
+                    else:
+                        dst[offset + a : offset + b] = src[a:b]
             offset += size
             bar.update(size)
+        for writer in chunked.values():
+            writer.add(None)
+
+
+def _compression_name(dset) -> str | None:
+    """The score writer's name (:data:`~seqlift.writers.COMPRESSIONS`) of a (N, 4, L) dataset's filters, or None
+    when it has others or is not such a dataset."""
+    if dset.ndim != 3 or not dset.chunks or dset.fletcher32 or dset.scaleoffset is not None:
+        return None
+    if dset.compression == "gzip":
+        name = f"gzip-{dset.compression_opts}"
+    else:
+        name = {"lzf": "lzf", None: "none"}.get(dset.compression)
+    if name not in COMPRESSIONS or dset.shuffle != (name != "none"):
+        return None
+    return name
+
+
+class _ChunkWriter:
+    """Writes the rows of one dataset, handed over in order in blocks of any size, as whole compressed chunks."""
+
+    def __init__(self, dset, compression: str) -> None:
+        self.dset, self.compression, self.chunk = dset, compression, dset.chunks[0]
+        self.pending: list[np.ndarray] = []
+        self.start = 0  # first row not written yet
+
+    def add(self, values: np.ndarray | None) -> None:
+        """Add the next rows; None: there are no more (the last chunk is written, padded)."""
+        if values is not None:
+            self.pending.append(values)
+        rows = sum(len(v) for v in self.pending)
+        whole = rows if values is None else rows - rows % self.chunk
+        if not whole:
+            return
+        block = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        write_chunks(self.dset, self.start, *encode_chunks(block[:whole], self.chunk, self.compression))
+        self.start += whole
+        self.pending = [block[whole:]] if whole < rows else []
 
 
 def _merged_attrs(files, command) -> dict:

@@ -235,6 +235,15 @@ def encode_chunks(
     return np.frombuffer(b"".join(parts), np.uint8), ends, masks
 
 
+def write_chunks(dset: h5py.Dataset, start: int, blob: np.ndarray, ends: np.ndarray, masks: np.ndarray) -> None:
+    """Store chunks made by :func:`encode_chunks` in ``dset`` as they are, the first at row ``start``."""
+    rows, begin = dset.chunks[0], 0
+    for j, (stop, mask) in enumerate(zip(ends, masks)):
+        offset = (start + j * rows,) + (0,) * (dset.ndim - 1)
+        dset.id.write_direct_chunk(offset, blob[begin:stop].tobytes(), filter_mask=int(mask))
+        begin = stop
+
+
 class ScoreWriter:
     """Collects score rows batch by batch in crash-safe fragments, then assembles the HDF5 file.
 
@@ -522,13 +531,7 @@ class ScoreWriter:
             if shape != "4L":
                 self._meta[name][start:end] = arrays[key]
             elif key in arrays:  # else never written: the fill value
-                blob, ends, masks = (arrays[key + suffix] for suffix in ("", ".ends", ".masks"))
-                dset, begin = h5[name].id, 0
-                for j, (stop, mask) in enumerate(zip(ends, masks)):
-                    dset.write_direct_chunk(
-                        (start + j * self.chunk, 0, 0), blob[begin:stop].tobytes(), filter_mask=int(mask)
-                    )
-                    begin = stop
+                write_chunks(h5[name], start, *(arrays[key + suffix] for suffix in ("", ".ends", ".masks")))
         self._stored.add(start)
 
     def _drop_assembly(self) -> None:

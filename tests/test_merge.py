@@ -105,6 +105,31 @@ def test_merged_shards_equal_the_unsharded_run(runs, monkeypatch):
     assert run("merge", runs[1], runs[2], runs[3], "-o", out, "--quiet", "--force").exit_code == 0
 
 
+def filters(path):
+    with h5py.File(path, "r") as h5:
+        return {
+            name: (h5[name].compression, h5[name].compression_opts, h5[name].shuffle, h5[name].chunks)
+            for name in ("raw/seq", "shap/seq", "projected_shap/seq")
+        }
+
+
+@pytest.mark.parametrize("compression", ["gzip-1", "lzf", "none"])
+def test_merged_chunks_keep_the_shards_compression(runs, compression):
+    """The (N, 4, L) datasets are re-encoded chunk by chunk, across shard boundaries that split chunks."""
+    common = [*runs["common"], "--batch-size", "3", "--compression", compression]
+    paths = [runs["dir"] / f"{compression}-{k}.h5" for k in ("all", 1, 2)]
+    assert run("score", *common, "-o", paths[0]).exit_code == 0
+    for k, path in zip((1, 2), paths[1:]):
+        assert run("score", *common, "--shard", f"{k}-of-2", "-o", path).exit_code == 0
+    merged = runs["dir"] / f"{compression}-merged.h5"
+    assert run("merge", *paths[1:], "-o", merged, "--quiet").exit_code == 0
+    full, _ = read(paths[0])
+    got, _ = read(merged)
+    for name in full:
+        np.testing.assert_array_equal(got[name], full[name], err_msg=name)
+    assert filters(merged) == filters(paths[0])
+
+
 def edited_copy(runs, k, name, edit):
     path = runs["dir"] / name
     shutil.copy(runs[k], path)
