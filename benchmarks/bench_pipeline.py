@@ -7,10 +7,12 @@ already in memory (``engine.run``, the model's work). The ratio of their through
 the model's speed reaches the user; 1.0 means the rest is fully hidden behind the model.
 
 Part 2, genome scale: a tiny model scores 1k, 10k and 100k regions end to end, each run in its own
-process. The table gives the time per region (almost all of it outside the model, which is tiny) and
-the peak resident memory of the process, whose growth from 1k to 100k regions should stay small.
+process, each count three times (``--scale-repeats``), the counts taking turns. The table gives the
+medians of the time per region (almost all of it outside the model, which is tiny) and of the peak
+resident memory of the process, whose growth from 1k to 100k regions should stay small, and the range of
+the peaks: a run's peak is the largest of its batches' own peaks, which vary from batch to batch.
 
-    python benchmarks/bench_pipeline.py            # both parts, about 10 minutes on 2 CPU cores
+    python benchmarks/bench_pipeline.py            # both parts, about 12 minutes on 2 CPU cores
     python benchmarks/bench_pipeline.py --quick    # a smoke run
     python benchmarks/bench_pipeline.py --scale-only --counts 1000,10000   # part 2 only, at these counts
 
@@ -174,25 +176,43 @@ def scale_worker(spec):
     }
 
 
-def scale(folder, fasta, sizes, counts, refs=20, batch=256):
+def scale(folder, fasta, sizes, counts, refs=20, batch=256, repeats=1):
+    """Part 2: each count ``repeats`` times, each run in a fresh process, the counts taking turns; per count the
+    median time and peak, the peaks' range, and the median peak over the first count's."""
     pt2 = export(Tiny(), 200, Path(folder) / "tiny.pt2")
+    runs = {n: [] for n in counts}
+    beds = {n: str(write_regions(folder, sizes, n, 200, seed=n)) for n in counts}
+    for _ in range(repeats):
+        for n in counts:
+            spec = {
+                "bed": beds[n],
+                "fasta": str(fasta),
+                "model": str(pt2),
+                "out": str(Path(folder) / f"tiny{n}.h5"),
+                "refs": refs,
+                "batch": batch,
+                "n": n,
+            }
+            done = subprocess.run(
+                [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, check=True
+            )
+            runs[n].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(runs[n][-1], file=sys.stderr, flush=True)
     rows = []
     for n in counts:
-        spec = {
-            "bed": str(write_regions(folder, sizes, n, 200, seed=n)),
-            "fasta": str(fasta),
-            "model": str(pt2),
-            "out": str(Path(folder) / f"tiny{n}.h5"),
-            "refs": refs,
+        peaks = [r["peak RSS MiB"] for r in runs[n]]
+        row = {
+            "regions": n,
             "batch": batch,
-            "n": n,
+            "runs": len(peaks),
+            "seconds": float(np.median([r["seconds"] for r in runs[n]])),
+            "RSS after imports MiB": float(np.median([r["RSS after imports MiB"] for r in runs[n]])),
+            "peak RSS MiB": float(np.median(peaks)),
+            "peak range MiB": f"{min(peaks):.0f}-{max(peaks):.0f}",
         }
-        done = subprocess.run(
-            [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, check=True
-        )
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        rows[-1]["peak / first"] = rows[-1]["peak RSS MiB"] / rows[0]["peak RSS MiB"]
-        print(rows[-1], file=sys.stderr, flush=True)
+        row["ms/region"] = 1000 * row["seconds"] / n
+        row["peak / first"] = row["peak RSS MiB"] / rows[0]["peak RSS MiB"] if rows else 1.0
+        rows.append(row)
     return rows
 
 
@@ -211,6 +231,7 @@ def main():
     parser.add_argument("--scale-only", action="store_true", help="only part 2, genome scale")
     parser.add_argument("--counts", default="1000,10000,100000", help="region counts of part 2")
     parser.add_argument("--batch", type=int, default=256, help="regions per call in part 2")
+    parser.add_argument("--scale-repeats", type=int, default=3, help="part 2: runs of each count (medians)")
     parser.add_argument("--device", default="cpu", help="part 1's device: cpu, or cuda on a GPU machine")
     parser.add_argument("--end-to-end-only", action="store_true", help="only part 1")
     parser.add_argument("--bpnet-regions", type=int, default=64, help="part 1's BPNet-like regions")
@@ -253,7 +274,11 @@ def main():
         if part1:
             print(table(part1), flush=True)
         counts = [1000, 2000] if quick else [int(c) for c in args.counts.split(",")]
-        part2 = [] if args.end_to_end_only else scale(folder, fasta, sizes, counts, batch=args.batch)
+        part2 = (
+            []
+            if args.end_to_end_only
+            else scale(folder, fasta, sizes, counts, batch=args.batch, repeats=1 if quick else args.scale_repeats)
+        )
     load = os.getloadavg()[0]
     where = args.device if args.device == "cpu" else f"{args.device}: {torch.cuda.get_device_name()}"
     text = ""
