@@ -244,6 +244,12 @@ def write_chunks(dset: h5py.Dataset, start: int, blob: np.ndarray, ends: np.ndar
         begin = stop
 
 
+#: Assembling files (see :meth:`ScoreWriter._store`) one process keeps open at once. Outputs beyond them (as
+#: with ``--target all`` on a model of many outputs) are assembled from their fragments when they finish, so
+#: that a run never holds more than this many extra file descriptors.
+MAX_ASSEMBLING = 16
+
+
 class ScoreWriter:
     """Collects score rows batch by batch in crash-safe fragments, then assembles the HDF5 file.
 
@@ -271,6 +277,8 @@ class ScoreWriter:
         (without ``resume`` or ``force``), it was started with other options,
         another process is writing it, or its folder cannot be written.
     """
+
+    _open_assemblies = 0  # assembling files open in this process (MAX_ASSEMBLING at most)
 
     def __init__(
         self,
@@ -443,6 +451,8 @@ class ScoreWriter:
             )
             raise err or exc from None
         self.done.add(start)
+        if self._h5 is None and ScoreWriter._open_assemblies >= MAX_ASSEMBLING:
+            return  # finish() assembles this output from its fragments
         try:
             self._store(start, end, arrays)
         except OSError:
@@ -471,8 +481,7 @@ class ScoreWriter:
             h5.attrs["n_delta_violations"] = int((~(meta["meta/delta_rel_error"] <= tol)).sum())
             h5.attrs["n_low_complexity"] = int(meta["meta/low_complexity"].sum())
             h5.attrs["n_nonfinite"] = int((~meta["meta/finite"]).sum())
-            h5.close()
-            self._h5 = None
+            self._close_assembly()
             durable_replace(self.dir / _ASSEMBLING, self.path)
         except (OSError, RuntimeError) as exc:
             self._drop_assembly()
@@ -496,6 +505,7 @@ class ScoreWriter:
             return self._h5
         n, windows = len(self.windows), self.windows
         h5 = self._h5 = h5py.File(self.dir / _ASSEMBLING, "w")
+        ScoreWriter._open_assemblies += 1
         self._meta = {}
         for name, (shape, dtype) in self.datasets.items():
             if shape == "4L":
@@ -534,14 +544,18 @@ class ScoreWriter:
                 write_chunks(h5[name], start, *(arrays[key + suffix] for suffix in ("", ".ends", ".masks")))
         self._stored.add(start)
 
+    def _close_assembly(self) -> None:
+        h5, self._h5 = self._h5, None
+        if h5 is not None:
+            ScoreWriter._open_assemblies -= 1
+            h5.close()
+
     def _drop_assembly(self) -> None:
         """Close and remove the assembling file; the fragments stay."""
-        h5, self._h5 = self._h5, None
         self._stored.clear()
         self._meta = {}
-        if h5 is not None:
-            with contextlib.suppress(Exception):  # a file that cannot be closed cleanly is removed all the same
-                h5.close()
+        with contextlib.suppress(Exception):  # a file that cannot be closed cleanly is removed all the same
+            self._close_assembly()
         with contextlib.suppress(OSError):  # where it cannot go, the next run's "w" truncates it
             (self.dir / _ASSEMBLING).unlink(missing_ok=True)
 

@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+from seqlift import writers
 from seqlift.writers import COMPRESSIONS, ScoreWriter, chunk_rows
 
 W = namedtuple("W", "chrom start end strand name row line")
@@ -142,3 +143,21 @@ def test_a_batch_the_assembling_file_could_not_take_comes_from_its_fragment(tmp_
         writer.write(start, _batch(rows, start, batch))
     writer.finish()
     _assert_rows(tmp_path / "s.h5", rows)
+
+
+def test_outputs_beyond_the_open_file_limit_are_assembled_from_their_fragments(tmp_path, monkeypatch):
+    before = ScoreWriter._open_assemblies  # 0, unless another test left a writer open
+    monkeypatch.setattr(writers, "MAX_ASSEMBLING", before + 2)  # reached as --target all on many outputs would
+    n, length, batch = 5, 6, 2
+    rows = [_rows(np.random.default_rng(10 + t), n, length) for t in range(3)]
+    outs = [ScoreWriter(tmp_path / f"t{t}.h5", windows(n, length), length, {"seed": t}, batch) for t in range(3)]
+    for start in range(0, n, batch):
+        for out, r in zip(outs, rows):
+            out.write(start, _batch(r, start, batch))
+    assembling = [(tmp_path / f"t{t}.h5.partial" / "assembling.h5").exists() for t in range(3)]
+    assert assembling == [True, True, False] and ScoreWriter._open_assemblies == before + 2
+    for out in outs:
+        out.finish()
+    assert ScoreWriter._open_assemblies == before
+    for t in range(3):
+        _assert_rows(tmp_path / f"t{t}.h5", rows[t])
