@@ -40,7 +40,8 @@ very HDF5 chunks of the final file (byte-shuffled and deflated as h5py's
 finishes. Once its fragment is safe, the writer also copies the batch's
 chunks, without recompressing them, into ``<output>.partial/assembling.h5``,
 the final file under construction, so that finishing a run only adds the
-attributes and renames it. That file is never trusted after a crash: a run
+attributes and renames it (for :data:`MAX_ASSEMBLING` outputs at a time; the
+others are assembled from their fragments when they finish). That file is never trusted after a crash: a run
 that stops removes it, and a resumed run makes it anew, taking the batches of
 the earlier run from their fragments. ``--resume`` checks every fragment (zip
 CRC) and scores only the batches that have none, so every dataset is the same,
