@@ -20,7 +20,7 @@ from tqdm import tqdm
 from .errors import ScoresError, UsageError
 from .outputs import atomic_output, check_absent
 from .shards import parse_shard
-from .writers import COMPRESSIONS, RUN_KEYS, _norm, dataset_filters, encode_chunks, open_scores, write_chunks
+from .writers import RUN_KEYS, _norm, compression_of, dataset_filters, encode_chunks, open_scores, write_chunks
 
 #: Attributes that must be equal in every shard of one run (those that change the scores).
 MERGE_KEYS = tuple(k for k in RUN_KEYS if k not in ("batch_size", "n_regions", "shard")) + (
@@ -207,8 +207,8 @@ def _copy(files, datasets, n, out, progress):
     for name in datasets:
         src = first[name]
         rows = max((h5[name].chunks or (n,))[0] for h5 in files)
-        compression = _compression_name(src)
-        if compression is not None and all(_compression_name(h5[name]) == compression for h5 in files):
+        compression = compression_of(src)
+        if compression is not None and all(compression_of(h5[name]) == compression for h5 in files):
             filters = dataset_filters(compression)
         else:
             compression = None
@@ -239,20 +239,6 @@ def _copy(files, datasets, n, out, progress):
             bar.update(size)
         for writer in chunked.values():
             writer.add(None)
-
-
-def _compression_name(dset) -> str | None:
-    """The score writer's name (:data:`~seqlift.writers.COMPRESSIONS`) of a (N, 4, L) dataset's filters, or None
-    when it has others or is not such a dataset."""
-    if dset.ndim != 3 or not dset.chunks or dset.fletcher32 or dset.scaleoffset is not None:
-        return None
-    if dset.compression == "gzip":
-        name = f"gzip-{dset.compression_opts}"
-    else:
-        name = {"lzf": "lzf", None: "none"}.get(dset.compression)
-    if name not in COMPRESSIONS or dset.shuffle != (name != "none"):
-        return None
-    return name
 
 
 class _ChunkWriter:

@@ -189,6 +189,20 @@ def dataset_filters(compression: str) -> dict:
     return {"compression": "gzip", "compression_opts": int(compression.split("-")[1]), "shuffle": True}
 
 
+def compression_of(dset: h5py.Dataset) -> str | None:
+    """The name in :data:`COMPRESSIONS` whose :func:`dataset_filters` a (N, 4, L) dataset has, or None when it
+    has other filters or is not such a dataset."""
+    if dset.ndim != 3 or not dset.chunks or dset.fletcher32 or dset.scaleoffset is not None:
+        return None
+    if dset.compression == "gzip":
+        name = f"gzip-{dset.compression_opts}"
+    else:
+        name = {"lzf": "lzf", None: "none"}.get(dset.compression)
+    if name not in COMPRESSIONS or dset.shuffle != (name != "none"):
+        return None
+    return name
+
+
 def encode_chunks(
     values: np.ndarray, rows: int, compression: str = DEFAULT_COMPRESSION
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

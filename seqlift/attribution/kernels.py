@@ -326,10 +326,14 @@ def _add_max_rule(out, a, index, g, n, eps, rule):
                 o[q] += g[j, m, w] * m_b
 
 
-def add_max_rule(out, a, index, g, n: int, eps: float, rule: int):
-    """Add to ``out`` (R, ..., S; contiguous) the max rule's share of ``g`` (R, ..., O): for each window,
-    the multipliers of the input's and the reference's peak (``index``, (rows, ..., O)) in ``a``
+#: The max rules (:data:`.split.MAX_RULES`) as :func:`_max_split` numbers them.
+_RULE_CODES = {"sign": 0, "pair": 1, "shapley": 2}
+
+
+def add_max_rule(out, a, index, g, n: int, eps: float, rule: str):
+    """Add to ``out`` (R, ..., S; contiguous) the max rule ``rule``'s share of ``g`` (R, ..., O): for each
+    window, the multipliers of the input's and the reference's peak (``index``, (rows, ..., O)) in ``a``
     (rows, ..., S), on the CPU; see :func:`.paired._add_max_rule`."""
     a_, index_ = (t.detach().reshape(t.shape[0], -1, t.shape[-1]).contiguous().numpy() for t in (a, index))
     g_ = g.detach().reshape(g.shape[0], -1, g.shape[-1]).contiguous().numpy()
-    _add_max_rule(out.view(out.shape[0], -1, out.shape[-1]).numpy(), a_, index_, g_, n, eps, rule)
+    _add_max_rule(out.view(out.shape[0], -1, out.shape[-1]).numpy(), a_, index_, g_, n, eps, _RULE_CODES[rule])

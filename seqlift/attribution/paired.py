@@ -57,7 +57,7 @@ def _add_max_rule(refs, a, index, g, n: int, eps: float, max_rule: str) -> None:
     if compiled(refs) and refs.is_contiguous():  # one pass (numba)
         from .kernels import add_max_rule
 
-        add_max_rule(refs.flatten(0, 1), a, index, g.flatten(0, 1), n, eps, _RULE_CODES[max_rule])
+        add_max_rule(refs.flatten(0, 1), a, index, g.flatten(0, 1), n, eps, max_rule)
         return
     ax, ar = pairs(a, n)
     ix, ir = pairs(index, n)
@@ -68,10 +68,6 @@ def _add_max_rule(refs, a, index, g, n: int, eps: float, max_rule: str) -> None:
     )
     refs.scatter_add_(-1, ix, g * m_p)
     refs.scatter_add_(-1, ir, g * m_q)
-
-
-#: The max rules as :func:`.kernels.add_max_rule` numbers them.
-_RULE_CODES = {"sign": 0, "pair": 1, "shapley": 2}
 
 
 def _relu_rescale_grad(ax, ar, yx, yr, grad, eps: float):
