@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from seqlift.attribution import prepare
-from seqlift.attribution.chunking import join, plan, row_bytes
+from seqlift.attribution.chunking import CONV_CHANNEL_BLOCK, join, plan, row_bytes
 from seqlift.demo.model import DemoAttention, DemoCNN
 
 L = 64
@@ -40,6 +40,17 @@ def test_row_bytes_reads_the_largest_tensor_per_row():
     assert heads * tokens * tokens > channels * length
     assert row_bytes(engine.captured.module.graph, engine.captured.input_node) == heads * tokens * tokens * 8
     assert engine.row_bytes == heads * tokens * tokens * 8
+
+
+def test_row_bytes_counts_a_convolution_in_the_cpu_layout_with_channels_blocked():
+    """oneDNN copies a convolution's input and output with channels rounded up to a block (16 on AVX-512): with 4
+    input channels that copy is 4 times the input, and larger than any tensor of this model."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv1d(4, 8, 9), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 192, 1)
+    )
+    engine = prepare(model.eval(), 200)
+    assert engine.row_bytes == CONV_CHANNEL_BLOCK * 200 * 4  # the input's copy; the largest tensor is 8 * 192 * 4
 
 
 # attention's split calls take seconds; the DemoCNN cases keep the quick loop's check of a budget's calls
@@ -116,3 +127,34 @@ def test_split_calls_reuse_freed_memory_instead_of_faulting_pages_in():
         rows, faults[mode] = map(int, out.stdout.split())
         assert rows == 4
     assert faults["set"] * 4 < faults["unset"], faults
+
+
+_CONV_FAULTS = """
+import resource
+import numpy as np, torch
+from seqlift.attribution import prepare
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 9), torch.nn.ReLU(), torch.nn.AdaptiveMaxPool1d(1), torch.nn.Flatten(),
+                            torch.nn.Linear(8, 1)).eval()
+engine = prepare(model, 200)
+g = np.random.default_rng(0)
+X = np.eye(4, dtype=np.float32)[g.integers(0, 4, (256, 200))].transpose(0, 2, 1)
+R = np.eye(4, dtype=np.float32)[g.integers(0, 4, (256, 20, 200))].transpose(0, 1, 3, 2)
+for _ in range(2):
+    engine.run(X, R, target=0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(2):
+    engine.run(X, R, target=0)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 2)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mmap threshold")
+def test_a_narrow_convolution_is_split_so_that_its_cpu_copies_stay_in_the_heap():
+    """256 inputs x 20 references of a 4-to-8-channel convolution at 200 bp: the tensors fit one call under the
+    budget, but oneDNN's channel-blocked copies of the convolution's input and output (63 and 65 MiB on AVX-512,
+    33 MiB on AVX2) did not, and glibc served them with fresh pages on every call: 26,000 minor faults per call
+    here. Split by their size, a call makes a few hundred."""
+    out = subprocess.run([sys.executable, "-c", _CONV_FAULTS], capture_output=True, text=True, check=True)
+    assert int(out.stdout) < 4096, out.stdout

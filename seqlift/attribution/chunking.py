@@ -33,6 +33,9 @@ CPU_TENSOR_BUDGET = 32 << 20
 #: Free memory at the top of glibc's heap that it keeps for reuse instead of returning to the kernel, in bytes.
 KEEP_FREED = 1 << 30
 
+#: Channel block of the CPU convolution's own layout (oneDNN's: 8 or 16 by the CPU's vector width, the larger taken).
+CONV_CHANNEL_BLOCK = 16
+
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
 
@@ -61,11 +64,15 @@ def keep_freed_memory() -> bool:
 
 
 def row_bytes(graph: torch.fx.Graph, input_node: torch.fx.Node) -> int | None:
-    """Bytes per batch row of the graph's largest tensor, from the shapes export recorded; None if unknown.
+    """Bytes per batch row of the largest buffer a call makes, from the shapes export recorded; None if unknown.
 
     Export records each value's shape with the batch size as a symbol and its
     example value as a hint; the size per row is the size at the hint divided
-    by the hinted batch size.
+    by the hinted batch size. A convolution's input and output count with
+    their channels rounded up to :data:`CONV_CHANNEL_BLOCK`: the CPU's
+    convolution (oneDNN) copies both into that layout, outside PyTorch's
+    tensors, and with 4 or 8 channels those copies are 2 to 4 times the
+    tensors' size.
     """
     val = input_node.meta.get("val")
     if val is None or not len(val.shape) or not isinstance(val.shape[0], torch.SymInt):
@@ -75,13 +82,19 @@ def row_bytes(graph: torch.fx.Graph, input_node: torch.fx.Node) -> int | None:
         return None
     largest = 0
     for node in graph.nodes:
-        v = node.meta.get("val")
-        if not isinstance(v, torch.Tensor):
-            continue
-        sizes = [_hint(d) for d in v.shape]
-        if any(s is None for s in sizes):
-            continue
-        largest = max(largest, math.prod(sizes) * v.element_size())
+        values = [node.meta.get("val")]
+        conv = node.op == "call_function" and "conv" in getattr(node.target, "__name__", "")
+        if conv and isinstance(node.args[0], torch.fx.Node):
+            values.append(node.args[0].meta.get("val"))
+        for v in values:
+            if not isinstance(v, torch.Tensor):
+                continue
+            sizes = [_hint(d) for d in v.shape]
+            if any(s is None for s in sizes):
+                continue
+            if conv and len(sizes) > 1:
+                sizes[1] = -(-sizes[1] // CONV_CHANNEL_BLOCK) * CONV_CHANNEL_BLOCK
+            largest = max(largest, math.prod(sizes) * v.element_size())
     return max(1, largest // batch) if largest else None
 
 

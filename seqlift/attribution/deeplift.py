@@ -63,7 +63,7 @@ class Engine:
     dims: dict | None = None  # node -> its batch dimension, where that is not 0 (graph.batch_dims)
     max_rule: str = DEFAULT_MAX_RULE  # how max pooling and max reductions split their delta (split.MAX_RULES)
     tensor_budget: int | None = CPU_TENSOR_BUDGET  # bytes: a CPU batch is split so no tensor outgrows it (chunking)
-    row_bytes: int | None = None  # bytes per batch row of the largest tensor (chunking.row_bytes)
+    row_bytes: int | None = None  # bytes per batch row of the largest buffer a call makes (chunking.row_bytes)
     softmax: dict | None = None  # lowered softmaxes run as one op under Rescale (interpreter.softmax_groups)
 
     def rows_per_call(self) -> int | None:
@@ -266,8 +266,9 @@ def prepare(
         network as one op, with the multipliers of its lowered ops (the same
         scores, faster). False unrolls both, as the split rules do.
     tensor_budget : int or None
-        On a CPU, split each batch into calls whose largest intermediate
-        tensor stays under this many bytes, so that the C allocator reuses
+        On a CPU, split each batch into calls whose largest buffer (a tensor,
+        or a convolution's copy, :func:`~seqlift.attribution.chunking.row_bytes`)
+        stays under this many bytes, so that the C allocator reuses
         memory instead of faulting in fresh pages (see
         :mod:`~seqlift.attribution.chunking`); the same scores. None: one call.
 
