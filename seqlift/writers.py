@@ -76,6 +76,7 @@ import numpy as np
 from isal import isal_zlib
 
 from .errors import OutputError, ScoresError
+from .regions import window_columns
 from .outputs import OutputLock, atomic_output, check_absent, disk_error, durable_replace, fsync_dir
 
 if TYPE_CHECKING:  # seqlift.attribution loads torch, seqlift.regions pyfaidx; the writer needs neither
@@ -83,6 +84,16 @@ if TYPE_CHECKING:  # seqlift.attribution loads torch, seqlift.regions pyfaidx; t
     from .regions import Window
 
 _STR = h5py.string_dtype()
+#: Datasets of a window's coordinates and identity, and the column of :func:`~seqlift.regions.window_columns` each holds.
+_COORDINATES = {
+    "coords_chrom": "chrom",
+    "coords_start": "start",
+    "coords_end": "end",
+    "meta/strand": "strand",
+    "meta/name": "name",
+    "meta/row": "row",
+    "meta/line": "line",
+}
 
 #: name -> (shape after N, dtype); "4L" datasets are (N, 4, L).
 _DATASETS = {
@@ -534,13 +545,10 @@ class ScoreWriter:
                 )
             else:
                 self._meta[name] = np.empty(n, dtype)
-        h5.create_dataset("coords_chrom", data=np.array([w.chrom for w in windows], dtype=object), dtype=_STR)
-        h5.create_dataset("coords_start", data=np.array([w.start for w in windows], dtype=np.int64))
-        h5.create_dataset("coords_end", data=np.array([w.end for w in windows], dtype=np.int64))
-        h5.create_dataset("meta/strand", data=np.array([w.strand for w in windows], dtype=object), dtype=_STR)
-        h5.create_dataset("meta/name", data=np.array([w.name for w in windows], dtype=object), dtype=_STR)
-        h5.create_dataset("meta/row", data=np.array([w.row for w in windows], dtype=np.int64))
-        h5.create_dataset("meta/line", data=np.array([w.line for w in windows], dtype=np.int64))
+        columns = window_columns(windows)
+        for dataset, column in _COORDINATES.items():
+            values = columns[column]
+            h5.create_dataset(dataset, data=values, **({"dtype": _STR} if values.dtype == object else {}))
         return h5
 
     def _store(self, start: int, end: int, arrays: Mapping[str, np.ndarray]) -> None:
