@@ -76,7 +76,6 @@ import numpy as np
 from isal import isal_zlib
 
 from .errors import OutputError, ScoresError
-from .regions import window_columns
 from .outputs import OutputLock, atomic_output, check_absent, disk_error, durable_replace, fsync_dir
 
 if TYPE_CHECKING:  # seqlift.attribution loads torch, seqlift.regions pyfaidx; the writer needs neither
@@ -545,6 +544,9 @@ class ScoreWriter:
                 )
             else:
                 self._meta[name] = np.empty(n, dtype)
+        # imported here: seqlift.regions loads pyfaidx, which the rest of the writer needs not
+        from .regions import window_columns
+
         columns = window_columns(windows)
         for dataset, column in _COORDINATES.items():
             values = columns[column]

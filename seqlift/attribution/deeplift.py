@@ -62,7 +62,7 @@ class Engine:
     compile: bool = False  # fuse the ReLU Rescale backward with torch.compile
     dims: dict | None = None  # node -> its batch dimension, where that is not 0 (graph.batch_dims)
     max_rule: str = DEFAULT_MAX_RULE  # how max pooling and max reductions split their delta (split.MAX_RULES)
-    tensor_budget: int | None = CPU_TENSOR_BUDGET  # bytes: a CPU batch is split so no tensor outgrows it (chunking)
+    tensor_budget: int | None = CPU_TENSOR_BUDGET  # bytes: a CPU batch is split so no buffer outgrows it (chunking)
     row_bytes: int | None = None  # bytes per batch row of the largest buffer a call makes (chunking.row_bytes)
     softmax: dict | None = None  # lowered softmaxes run as one op under Rescale (interpreter.softmax_groups)
 
