@@ -118,6 +118,7 @@ def run_score(options: ScoreOptions) -> list[Path]:
             exclude=options.exclude,
             n_regions=n_regions,
         )
+        del all_regions  # gc-matched: left out of the index just built; not held while scoring
         attribute = _attribute(scorers, targets, options.rc_average)
         force, resume = options.force, options.resume
         recorded = [check_output(p, force, resume) for p in paths]  # refused here, before a probe

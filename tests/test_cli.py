@@ -630,6 +630,31 @@ def test_gc_matched_references(data, tmp_path):
     assert r.exit_code == 1 and "raise --gc-tolerance or lower --n-refs" in r.output
 
 
+def test_gc_matched_regions_are_not_held_while_scoring(data, tmp_path, monkeypatch):
+    """GC-matched references leave the BED's regions out of the index built before scoring; the regions read for
+    that (a Region object each) were then held to the end of the run."""
+    import gc
+
+    from seqlift.regions import Region
+    from seqlift.writers import ScoreWriter
+
+    alive = []
+    write = ScoreWriter.write
+
+    def counting(self, start, rows):
+        gc.collect()
+        alive.append(sum(isinstance(o, Region) for o in gc.get_objects()))
+        return write(self, start, rows)
+
+    monkeypatch.setattr(ScoreWriter, "write", counting)
+    bed = tmp_path / "three.bed"
+    bed.write_text("chr1\t100\t150\ta\nchr1\t300\t350\tb\nchr2\t200\t250\tc\n")
+    args = ("--reference", "gc-matched", "--n-refs", 2, "--gc-tolerance", 0.2, "--quiet", "-b", 2)
+    r = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", tmp_path / "gc.h5", *args)
+    assert r.exit_code == 0, r.output
+    assert alive == [0, 0], alive
+
+
 def test_trust_model_loads_a_pickled_module(data, tmp_path):
     pickled = tmp_path / "full.pt"
     torch.save(
