@@ -97,6 +97,9 @@ class Window:
 
 _STRANDS = "+-."
 
+#: The columns of :meth:`Windows.columns` and :func:`window_columns`, in order.
+WINDOW_COLUMNS = ("chrom", "start", "end", "strand", "name", "row", "line")
+
 
 class Windows(Sequence):
     """Windows held as columns: 60 bytes a window with a 7-character name, where a list of :class:`Window`
@@ -145,22 +148,16 @@ class Windows(Sequence):
     def __getitem__(self, key):
         if isinstance(key, numbers.Integral):
             i = range(len(self))[key]  # IndexError past either end, negative from the end
-            c = self._cols
-            at = int(c["name_at"][i])
-            return Window(
-                self._chroms[c["chrom"][i]],
-                int(c["start"][i]),
-                int(c["end"][i]),
-                _STRANDS[c["strand"][i]],
-                self._names[at : at + int(c["name_len"][i])].decode(),
-                int(c["row"][i]),
-                int(c["line"][i]),
-                self._paths[c["path"][i]],
-            )
+            return self._window(*(self._cols[f][i].item() for f in self._FIELDS))
         return Windows(self._chroms, self._paths, self._names, {f: v[key] for f, v in self._cols.items()})
 
     def __iter__(self) -> Iterator[Window]:
-        return (self[i] for i in range(len(self)))
+        return (self._window(*values) for values in zip(*(self._cols[f].tolist() for f in self._FIELDS)))
+
+    def _window(self, chrom, start, end, strand, name_at, name_len, row, line, path) -> Window:
+        """The window of one row's column values (Python ints)."""
+        name = self._names[name_at : name_at + name_len].decode()
+        return Window(self._chroms[chrom], start, end, _STRANDS[strand], name, row, line, self._paths[path])
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
@@ -181,18 +178,15 @@ class Windows(Sequence):
 
     def columns(self) -> dict[str, np.ndarray]:
         """``chrom``, ``strand`` and ``name`` (object arrays of str), ``start``, ``end``, ``row`` and ``line``
-        (int64), one entry per window."""
+        (int64), one entry per window (:data:`WINDOW_COLUMNS`)."""
         c = self._cols
-        names = np.array(
-            [self._names[a : a + n].decode() for a, n in zip(c["name_at"].tolist(), c["name_len"].tolist())],
-            dtype=object,
-        )
+        ats, lens = c["name_at"].tolist(), c["name_len"].tolist()
         return {
             "chrom": np.array(self._chroms, dtype=object)[c["chrom"]],
             "start": c["start"],
             "end": c["end"],
             "strand": np.array(list(_STRANDS), dtype=object)[c["strand"]],
-            "name": names,
+            "name": np.array([self._names[a : a + n].decode() for a, n in zip(ats, lens)], dtype=object),
             "row": c["row"],
             "line": c["line"],
         }
@@ -204,8 +198,7 @@ def window_columns(windows: Sequence[Window]) -> dict[str, np.ndarray]:
         return windows.columns()
     text = ("chrom", "strand", "name")
     return {
-        f: np.array([getattr(w, f) for w in windows], dtype=object if f in text else np.int64)
-        for f in ("chrom", "start", "end", "strand", "name", "row", "line")
+        f: np.array([getattr(w, f) for w in windows], dtype=object if f in text else np.int64) for f in WINDOW_COLUMNS
     }
 
 
