@@ -329,6 +329,7 @@ class ScoreWriter:
         self.created = False
         self.done: set[int] = set()
         self._h5 = None  # the final file under construction, <dir>/assembling.h5 (see _store)
+        self._chunked: dict[str, h5py.Dataset] = {}  # its 4 x L datasets, opened once
         self._meta: dict[str, np.ndarray] = {}  # its (N,) datasets, written by finish()
         self._stored: set[int] = set()  # batch starts already in it
         check_output(self.path, force, resume)
@@ -534,7 +535,7 @@ class ScoreWriter:
         self._meta = {}
         for name, (shape, dtype) in self.datasets.items():
             if shape == "4L":
-                h5.create_dataset(
+                self._chunked[name] = h5.create_dataset(
                     name,
                     shape=(n, 4, self.length),
                     dtype=dtype,
@@ -560,17 +561,18 @@ class ScoreWriter:
         The batch's fragment is durable before this runs, so the assembling file
         needs no care in a crash: a later run makes it anew from the fragments.
         """
-        h5 = self._assembly()
+        self._assembly()
         for name, (shape, _) in self.datasets.items():
             key = _key(name)
             if shape != "4L":
                 self._meta[name][start:end] = arrays[key]
             elif key in arrays:  # else never written: the fill value
-                write_chunks(h5[name], start, *(arrays[key + suffix] for suffix in ("", ".ends", ".masks")))
+                write_chunks(self._chunked[name], start, *(arrays[key + suffix] for suffix in ("", ".ends", ".masks")))
         self._stored.add(start)
 
     def _close_assembly(self) -> None:
         h5, self._h5 = self._h5, None
+        self._chunked = {}
         if h5 is not None:
             ScoreWriter._open_assemblies -= 1
             h5.close()
