@@ -34,7 +34,7 @@ from .shards import shard_rows
 from .models import LoadedModel, load_model, resolve_length, sha256_file
 from .targets import Target, parse_targets
 from .references import identical_to_input, make_references
-from .regions import SkippedSidecar, iter_regions, read_regions, to_windows
+from .regions import SkippedSidecar, Spans, iter_regions, to_windows
 from .outputs import refuse_inputs
 from .score_options import PathLike, ScoreOptions
 from .writers import ScoreWriter, check_output, partial_path, score_rows, write_npz
@@ -90,10 +90,11 @@ def run_score(options: ScoreOptions) -> list[Path]:
     _check_outputs(options, paths)
     regions = options.regions
     with Genome(options.fasta) as genome, SkippedSidecar(str(output) + ".skipped.bed") as skipped:
-        # Only gc-matched references need the regions themselves (to leave them out); otherwise they are
-        # read one by one into windows, and skipped ones go straight to the sidecar, so that no list of
-        # them stays in memory.
-        all_regions = read_regions(regions) if options.reference == "gc-matched" else iter_regions(regions)
+        # The regions are read one by one into windows (held as columns), and skipped ones go straight to the
+        # sidecar, so that no list of them stays in memory; gc-matched references, which leave the regions out
+        # of their index, get only where they lie (Spans, columns too).
+        spans = Spans() if options.reference == "gc-matched" else None
+        all_regions = iter_regions(regions) if spans is None else spans.passing(iter_regions(regions))
         windows, _ = to_windows(
             all_regions, length, genome.chrom_sizes(), skip_invalid=options.skip_invalid, on_skip=skipped
         )
@@ -113,12 +114,12 @@ def run_score(options: ScoreOptions) -> list[Path]:
             shuffle_k=options.shuffle_k,
             genome=genome,
             windows=all_windows,
-            regions=all_regions,
+            regions=spans or (),
             tolerance=options.gc_tolerance,
             exclude=options.exclude,
             n_regions=n_regions,
         )
-        del all_regions  # gc-matched: left out of the index just built; not held while scoring
+        del spans  # gc-matched: left out of the index just built; not held while scoring
         attribute = _attribute(scorers, targets, options.rc_average)
         force, resume = options.force, options.resume
         recorded = [check_output(p, force, resume) for p in paths]  # refused here, before a probe

@@ -176,6 +176,11 @@ class Windows(Sequence):
     def __repr__(self) -> str:
         return f"Windows({len(self)} windows)"
 
+    def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where the windows lie: ``chrom`` (object array of str), ``start`` and ``end`` (int64), 0-based half-open."""
+        c = self._cols
+        return np.array(self._chroms, dtype=object)[c["chrom"]], c["start"], c["end"]
+
     def columns(self) -> dict[str, np.ndarray]:
         """``chrom``, ``strand`` and ``name`` (object arrays of str), ``start``, ``end``, ``row`` and ``line``
         (int64), one entry per window (:data:`WINDOW_COLUMNS`)."""
@@ -190,6 +195,36 @@ class Windows(Sequence):
             "row": c["row"],
             "line": c["line"],
         }
+
+
+class Spans:
+    """Where regions lie, as columns (20 bytes a region), recorded as they stream by: what needs only their
+    coordinates (the GC index leaves the scored regions out) then holds no :class:`Region` objects.
+
+    >>> spans = Spans()
+    >>> windows, _ = to_windows(spans.passing(iter_regions("peaks.bed")), 1000, sizes)  # doctest: +SKIP
+    >>> chrom, start, end = spans.intervals()  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self._chroms: dict[str, int] = {}
+        self._codes, self._starts, self._ends = array("i"), array("q"), array("q")
+
+    def passing(self, regions: Iterable[Region]) -> Iterator[Region]:
+        """``regions`` unchanged, each one's chrom, start and end recorded as it goes by."""
+        for region in regions:
+            self._codes.append(self._chroms.setdefault(region.chrom, len(self._chroms)))
+            self._starts.append(region.start)
+            self._ends.append(region.end)
+            yield region
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``chrom`` (object array of str), ``start`` and ``end`` (int64) of the regions recorded, in order."""
+        chroms = np.array(list(self._chroms), dtype=object)[np.array(self._codes, np.int32)]
+        return chroms, np.array(self._starts, np.int64), np.array(self._ends, np.int64)
 
 
 def window_columns(windows: Sequence[Window]) -> dict[str, np.ndarray]:

@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from seqlift.genome import Genome, fetch_one_hot, one_hot_encode
 from seqlift.references import make_references
 from seqlift.references.gc import GCIndex, gc_fraction, gc_matched
 from seqlift.references.shuffle import region_seed
-from seqlift.regions import read_regions, to_windows
+from seqlift.regions import Region, Spans, iter_regions, read_regions, to_windows
 
 L = 100
 CE_FASTA = "/usr/share/samtools/test/mpileup/ce.fa"
@@ -202,6 +203,36 @@ def test_make_references_draws_from_one_index_clear_of_windows_regions_and_exclu
         assert k == 4
         np.testing.assert_array_equal(make(X, windows), whole)
         np.testing.assert_array_equal(make(X[3:], windows[3:]), whole[3:])
+
+
+def test_make_references_takes_windows_and_regions_as_columns(setup):
+    """The run passes its windows as columns (Windows) and the regions as where they lie (Spans, recorded as the
+    BED streams by): the same index, the same references, as lists of windows and regions."""
+    genome, windows, X = setup["genome"], setup["windows"], setup["X"]
+    spans = Spans()
+    to_windows(spans.passing(iter_regions(setup["bed"])), L, genome.chrom_sizes())
+    options = dict(n=4, seed=5, genome=genome, tolerance=0.05, exclude=setup["blacklist"])
+    listed, _ = make_references("gc-matched", L, windows=list(windows), regions=read_regions(setup["bed"]), **options)
+    columns, _ = make_references("gc-matched", L, windows=windows, regions=spans, **options)
+    np.testing.assert_array_equal(columns(X, windows), listed(X, windows))
+
+
+def test_the_index_of_a_run_with_many_windows_makes_no_object_per_window(setup):
+    """Genome-wide runs leave 100,000s of windows out of the index: a Window object and a tuple for each took
+    about 600 bytes a window at the peak; the columns take under 150."""
+    genome, n = setup["genome"], 20_000
+    regions = (
+        Region("chr1", 7 * i % 11_000, 7 * i % 11_000 + 100, f"t{i:06d}", ".", None, i + 1, "x.bed") for i in range(n)
+    )
+    windows, _ = to_windows(regions, L, genome.chrom_sizes())
+    GCIndex.build(genome, L, cache=True)  # the scan of the genome, cached: not what is measured
+    tracemalloc.start()
+    try:
+        make_references("gc-matched", L, n=2, genome=genome, windows=windows, tolerance=0.05)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak / n < 150, peak / n
 
 
 def test_too_few_candidates_names_region_gc_tolerance_count_and_fix(setup):

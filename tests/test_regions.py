@@ -7,7 +7,7 @@ import pybedtools
 import pytest
 
 from seqlift.errors import RegionError
-from seqlift.regions import Region, Window, Windows, read_regions, to_windows, window_columns, write_skipped
+from seqlift.regions import Region, Spans, Window, Windows, read_regions, to_windows, window_columns, write_skipped
 
 SIZES = {"chr1": 5000, "chr2": 1500}
 
@@ -326,3 +326,31 @@ def test_numpy_integer_width(peaks):
     windows, _ = to_windows(read_regions(peaks)[:1], np.int64(100), SIZES)
     assert (windows[0].start, windows[0].end) == (150, 250)
     assert type(windows[0].end) is int
+
+
+def test_spans_record_where_regions_lie_as_they_stream_by():
+    """gc-matched references leave every region of the BED out of their index: Spans keeps where they lie, in
+    order (skipped ones too), without holding the regions."""
+    regions = [
+        Region("chr2", 5, 300, "a", "+", None, 1, "x.bed"),
+        Region("chrUn", 0, 50, "b", ".", None, 2, "x.bed"),
+        Region("chr1", 900, 1000, "c", "-", 950, 3, "x.bed"),
+    ]
+    spans = Spans()
+    assert [c.tolist() for c in spans.intervals()] == [[], [], []]
+    _, skipped = to_windows(spans.passing(iter(regions)), 100, SIZES, skip_invalid=True)
+    chrom, start, end = spans.intervals()
+    assert len(spans) == 3 and [s[0].name for s in skipped] == ["b"]
+    assert chrom.tolist() == ["chr2", "chrUn", "chr1"] and chrom.dtype == object
+    assert start.tolist() == [5, 0, 900] and end.tolist() == [300, 50, 1000] and start.dtype == np.int64
+
+
+def test_windows_give_their_intervals_as_columns():
+    windows, _ = to_windows(
+        [Region("chr2", 100, 200, "a", "+", None, 1, "x.bed"), Region("chr1", 0, 100, "b", ".", None, 2, "x.bed")],
+        50,
+        SIZES,
+    )
+    chrom, start, end = windows.intervals()
+    assert chrom.tolist() == ["chr2", "chr1"] and start.tolist() == [125, 25] and end.tolist() == [175, 75]
+    assert windows[1:].intervals()[0].tolist() == ["chr1"]

@@ -32,10 +32,10 @@ import numpy as np
 
 from seqlift.errors import UsageError
 from seqlift.genome import Genome
-from seqlift.regions import Region, Window, read_regions
+from seqlift.regions import Region, Spans, Window
 
 from .checks import identical_to_input
-from .gc import GCIndex, gc_fraction, gc_matched
+from .gc import GCIndex, Intervals, gc_fraction, gc_matched
 from .shuffle import dinucleotide_shuffle, region_seed
 from .simple import read_references, uniform, zeros
 
@@ -77,7 +77,7 @@ def make_references(
     shuffle_k: int = 2,
     genome: Genome | None = None,
     windows: Iterable[Window] = (),
-    regions: Iterable[Region] = (),
+    regions: Iterable[Region] | Spans = (),
     tolerance: float = 0.02,
     exclude: str | os.PathLike[str] | None = None,
     n_regions: int | None = None,
@@ -106,9 +106,11 @@ def make_references(
         The FASTA the windows are read from; needed by ``gc-matched``.
     windows : sequence of Window
         ``gc-matched``: every scored window of the run, of all shards; no
-        reference overlaps one.
-    regions : sequence of Region
-        ``gc-matched``: the regions of the BED, left out like the windows.
+        reference overlaps one. Taken as columns when a
+        :class:`~seqlift.regions.Windows`.
+    regions : sequence of Region, or Spans
+        ``gc-matched``: the regions of the BED, left out like the windows;
+        a :class:`~seqlift.regions.Spans` holds only where they lie.
     tolerance : float
         ``gc-matched``: largest allowed |GC(reference) - GC(window)|.
     exclude : str or os.PathLike, optional
@@ -153,9 +155,8 @@ def make_references(
 
 def _gc_maker(genome, windows, regions, length, n_refs, seed, tolerance, exclude):
     """GC-matched references from one index of the genome that leaves out every scored window and region."""
-    # intervals on chromosomes the FASTA lacks are ignored by the index
-    excluded = list(windows) + list(regions) + (read_regions(exclude) if exclude else [])
-    index = GCIndex.build(genome, length, exclude=excluded, cache=True)
+    # as columns, no object per window or region; intervals on chromosomes the FASTA lacks are ignored by the index
+    index = GCIndex.build(genome, length, exclude=Intervals.of(windows, regions, exclude or None), cache=True)
 
     def make(X, batch):
         return gc_matched(genome, batch, X, n_refs, seed, tolerance, index=index)

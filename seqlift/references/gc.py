@@ -33,7 +33,7 @@ import warnings
 import zipfile
 from collections import namedtuple
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -87,17 +87,44 @@ def _check_tolerance(tolerance):
         )
 
 
-def _intervals(exclude):
-    """``exclude`` (a BED path, or intervals) as a list of (chrom, start, end), 0-based half-open.
+class Intervals(NamedTuple):
+    """Intervals as columns: ``chrom`` (object array of str), ``start`` and ``end`` (int64), 0-based half-open."""
 
-    Intervals are (chrom, start, end) tuples or objects with ``chrom``,
-    ``start`` and ``end`` attributes, such as regions and windows.
-    """
-    if exclude is None:
-        return []
-    if isinstance(exclude, (str, os.PathLike)):
-        exclude = read_regions(exclude)
-    return [(iv.chrom, iv.start, iv.end) if hasattr(iv, "chrom") else tuple(iv[:3]) for iv in exclude]
+    chrom: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+    @classmethod
+    def of(cls, *sources) -> Intervals:
+        """The intervals of every source, one source after the other.
+
+        A source is None (no interval), a BED path, an :class:`Intervals`, an
+        object whose ``intervals()`` gives the three columns (such as
+        :class:`~seqlift.regions.Windows` and :class:`~seqlift.regions.Spans`,
+        which make no object per interval), or an iterable of (chrom, start,
+        end) tuples or of objects with ``chrom``, ``start`` and ``end``
+        attributes, such as regions and windows.
+        """
+        parts = [cls._one(source) for source in sources if source is not None]
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([p[i] for p in parts] or [np.zeros(0, t)]) for i, t in enumerate(_TYPES)))
+
+    @classmethod
+    def _one(cls, source) -> Intervals:
+        if isinstance(source, Intervals):
+            return source
+        if isinstance(source, (str, os.PathLike)):
+            source = read_regions(source)
+        if hasattr(source, "intervals"):
+            return cls(*source.intervals())
+        rows = [(iv.chrom, iv.start, iv.end) if hasattr(iv, "chrom") else tuple(iv[:3]) for iv in source]
+        chrom = np.empty(len(rows), object)
+        chrom[:] = [r[0] for r in rows]
+        return cls(chrom, *(np.array([r[i] for r in rows], np.int64).reshape(-1) for i in (1, 2)))
+
+
+_TYPES = (object, np.int64, np.int64)
 
 
 def _offsets(chrom_sizes):
@@ -105,20 +132,17 @@ def _offsets(chrom_sizes):
     return np.concatenate([[0], np.cumsum(list(chrom_sizes.values()), dtype=np.int64)[:-1]])
 
 
-def _linear(chrom_sizes, intervals):
+def _linear(chrom_sizes, intervals: Intervals):
     """Intervals as half-open (lo, hi) arrays on the genome laid end to end, clipped to their chromosome.
 
     An interval on a chromosome missing from ``chrom_sizes`` becomes empty (lo == hi).
     """
-    offset = dict(zip(chrom_sizes, _offsets(chrom_sizes).tolist()))
-    spans = [
-        (offset[c] + min(max(s, 0), chrom_sizes[c]), offset[c] + min(max(e, 0), chrom_sizes[c]))
-        if c in offset
-        else (0, 0)
-        for c, s, e in intervals
-    ]
-    spans = np.array(spans, np.int64).reshape(-1, 2)
-    return spans[:, 0], spans[:, 1]
+    where = dict(zip(chrom_sizes, zip(_offsets(chrom_sizes).tolist(), chrom_sizes.values())))
+    offset, size = np.array([where.get(c, (-1, 0)) for c in intervals.chrom.tolist()], np.int64).reshape(-1, 2).T
+    known = offset >= 0
+    lo = np.where(known, offset + np.clip(intervals.start, 0, size), 0)
+    hi = np.where(known, offset + np.clip(intervals.end, 0, size), 0)
+    return lo, hi
 
 
 def _overlap_any(starts, length, lo, hi):
@@ -318,7 +342,7 @@ class GCIndex:
                 _save_cache(path, key, *scanned)
         starts, gc = scanned
         sizes = genome.chrom_sizes()
-        keep = ~_overlap_any(starts, length, *_linear(sizes, _intervals(exclude)))
+        keep = ~_overlap_any(starts, length, *_linear(sizes, Intervals.of(exclude)))
         return cls(sizes, length, stride, starts[keep], gc[keep])
 
     def __len__(self):
@@ -337,7 +361,7 @@ class GCIndex:
         -------
         np.ndarray, shape=(len(intervals),), bool
         """
-        lo, hi = _linear(self._sizes, _intervals(intervals))
+        lo, hi = _linear(self._sizes, Intervals.of(intervals))
         between = np.searchsorted(self._starts, hi, "left") - np.searchsorted(self._starts, lo - self.length, "right")
         return (hi > lo) & (between > 0)
 
@@ -489,7 +513,7 @@ def gc_matched(
     _check_tolerance(tolerance)
     length = X.shape[2]
     if index is None:
-        index = GCIndex.build(genome, length, exclude=_intervals(windows) + _intervals(exclude))
+        index = GCIndex.build(genome, length, exclude=Intervals.of(windows, exclude))
     elif exclude is not None:
         raise ReferencesError("exclude was given with index; pass exclude to GCIndex.build when building the index.")
     elif index.length != length:
