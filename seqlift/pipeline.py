@@ -15,7 +15,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import h5py
 import numpy as np
@@ -399,18 +399,6 @@ class _Labels:
         return f"{w.name} ({w.chrom}:{w.start}-{w.end})"
 
 
-class _Batch(NamedTuple):
-    """A batch as the reader thread hands it to the model: the windows' labels, the one-hot inputs (as read, and
-    as float32 for the model), the references, and two checks of them made there, off the model's thread."""
-
-    names: _Labels
-    X: np.ndarray
-    X32: np.ndarray
-    refs: np.ndarray
-    same: np.ndarray  # every reference equals the input
-    refs_finite: np.ndarray
-
-
 class _Named:
     """Regions named in a warning: a count, and the first few names (memory stays flat however many there are)."""
 
@@ -445,14 +433,10 @@ def _score_rows(
     starts = [i for i in range(0, len(windows), batch_size) if not all(w.has(i) for w in writers)]
     done = len(windows) - sum(len(windows[i : i + batch_size]) for i in starts)
 
-    def prepare(i) -> _Batch:
+    def prepare(i):
         batch = windows[i : i + batch_size]
         X = fetch_one_hot(genome, batch)
-        refs = make_refs(X, batch)
-        # no references (gradient, ISM): nothing to compare with the input
-        same = identical_to_input(X, refs) if refs.shape[1] else np.zeros(len(X), bool)
-        refs_finite = np.isfinite(refs).all(axis=(1, 2, 3))
-        return _Batch(_Labels(batch), X, X.astype(np.float32), refs, same, refs_finite)
+        return _Labels(batch), X, make_refs(X, batch)
 
     reader = ThreadPoolExecutor(1, thread_name_prefix="seqlift-read")
     storer = ThreadPoolExecutor(1, thread_name_prefix="seqlift-write")
@@ -469,14 +453,16 @@ def _score_rows(
             dynamic_ncols=True,
         ) as bar:
             for n, i in enumerate(starts):
-                names, X, X32, refs, same, refs_finite = ahead.popleft().result()
+                names, X, refs = ahead.popleft().result()
+                # no references (gradient, ISM): nothing to compare with the input
+                same = identical_to_input(X, refs) if refs.shape[1] else np.zeros(len(X), bool)
                 low.add(names[j] for j in np.flatnonzero(same))
                 # queued only now, so that the reader's Python runs while the model computes (the GIL free), not
                 # while this thread does its own short Python steps between two model calls
                 if n + _AHEAD < len(starts):
                     ahead.append(reader.submit(prepare, starts[n + _AHEAD]))
-                for writer, a in zip(writers, attribute(X32, refs)):
-                    finite = _finite(a, refs_finite)
+                for writer, a in zip(writers, attribute(X.astype(np.float32), refs)):
+                    finite = _finite(a, refs)
                     if not finite.all():
                         where = [names[j] for j in np.flatnonzero(~finite)]
                         if not allow_nonfinite:
@@ -507,13 +493,14 @@ def _score_rows(
     return bad, low, nonfinite
 
 
-def _finite(a: Attributions, refs_finite: np.ndarray) -> np.ndarray:
-    """(N,) bool: the prediction, the reference predictions, every score and (``refs_finite``) every reference
-    of a row are finite."""
+def _finite(a: Attributions, refs) -> np.ndarray:
+    """(N,) bool: the prediction, the reference predictions and every score of a row are finite."""
     ok = np.isfinite(a.predictions) & np.isfinite(a.delta_error) & np.isfinite(a.hypothetical).all(axis=(1, 2))
     if a.reference_predictions.shape[1]:
         ok &= np.isfinite(a.reference_predictions).all(axis=1)
-    return ok & refs_finite
+    if refs.shape[1]:
+        ok &= np.isfinite(refs).all(axis=(1, 2, 3))
+    return ok
 
 
 def _check_outputs(options: ScoreOptions, paths=None):

@@ -306,10 +306,11 @@ class GCIndex:
             The FASTA to draw from.
         length : int
             L, the length of the scored windows.
-        exclude : str, os.PathLike or iterable, optional
+        exclude : str, os.PathLike, Intervals or iterable, optional
             A BED file, or intervals as (chrom, start, end) tuples or objects
             with ``chrom``, ``start`` and ``end`` (0-based half-open), such as
-            the scored windows; candidates overlapping any are dropped.
+            the scored windows, or as columns (any source of
+            :meth:`Intervals.of`); candidates overlapping any are dropped.
             Intervals on chromosomes that the FASTA lacks are ignored.
         stride : int, optional
             Distance between candidate starts; default ``max(1, L // 2)``.
