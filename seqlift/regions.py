@@ -186,10 +186,11 @@ class Windows(Sequence):
         (int64), one entry per window (:data:`WINDOW_COLUMNS`)."""
         c = self._cols
         ats, lens = c["name_at"].tolist(), c["name_len"].tolist()
+        chrom, start, end = self.intervals()
         return {
-            "chrom": np.array(self._chroms, dtype=object)[c["chrom"]],
-            "start": c["start"],
-            "end": c["end"],
+            "chrom": chrom,
+            "start": start,
+            "end": end,
             "strand": np.array(list(_STRANDS), dtype=object)[c["strand"]],
             "name": np.array([self._names[a : a + n].decode() for a, n in zip(ats, lens)], dtype=object),
             "row": c["row"],

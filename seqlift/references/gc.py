@@ -105,10 +105,10 @@ class Intervals(NamedTuple):
         end) tuples or of objects with ``chrom``, ``start`` and ``end``
         attributes, such as regions and windows.
         """
-        parts = [cls._one(source) for source in sources if source is not None]
+        parts = [cls._one(source) for source in sources if source is not None] or [cls._one(())]
         if len(parts) == 1:
             return parts[0]
-        return cls(*(np.concatenate([p[i] for p in parts] or [np.zeros(0, t)]) for i, t in enumerate(_TYPES)))
+        return cls(*(np.concatenate(column) for column in zip(*parts)))
 
     @classmethod
     def _one(cls, source) -> Intervals:
@@ -121,10 +121,7 @@ class Intervals(NamedTuple):
         rows = [(iv.chrom, iv.start, iv.end) if hasattr(iv, "chrom") else tuple(iv[:3]) for iv in source]
         chrom = np.empty(len(rows), object)
         chrom[:] = [r[0] for r in rows]
-        return cls(chrom, *(np.array([r[i] for r in rows], np.int64).reshape(-1) for i in (1, 2)))
-
-
-_TYPES = (object, np.int64, np.int64)
+        return cls(chrom, *(np.array([r[i] for r in rows], np.int64) for i in (1, 2)))
 
 
 def _offsets(chrom_sizes):
