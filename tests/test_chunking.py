@@ -142,10 +142,12 @@ X = np.eye(4, dtype=np.float32)[g.integers(0, 4, (256, 200))].transpose(0, 2, 1)
 R = np.eye(4, dtype=np.float32)[g.integers(0, 4, (256, 20, 200))].transpose(0, 1, 3, 2)
 for _ in range(2):
     engine.run(X, R, target=0)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(2):
+faults = []
+for _ in range(7):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     engine.run(X, R, target=0)
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 2)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(int(np.median(faults)))
 """
 
 
@@ -155,6 +157,7 @@ def test_a_narrow_convolution_is_split_so_that_its_cpu_copies_stay_in_the_heap()
     """256 inputs x 20 references of a 4-to-8-channel convolution at 200 bp: the tensors fit one call under the
     budget, but oneDNN's channel-blocked copies of the convolution's input and output (63 and 65 MiB on AVX-512,
     33 MiB on AVX2) did not, and glibc served them with fresh pages on every call: 26,000 minor faults per call
-    here. Split by their size, a call makes a few hundred."""
+    here. Split by their size, most calls make none; now and then one makes about 4,000 (a 15 MiB arena grown
+    again), so the median of seven calls is what is compared: unsplit, every call made 16,000 to 65,000."""
     out = subprocess.run([sys.executable, "-c", _CONV_FAULTS], capture_output=True, text=True, check=True)
     assert int(out.stdout) < 4096, out.stdout
