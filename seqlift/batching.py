@@ -7,7 +7,10 @@ the largest within 10% of the most regions per second. On a GPU more regions per
 faster until memory runs out, so the probe doubles the batch until a call runs
 out of GPU memory (or reaches :data:`GPU_MAX`) and keeps the largest that fit.
 
-Either way the probe stops after about :data:`BUDGET_S` seconds of calls. The
+Either way the probe stops after about :data:`BUDGET_S` seconds of calls; on the CPU
+also once it has spent :data:`RUN_SHARE` of the model time the run itself is
+estimated to take (at the fastest rate timed so far), since a short run could not
+win back a longer probe. The
 size chosen is recorded with the results (attribute ``batch_size``, and how it
 was chosen in ``batch_size_probe``), and ``--resume`` reuses it without probing:
 the batches of a run are its unit of resumption.
@@ -27,6 +30,8 @@ CPU_SIZES = (32, 64, 128, 256)
 GPU_START, GPU_MAX = 16, 1024
 #: Seconds of probe calls: no larger size is tried when its call would end past them (CPU) or after them (GPU).
 BUDGET_S = 3.0
+#: On the CPU, no larger size is tried when its call would end past this share of the run's estimated model time.
+RUN_SHARE = 0.05
 #: On the CPU, stop once a size is this much slower than the best so far.
 _SLOWER = 0.7
 #: On the CPU, the largest size at least this fast relative to the best is chosen: each batch also costs
@@ -80,13 +85,16 @@ def _probe_cpu(call, n_regions, budget_s, clock) -> Probe:
         rates[b] = b / min(times)
         if rates[b] < _SLOWER * max(rates.values()):
             break
-        if following is not None and spent + sum(times) * following / b > budget_s:  # the next would overrun
+        budget = min(budget_s, RUN_SHARE * n_regions / max(rates.values()))
+        if following is not None and spent + sum(times) * following / b > budget:  # the next would overrun
             break
     best = max(rates.values())
     chosen = max(b for b, rate in rates.items() if rate >= _NEAR_BEST * best)
     shown = ", ".join(f"{b}: {r:.3g}" for b, r in rates.items())
     return Probe(
-        chosen, f"cpu, largest within 10% of the fastest, regions/s by batch size {{{shown}}} in {spent:.2g} s"
+        chosen,
+        f"cpu, largest within 10% of the fastest, regions/s by batch size {{{shown}}} in {spent:.2g} s "
+        f"(at most {budget:.2g} s: the lesser of {budget_s:g} s and {RUN_SHARE:.0%} of the run's estimated model time)",
     )
 
 

@@ -30,13 +30,13 @@ class FakeClock:
 def test_cpu_probe_keeps_the_largest_near_the_fastest_and_stops_once_slower():
     # regions/s: 32 -> 320, 64 -> 640, 128 -> 600 (within 10%: chosen), 256 -> 400 (slower than 0.7 x 640: stop)
     clock = FakeClock(lambda b: {32: 0.1, 64: 0.1, 128: 128 / 600, 256: 0.64}.get(b, 10.0))
-    probe = probe_batch_size(clock.call, 1000, torch.device("cpu"), clock=clock)
+    probe = probe_batch_size(clock.call, 10**5, torch.device("cpu"), clock=clock)
     assert probe.batch_size == 128
     assert clock.calls == [32, 32, 32, 64, 64, 128, 128, 256, 256]  # a warm-up call, then each size twice
     assert probe.summary.startswith("cpu, largest within 10% of the fastest") and "64: 640" in probe.summary
     noisy = iter([0.1, 0.4, 0.2, 0.2, 0.8] + [10.0] * 10)  # the faster of two timings counts: 32 -> 160, 64 -> 320
     clock = FakeClock(lambda b: next(noisy))
-    assert probe_batch_size(clock.call, 1000, torch.device("cpu"), clock=clock).batch_size == 64
+    assert probe_batch_size(clock.call, 10**5, torch.device("cpu"), clock=clock).batch_size == 64
 
 
 def test_cpu_probe_never_exceeds_the_regions_and_keeps_to_its_budget():
@@ -44,11 +44,23 @@ def test_cpu_probe_never_exceeds_the_regions_and_keeps_to_its_budget():
     assert probe_batch_size(clock.call, 6, torch.device("cpu"), clock=clock).batch_size == 6
     assert set(clock.calls) == {6}
     slow = FakeClock(lambda b: 0.0375 * b)  # 32 regions take 1.2 s twice, so 64 would end past the budget of 3 s
-    probe_batch_size(slow.call, 1000, torch.device("cpu"), clock=slow)
+    probe_batch_size(slow.call, 10**5, torch.device("cpu"), clock=slow)
     assert slow.calls == [32, 32, 32]
     flat = FakeClock(lambda b: 0.01 * b**0.5)  # larger is always faster: every size, the largest chosen
     assert probe_batch_size(flat.call, 10**6, torch.device("cpu"), clock=flat).batch_size == 256
     assert flat.calls == [32] + [b for b in (32, 64, 128, 256) for _ in range(2)]
+
+
+def test_cpu_probe_of_a_short_run_takes_a_small_share_of_it():
+    """4096 regions at about 450 a second (the DemoCNN here): a probe of up to 3 s, 2 s as timed, took a sixth
+    of a 12 s run and was thrown away. It now stops once the next size would take it past 5% of the run."""
+    clock = FakeClock(lambda b: b / 450)  # 4096 regions: 9.1 s of model time, so 0.46 s of probe at most
+    probe = probe_batch_size(clock.call, 4096, torch.device("cpu"), clock=clock)
+    assert clock.calls == [32, 32, 32, 64, 64] and probe.batch_size == 64  # 128 twice would end at 0.85 s
+    assert clock.now - 32 / 450 <= 0.05 * 4096 / 450 and "at most 0.46 s" in probe.summary
+    clock = FakeClock(lambda b: b / 450)  # 300k regions: the 3 s budget, every size within it
+    assert probe_batch_size(clock.call, 300_000, torch.device("cpu"), clock=clock).batch_size == 256
+    assert clock.calls == [32] + [b for b in (32, 64, 128, 256) for _ in range(2)]
 
 
 def test_gpu_probe_keeps_the_largest_that_fits(monkeypatch):
