@@ -144,6 +144,13 @@ def run_score(options: ScoreOptions) -> list[Path]:
             options, paths, attrs, genome, windows, length, batch_size, make_refs, attribute, skipped
         )
     _report_run(options, method, paths, bad, low, nonfinite)
+    if skipped.count:
+        warnings.warn(
+            f"{skipped.count} of {n_regions} regions skipped (--skip-invalid), each with its BED line and reason "
+            f"in {skipped.path}",
+            SeqliftNote,
+            stacklevel=_caller_level(),
+        )
     if options.npz_prefix:
         npz_prefix = options.npz_prefix
         for t, path in zip(targets, paths):
@@ -283,6 +290,8 @@ def _write(
             )
             if skipped.count:
                 skipped.commit()
+            else:  # an earlier run's list, beside the output this run replaces, names regions this one did not skip
+                Path(skipped.path).unlink(missing_ok=True)
             for writer in writers:
                 writer.finish()
         except SeqliftError as exc:

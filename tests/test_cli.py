@@ -133,6 +133,27 @@ def test_skip_invalid_writes_sidecar(data, tmp_path):
     sidecar = (tmp_path / "skip.h5.skipped.bed").read_text()
     assert "chrUn\t5\t60\tunknown\t2\tunknown chromosome" in sidecar
     assert "chr1\t580\t600\toffend\t3\twindow off chromosome end" in sidecar
+    shown = run("score", bed, "--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--skip-invalid", "--force")
+    assert (
+        f"seqlift: note: 2 of 4 regions skipped (--skip-invalid), each with its BED line and reason in {out}.skipped.bed"
+        in shown.output
+    ), shown.output
+
+
+def test_a_run_that_skips_nothing_leaves_no_earlier_runs_skipped_list(data, tmp_path):
+    """--force over an output whose run skipped regions: the new run skips none, and the old list of skipped
+    regions, beside a file that now has n_skipped 0, was left in place."""
+    mixed, clean = tmp_path / "mixed.bed", tmp_path / "clean.bed"
+    mixed.write_text("chr1\t100\t150\tok1\nchrUn\t5\t60\tunknown\n")
+    clean.write_text("chr1\t100\t150\tok1\n")
+    out = tmp_path / "o.h5"
+    args = ["--fasta", data["fasta"], "--model", data["pt2"], "-o", out, "--quiet"]
+    assert run("score", mixed, *args, "--skip-invalid").exit_code == 0
+    assert (tmp_path / "o.h5.skipped.bed").exists()
+    result = run("score", clean, *args, "--force")
+    assert result.exit_code == 0, result.output
+    assert read_all(out)[1]["n_skipped"] == 0
+    assert not (tmp_path / "o.h5.skipped.bed").exists()
 
 
 @pytest.mark.slow  # three scoring runs under tracemalloc, one of 20,000 regions
