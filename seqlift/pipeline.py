@@ -118,6 +118,7 @@ def run_score(options: ScoreOptions) -> list[Path]:
             tolerance=options.gc_tolerance,
             exclude=options.exclude,
             n_regions=n_regions,
+            scored=windows,
         )
         del spans  # gc-matched: left out of the index just built; not held while scoring
         attribute = _attribute(scorers, targets, options.rc_average)

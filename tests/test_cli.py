@@ -651,6 +651,31 @@ def test_gc_matched_references(data, tmp_path):
     assert r.exit_code == 1 and "raise --gc-tolerance or lower --n-refs" in r.output
 
 
+def test_gc_matched_run_with_an_unmatchable_window_stops_before_scoring(data, tmp_path):
+    """The check that a window has enough GC-matched candidates ran only when its batch was reached: a run of
+    many regions stopped there, maybe hours in (a 3000-peak run on ce.fa at region 74), with the options
+    that cannot --resume once the tolerance is raised. Every window is now checked before the first batch."""
+    rng = np.random.default_rng(0)
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">chr1\n" + "".join(rng.choice(list("ACGT"), 4000)) + "\n>chr2\n" + "G" * 80 + "\n")
+    bed = tmp_path / "r.bed"
+    bed.write_text("".join(f"chr1\t{s}\t{s + 50}\tr{s}\n" for s in range(100, 1100, 200)) + "chr2\t10\t70\tallG\n")
+    out = tmp_path / "gc.h5"
+    args = ["--reference", "gc-matched", "--n-refs", 2, "--gc-tolerance", 0.1, "-b", 2, "--quiet"]
+    r = run("score", bed, "--fasta", fasta, "--model", data["pt2"], "-o", out, *args)
+    assert_one_line_error(r, "Region allG (", "line 6, window chr2:15-65): only 0 genomic windows of length 50")
+    assert "(1 of 6 windows cannot be matched; none was scored)" in r.output
+    assert not out.exists() and not (tmp_path / "gc.h5.partial").exists()
+    # a shard checks only its own windows (the index still leaves out every shard's)
+    shard = ["score", bed, "--fasta", fasta, "--model", data["pt2"], *args, "--shard"]
+    r = run(*shard, "1-of-2", "-o", tmp_path / "s1.h5")
+    assert r.exit_code == 0, r.output
+    r = run(*shard, "2-of-2", "-o", tmp_path / "s2.h5")
+    assert r.exit_code == 1 and "(1 of 3 windows cannot be matched; none was scored)" in r.output, r.output
+    bed.write_text("".join(f"chr1\t{s}\t{s + 50}\tr{s}\n" for s in range(100, 1100, 200)))
+    assert run("score", bed, "--fasta", fasta, "--model", data["pt2"], "-o", out, *args).exit_code == 0
+
+
 def test_gc_matched_regions_are_not_held_while_scoring(data, tmp_path, monkeypatch):
     """GC-matched references leave the BED's regions out of the index built before scoring; the regions read for
     that (a Region object each) were then held to the end of the run."""

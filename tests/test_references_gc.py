@@ -219,7 +219,8 @@ def test_make_references_takes_windows_and_regions_as_columns(setup):
 
 def test_the_index_of_a_run_with_many_windows_makes_no_object_per_window(setup):
     """Genome-wide runs leave 100,000s of windows out of the index: a Window object and a tuple for each took
-    about 600 bytes a window at the peak; the columns take under 150."""
+    about 600 bytes a window at the peak; the columns take under 150. The check that each window has its
+    candidates (tolerance 1: chr1 is covered by windows, the candidates lie elsewhere) reads them in blocks."""
     genome, n = setup["genome"], 20_000
     regions = (
         Region("chr1", 7 * i % 11_000, 7 * i % 11_000 + 100, f"t{i:06d}", ".", None, i + 1, "x.bed") for i in range(n)
@@ -228,7 +229,7 @@ def test_the_index_of_a_run_with_many_windows_makes_no_object_per_window(setup):
     GCIndex.build(genome, L, cache=True)  # the scan of the genome, cached: not what is measured
     tracemalloc.start()
     try:
-        make_references("gc-matched", L, n=2, genome=genome, windows=windows, tolerance=0.05)
+        make_references("gc-matched", L, n=2, genome=genome, windows=windows, tolerance=1.0)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -35,7 +35,7 @@ from seqlift.genome import Genome
 from seqlift.regions import Region, Spans, Window
 
 from .checks import identical_to_input
-from .gc import GCIndex, Intervals, gc_fraction, gc_matched
+from .gc import GCIndex, Intervals, check_candidates, gc_fraction, gc_matched
 from .shuffle import dinucleotide_shuffle, region_seed
 from .simple import read_references, uniform, zeros
 
@@ -81,6 +81,7 @@ def make_references(
     tolerance: float = 0.02,
     exclude: str | os.PathLike[str] | None = None,
     n_regions: int | None = None,
+    scored: Sequence[Window] | None = None,
 ) -> tuple[Callable[[np.ndarray, Sequence[Window]], np.ndarray], int]:
     """The references of a run of any kind: ``(make, K)``, with ``make(X, batch)`` the references of a batch.
 
@@ -118,6 +119,10 @@ def make_references(
     n_regions : int, optional
         ``file:PATH``: regions in the BED, scored or skipped; a per-region
         dataset has one row for each, read by the windows' ``row``.
+    scored : sequence of Window, optional
+        ``gc-matched``: the windows this run scores (one shard's; default
+        ``windows``), each checked here to have ``n`` candidates of its GC
+        (:func:`~seqlift.references.gc.check_candidates`).
 
     Returns
     -------
@@ -131,13 +136,14 @@ def make_references(
     ------
     UsageError
         For an unknown kind; :class:`~seqlift.errors.ReferencesError` for a
-        references file that cannot be read or does not fit.
+        references file that cannot be read or does not fit, or a scored
+        window that ``gc-matched`` cannot match.
     """
     if kind is None:
         return (lambda X, batch: np.zeros(X.shape[:1] + (0,) + X.shape[1:], np.float32)), 0
     check_kind(kind)
     if kind == "gc-matched":
-        return _gc_maker(genome, windows, regions, length, n, seed, tolerance, exclude)
+        return _gc_maker(genome, windows, regions, length, n, seed, tolerance, exclude, scored)
     if kind.startswith("file:"):
         data = read_references(kind[len("file:") :], n_regions, length)
         rows = (lambda batch: [w.row for w in batch]) if data.shape[0] > 1 else (lambda batch: [0] * len(batch))
@@ -153,10 +159,11 @@ def make_references(
     return make, n
 
 
-def _gc_maker(genome, windows, regions, length, n_refs, seed, tolerance, exclude):
+def _gc_maker(genome, windows, regions, length, n_refs, seed, tolerance, exclude, scored):
     """GC-matched references from one index of the genome that leaves out every scored window and region."""
     # as columns, no object per window or region; intervals on chromosomes the FASTA lacks are ignored by the index
     index = GCIndex.build(genome, length, exclude=Intervals.of(windows, regions, exclude or None), cache=True)
+    check_candidates(genome, windows if scored is None else scored, index, n_refs, tolerance)
 
     def make(X, batch):
         return gc_matched(genome, batch, X, n_refs, seed, tolerance, index=index)

@@ -48,6 +48,7 @@ from .shuffle import _below, _mix, region_seed
 
 _CACHE_FORMAT = 1
 _BLOCK = 1 << 24  # bases scanned at once, so memory stays bounded on long chromosomes
+_CHECK_BLOCK = 1024  # windows read at once by check_candidates
 _IS_GC = np.zeros(256, np.bool_)
 _IS_GC[list(b"CGcg")] = True
 _NOT_ACGT = np.ones(256, np.bool_)
@@ -446,6 +447,44 @@ def _label(window):
     return f"Region {window.name} ({window.path} line {window.line}, window {window.chrom}:{window.start}-{window.end})"
 
 
+def _unmatched(windows, gc, index, n, tolerance) -> tuple[int, str | None]:
+    """How many of ``windows`` (with GC fractions ``gc``) have no base or fewer than ``n`` candidates in
+    ``index``, and the error that names the first of them (None when there is none)."""
+    no_base = np.isnan(gc)
+    found = index.count(np.where(no_base, 0.0, gc), tolerance)
+    bad = no_base | (found < n)
+    if not bad.any():
+        return 0, None
+    i = int(np.flatnonzero(bad)[0])
+    if no_base[i]:
+        return int(bad.sum()), (
+            f"{_label(windows[i])} has no A, C, G or T, so it has no GC to match; remove it from the BED "
+            "or use another --reference."
+        )
+    return int(bad.sum()), f"{_label(windows[i])}: {_too_few(found[i], index.length, gc[i], tolerance, n)}"
+
+
+def check_candidates(genome: Genome, windows: Sequence[Window], index: GCIndex, n: int, tolerance: float) -> None:
+    """Refuse, before any is scored, a run with a window that :func:`gc_matched` could not give ``n`` references.
+
+    Each window's sequence is read once more, in blocks (memory stays flat), for its GC fraction: a run of
+    many regions then stops at its start, not when it reaches such a window hours later.
+
+    Raises
+    ------
+    ReferencesError
+        Naming the first such window (as :func:`gc_matched` would) and how many there are.
+    """
+    total, first = 0, None
+    for i in range(0, len(windows), _CHECK_BLOCK):
+        batch = windows[i : i + _CHECK_BLOCK]
+        count, message = _unmatched(batch, gc_fraction(fetch_one_hot(genome, batch)), index, n, tolerance)
+        total += count
+        first = first or message
+    if first:
+        raise ReferencesError(f"{first} ({total} of {len(windows)} windows cannot be matched; none was scored)")
+
+
 def gc_matched(
     genome: Genome,
     windows: Sequence[Window],
@@ -526,16 +565,9 @@ def gc_matched(
             "exclude set to every scored window, so that no reference overlaps a scored region."
         )
     gc = gc_fraction(X)
-    if np.isnan(gc).any():
-        i = np.flatnonzero(np.isnan(gc))[0]
-        raise ReferencesError(
-            f"{_label(windows[i])} has no A, C, G or T, so it has no GC to match; remove it from the BED "
-            "or use another --reference."
-        )
-    found = index.count(gc, tolerance)
-    if (found < n).any():
-        i = np.flatnonzero(found < n)[0]
-        raise ReferencesError(f"{_label(windows[i])}: {_too_few(found[i], length, gc[i], tolerance, n)}")
+    unmatched, message = _unmatched(windows, gc, index, n, tolerance)
+    if unmatched:
+        raise ReferencesError(message)
     seeds = np.array([region_seed(seed, w.chrom, w.start, w.end, w.strand) for w in windows], np.uint64)
     chroms, starts = index.sample(gc, n, seeds, tolerance)
     spans = [_Span(c, s, s + length, "+") for c, s in zip(chroms.ravel().tolist(), starts.ravel().tolist())]
