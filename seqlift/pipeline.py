@@ -119,6 +119,7 @@ def run_score(options: ScoreOptions) -> list[Path]:
             exclude=options.exclude,
             n_regions=n_regions,
             scored=windows,
+            progress=options.progress,
         )
         del spans  # gc-matched: left out of the index just built; not held while scoring
         attribute = _attribute(scorers, targets, options.rc_average)

@@ -82,6 +82,7 @@ def make_references(
     exclude: str | os.PathLike[str] | None = None,
     n_regions: int | None = None,
     scored: Sequence[Window] | None = None,
+    progress: bool = False,
 ) -> tuple[Callable[[np.ndarray, Sequence[Window]], np.ndarray], int]:
     """The references of a run of any kind: ``(make, K)``, with ``make(X, batch)`` the references of a batch.
 
@@ -123,6 +124,9 @@ def make_references(
         ``gc-matched``: the windows this run scores (one shard's; default
         ``windows``), each checked here to have ``n`` candidates of its GC
         (:func:`~seqlift.references.gc.check_candidates`).
+    progress : bool
+        ``gc-matched``: show the genome's scan (when not cached) and that
+        check on stderr.
 
     Returns
     -------
@@ -143,7 +147,7 @@ def make_references(
         return (lambda X, batch: np.zeros(X.shape[:1] + (0,) + X.shape[1:], np.float32)), 0
     check_kind(kind)
     if kind == "gc-matched":
-        return _gc_maker(genome, windows, regions, length, n, seed, tolerance, exclude, scored)
+        return _gc_maker(genome, windows, regions, length, n, seed, tolerance, exclude, scored, progress)
     if kind.startswith("file:"):
         data = read_references(kind[len("file:") :], n_regions, length)
         rows = (lambda batch: [w.row for w in batch]) if data.shape[0] > 1 else (lambda batch: [0] * len(batch))
@@ -159,11 +163,12 @@ def make_references(
     return make, n
 
 
-def _gc_maker(genome, windows, regions, length, n_refs, seed, tolerance, exclude, scored):
+def _gc_maker(genome, windows, regions, length, n_refs, seed, tolerance, exclude, scored, progress):
     """GC-matched references from one index of the genome that leaves out every scored window and region."""
     # as columns, no object per window or region; intervals on chromosomes the FASTA lacks are ignored by the index
-    index = GCIndex.build(genome, length, exclude=Intervals.of(windows, regions, exclude or None), cache=True)
-    check_candidates(genome, windows if scored is None else scored, index, n_refs, tolerance)
+    exclude = Intervals.of(windows, regions, exclude or None)
+    index = GCIndex.build(genome, length, exclude=exclude, cache=True, progress=progress)
+    check_candidates(genome, windows if scored is None else scored, index, n_refs, tolerance, progress)
 
     def make(X, batch):
         return gc_matched(genome, batch, X, n_refs, seed, tolerance, index=index)

@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import numbers
 import os
+import sys
 import warnings
 import zipfile
 from collections import namedtuple
@@ -37,6 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
+from tqdm import tqdm
 
 from seqlift.errors import ReferencesError
 from seqlift.genome import Genome, fetch_one_hot
@@ -161,7 +163,14 @@ def _window_sums(flags, starts, length):
     return cumulative[starts + length] - cumulative[starts]
 
 
-def _scan(genome, length, stride):
+def _bar(progress: bool, total: int, unit: str, desc: str):
+    """A progress bar on stderr, as the scoring loop's (nothing when ``progress`` is false)."""
+    return tqdm(
+        total=total, unit=unit, unit_scale=True, desc=desc, disable=not progress, file=sys.stderr, dynamic_ncols=True
+    )
+
+
+def _scan(genome, length, stride, progress=False):
     """Every window free of non-ACGT codes, in genome order.
 
     Returns
@@ -175,18 +184,22 @@ def _scan(genome, length, stride):
     starts, gc = [np.zeros(0, np.int64)], [np.zeros(0, np.int32)]
     offset = 0
     per_block = max(1, _BLOCK // stride)
-    for chrom, size in genome.chrom_sizes().items():
-        n_windows = (size - length) // stride + 1 if size >= length else 0
-        for first in range(0, n_windows, per_block):
-            last = min(n_windows, first + per_block)
-            begin = first * stride
-            seq = genome.fetch(chrom, begin, (last - 1) * stride + length)
-            codes = np.frombuffer(seq.encode("ascii", errors="replace"), np.uint8)
-            relative = np.arange(last - first, dtype=np.int64) * stride
-            clean = _window_sums(_NOT_ACGT[codes], relative, length) == 0
-            starts.append(offset + begin + relative[clean])
-            gc.append(_window_sums(_IS_GC[codes], relative[clean], length))
-        offset += size
+    sizes = genome.chrom_sizes()
+    with _bar(progress, sum(sizes.values()), "bp", "GC index") as bar:
+        for chrom, size in sizes.items():
+            n_windows = (size - length) // stride + 1 if size >= length else 0
+            for first in range(0, n_windows, per_block):
+                last = min(n_windows, first + per_block)
+                begin = first * stride
+                seq = genome.fetch(chrom, begin, (last - 1) * stride + length)
+                codes = np.frombuffer(seq.encode("ascii", errors="replace"), np.uint8)
+                relative = np.arange(last - first, dtype=np.int64) * stride
+                clean = _window_sums(_NOT_ACGT[codes], relative, length) == 0
+                starts.append(offset + begin + relative[clean])
+                gc.append(_window_sums(_IS_GC[codes], relative[clean], length))
+                bar.update(min(size, last * stride) - begin)
+            offset += size
+            bar.update(offset - bar.n)  # the chromosome's tail, and chromosomes shorter than a window
     return np.concatenate(starts), np.concatenate(gc)
 
 
@@ -295,6 +308,7 @@ class GCIndex:
         exclude: str | os.PathLike[str] | Iterable[Any] = (),
         stride: int | None = None,
         cache: bool | str | os.PathLike[str] | None = None,
+        progress: bool = False,
     ) -> GCIndex:
         """Index the candidate windows of ``genome``, reading it one block at a time.
 
@@ -320,6 +334,8 @@ class GCIndex:
             modification time, L and stride, and is rebuilt when any differs.
             It holds the candidates before exclusion, so one file serves every
             ``exclude``. A cache that cannot be written is a warning.
+        progress : bool
+            Show the scan's progress on stderr (it is not needed when the cache holds it).
 
         Returns
         -------
@@ -336,7 +352,7 @@ class GCIndex:
         key = None if path is None else _cache_key(genome, length, stride)
         scanned = None if path is None else _load_cache(path, key)
         if scanned is None:
-            scanned = _scan(genome, length, stride)
+            scanned = _scan(genome, length, stride, progress)
             if path is not None:
                 _save_cache(path, key, *scanned)
         starts, gc = scanned
@@ -464,11 +480,14 @@ def _unmatched(windows, gc, index, n, tolerance) -> tuple[int, str | None]:
     return int(bad.sum()), f"{_label(windows[i])}: {_too_few(found[i], index.length, gc[i], tolerance, n)}"
 
 
-def check_candidates(genome: Genome, windows: Sequence[Window], index: GCIndex, n: int, tolerance: float) -> None:
+def check_candidates(
+    genome: Genome, windows: Sequence[Window], index: GCIndex, n: int, tolerance: float, progress: bool = False
+) -> None:
     """Refuse, before any is scored, a run with a window that :func:`gc_matched` could not give ``n`` references.
 
     Each window's sequence is read once more, in blocks (memory stays flat), for its GC fraction: a run of
-    many regions then stops at its start, not when it reaches such a window hours later.
+    many regions then stops at its start, not when it reaches such a window hours later. ``progress`` shows
+    the windows checked on stderr.
 
     Raises
     ------
@@ -476,11 +495,13 @@ def check_candidates(genome: Genome, windows: Sequence[Window], index: GCIndex, 
         Naming the first such window (as :func:`gc_matched` would) and how many there are.
     """
     total, first = 0, None
-    for i in range(0, len(windows), _CHECK_BLOCK):
-        batch = windows[i : i + _CHECK_BLOCK]
-        count, message = _unmatched(batch, gc_fraction(fetch_one_hot(genome, batch)), index, n, tolerance)
-        total += count
-        first = first or message
+    with _bar(progress, len(windows), "window", "GC matches") as bar:
+        for i in range(0, len(windows), _CHECK_BLOCK):
+            batch = windows[i : i + _CHECK_BLOCK]
+            count, message = _unmatched(batch, gc_fraction(fetch_one_hot(genome, batch)), index, n, tolerance)
+            total += count
+            first = first or message
+            bar.update(len(batch))
     if first:
         raise ReferencesError(f"{first} ({total} of {len(windows)} windows cannot be matched; none was scored)")
 
