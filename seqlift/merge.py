@@ -9,16 +9,15 @@ unsharded run.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from .errors import ScoresError, UsageError
 from .outputs import atomic_output, check_absent
+from .progress import progress_bar
 from .shards import parse_shard
 from .writers import RUN_KEYS, _norm, compression_of, dataset_filters, encode_chunks, open_scores, write_chunks
 
@@ -222,7 +221,7 @@ def _copy(files, datasets, n, out, progress):
         )
         if compression is not None:
             chunked[name] = _ChunkWriter(out[name], compression)
-    with tqdm(total=n, unit="region", disable=not progress, file=sys.stderr, desc="merging", dynamic_ncols=True) as bar:
+    with progress_bar(desc="merging", unit="region", show=progress, total=n) as bar:
         offset = 0
         for h5 in files:
             size = h5["meta/row"].shape[0]

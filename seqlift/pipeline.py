@@ -21,7 +21,6 @@ import h5py
 import numpy as np
 import torch
 import yaml
-from tqdm import tqdm
 
 from . import __version__
 from .attribution import Attributions
@@ -36,6 +35,7 @@ from .targets import Target, parse_targets
 from .references import identical_to_input, make_references
 from .regions import SkippedSidecar, Spans, iter_regions, to_windows
 from .outputs import refuse_inputs
+from .progress import progress_bar
 from .score_options import PathLike, ScoreOptions
 from .writers import ScoreWriter, check_output, partial_path, score_rows, write_npz
 
@@ -454,15 +454,7 @@ def _score_rows(
     ahead = deque(reader.submit(prepare, i) for i in starts[:_AHEAD])
     writes = deque()
     try:
-        with tqdm(
-            total=len(windows),
-            initial=done,
-            unit="region",
-            disable=not progress,
-            file=sys.stderr,
-            desc="scoring",
-            dynamic_ncols=True,
-        ) as bar:
+        with progress_bar(desc="scoring", unit="region", show=progress, total=len(windows), initial=done) as bar:
             for n, i in enumerate(starts):
                 names, X, refs = ahead.popleft().result()
                 # no references (gradient, ISM): nothing to compare with the input

@@ -24,18 +24,17 @@ Bases covered by no window have no entry (they are not set to zero).
 from __future__ import annotations
 
 import contextlib
-import sys
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pyBigWig
-from tqdm import tqdm
 
 from .errors import GenomeError, UsageError
 from .genome import Genome
 from .outputs import atomic_output, check_absent
+from .progress import progress_bar
 from .writers import _norm, open_scores
 
 OVERLAP_RULES = ("midpoint", "mean")
@@ -236,7 +235,7 @@ def _gather(h5, strands, plan, total, hypothetical, progress):
     """Add each window's tracks (rows 0..k-1 of ``total``) and coverage (row k) onto the covered bases."""
     n = len(strands)
     minus = strands == "-"
-    with tqdm(total=n, unit="region", disable=not progress, file=sys.stderr, desc="tracks", dynamic_ncols=True) as bar:
+    with progress_bar(desc="tracks", unit="region", show=progress, total=n) as bar:
         for a in range(0, n, _ROWS):
             b = min(n, a + _ROWS)
             tracks = [h5["projected_shap/seq"][a:b].sum(axis=1)]

@@ -6,12 +6,12 @@ import warnings
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from .helpers import readable_scores
 from .options import config_option, force_option, quiet_option
 from ..errors import OutputError
 from ..outputs import check_absent
+from ..progress import progress_bar
 from ..logo_options import SPAN, WIDTH
 
 
@@ -100,7 +100,7 @@ def logo(scores, region, index, name, top, hypothetical, output, width, span, dp
                     f"--top writes one PDF or a folder of PNGs, not {out}; give --out top.pdf or a folder"
                 )
             check_absent(out, force)
-            ranked = tqdm(picks, desc="logos", unit="logo", disable=quiet)
+            ranked = progress_bar(picks, desc="logos", unit="logo", show=not quiet)
             if out.suffix.lower() == ".pdf":
                 save((figure(scores, row, None, hypothetical, width, span) for row, _, _ in ranked), out, dpi)
             else:

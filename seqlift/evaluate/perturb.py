@@ -18,7 +18,6 @@ columns and notes, its figure, and :func:`evaluate_perturbation` (what
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,13 +25,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..attribution.gradients import as_captured, model_inputs
 from ..attribution.graph import strip_output_activation
 from ..errors import ModelError, UsageError
 from ..models import load_model, resolve_length
 from ..outputs import atomic_output, check_absent
+from ..progress import progress_bar
 from ..devices import resolve_device
 from ..references import dinucleotide_shuffle, region_seed
 from ..targets import parse_targets
@@ -208,9 +207,7 @@ def perturbation(
         chroms, strands = h5["coords_chrom"].asstr()[:], h5["meta/strand"].asstr()[:]
         starts, ends = h5["coords_start"][:], h5["coords_end"][:]
         deltas, flips, counts, originals = [], [], [], []
-        with tqdm(
-            total=n, unit="region", desc="perturbing", disable=not progress, file=sys.stderr, dynamic_ncols=True
-        ) as bar:
+        with progress_bar(desc="perturbing", unit="region", show=progress, total=n) as bar:
             for lo in range(0, n, batch_size):
                 rows = slice(lo, min(lo + batch_size, n))
                 X = h5["raw/seq"][rows]

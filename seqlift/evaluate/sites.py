@@ -17,14 +17,13 @@ sites`` runs); the metrics are in :mod:`seqlift.evaluate.metrics`.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import RegionError
 from ..outputs import check_absent
+from ..progress import progress_bar
 from ..regions import read_regions
 from .metrics import auprc, auroc
 from .tables import open_scores, write_table
@@ -146,7 +145,7 @@ def site_recovery(
     known = read_sites(sites, motifs)
     paths = [scores] if isinstance(scores, (str, os.PathLike)) else list(scores)
     table = []
-    for path in tqdm(paths, unit="file", desc="sites", disable=not progress, file=sys.stderr):
+    for path in progress_bar(paths, desc="sites", unit="file", show=progress):
         with open_scores(path) as h5:
             chroms, strands = h5["coords_chrom"].asstr()[:], h5["meta/strand"].asstr()[:]
             starts, ends = h5["coords_start"][:], h5["coords_end"][:]

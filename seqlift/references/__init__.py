@@ -166,8 +166,8 @@ def make_references(
 def _gc_maker(genome, windows, regions, length, n_refs, seed, tolerance, exclude, scored, progress):
     """GC-matched references from one index of the genome that leaves out every scored window and region."""
     # as columns, no object per window or region; intervals on chromosomes the FASTA lacks are ignored by the index
-    exclude = Intervals.of(windows, regions, exclude or None)
-    index = GCIndex.build(genome, length, exclude=exclude, cache=True, progress=progress)
+    avoid = Intervals.of(windows, regions, exclude or None)
+    index = GCIndex.build(genome, length, exclude=avoid, cache=True, progress=progress)
     check_candidates(genome, windows if scored is None else scored, index, n_refs, tolerance, progress)
 
     def make(X, batch):

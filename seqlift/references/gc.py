@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import numbers
 import os
-import sys
 import warnings
 import zipfile
 from collections import namedtuple
@@ -38,11 +37,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
-from tqdm import tqdm
 
 from seqlift.errors import ReferencesError
 from seqlift.genome import Genome, fetch_one_hot
 from seqlift.outputs import atomic_output
+from seqlift.progress import progress_bar
 from seqlift.regions import Window, read_regions
 
 from .checks import _check_count
@@ -163,13 +162,6 @@ def _window_sums(flags, starts, length):
     return cumulative[starts + length] - cumulative[starts]
 
 
-def _bar(progress: bool, total: int, unit: str, desc: str):
-    """A progress bar on stderr, as the scoring loop's (nothing when ``progress`` is false)."""
-    return tqdm(
-        total=total, unit=unit, unit_scale=True, desc=desc, disable=not progress, file=sys.stderr, dynamic_ncols=True
-    )
-
-
 def _scan(genome, length, stride, progress=False):
     """Every window free of non-ACGT codes, in genome order.
 
@@ -185,7 +177,7 @@ def _scan(genome, length, stride, progress=False):
     offset = 0
     per_block = max(1, _BLOCK // stride)
     sizes = genome.chrom_sizes()
-    with _bar(progress, sum(sizes.values()), "bp", "GC index") as bar:
+    with progress_bar(desc="GC index", unit="bp", show=progress, total=sum(sizes.values()), unit_scale=True) as bar:
         for chrom, size in sizes.items():
             n_windows = (size - length) // stride + 1 if size >= length else 0
             for first in range(0, n_windows, per_block):
@@ -495,7 +487,7 @@ def check_candidates(
         Naming the first such window (as :func:`gc_matched` would) and how many there are.
     """
     total, first = 0, None
-    with _bar(progress, len(windows), "window", "GC matches") as bar:
+    with progress_bar(desc="GC matches", unit="window", show=progress, total=len(windows)) as bar:
         for i in range(0, len(windows), _CHECK_BLOCK):
             batch = windows[i : i + _CHECK_BLOCK]
             count, message = _unmatched(batch, gc_fraction(fetch_one_hot(genome, batch)), index, n, tolerance)
