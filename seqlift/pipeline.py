@@ -290,10 +290,7 @@ def _write(
                 options.allow_nonfinite,
                 options.progress,
             )
-            if skipped.count:
-                skipped.commit()
-            else:  # an earlier run's list, beside the output this run replaces, names regions this one did not skip
-                Path(skipped.path).unlink(missing_ok=True)
+            skipped.finish()
             for writer in writers:
                 writer.finish()
         except SeqliftError as exc:

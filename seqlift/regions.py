@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import numbers
+import contextlib
 import os
 import re
 import sys
@@ -484,6 +485,15 @@ class SkippedSidecar:
         """Move the file into place (a header alone when nothing was skipped)."""
         self._open().close()
         os.replace(self.tmp, self.path)
+
+    def finish(self) -> None:
+        """The end of a run: :meth:`commit` what was skipped; when nothing was, remove an earlier run's list at
+        ``path``, which would name regions beside an output that this run has replaced."""
+        if self.count:
+            self.commit()
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
 
     def __enter__(self):
         return self
