@@ -12,6 +12,7 @@ from seqlift import references
 from seqlift.errors import ReferencesError, UsageError
 from seqlift.references import REFERENCES, make_references
 from seqlift.references.checks import identical_to_input
+from seqlift.references import shuffle
 from seqlift.references.shuffle import dinucleotide_shuffle, region_seed
 from seqlift.references.simple import uniform, zeros
 
@@ -82,6 +83,23 @@ def test_shuffle_keeps_kmer_counts_ends_and_n_columns(k):
             if k > 1:
                 kept = shuffled.replace("N", "")
                 assert kept[: k - 1] == letters[: k - 1] and kept[1 - k :] == letters[1 - k :]
+
+
+def test_the_dinucleotide_path_draws_the_shuffles_of_the_general_de_bruijn_path():
+    """k = 2 walks successor letters (:func:`_euler_shuffle2`); it must give the very shuffles of the general
+    path, so that the references of a run stay the same."""
+    rng = np.random.default_rng(6)
+    for trial in range(400):
+        alphabet = rng.permutation(4)[: rng.integers(1, 5)]
+        letters = rng.choice(alphabet, int(rng.integers(2, 80))).astype(np.uint8)
+        vid, eptr, elist = shuffle._de_bruijn(letters, 2)
+        present, starts, succ = shuffle._successors(letters)
+        for j in range(3):
+            state = np.uint64(int(shuffle._mix(np.uint64(trial * 3 + j))))
+            general, dinucleotide = letters.copy(), letters.copy()
+            shuffle._euler_shuffle(letters, 2, vid, eptr, elist, state, general)
+            shuffle._euler_shuffle2(letters, present, starts, succ, state, dinucleotide)
+            np.testing.assert_array_equal(dinucleotide, general)
 
 
 def test_shuffles_differ_from_input_and_from_each_other():

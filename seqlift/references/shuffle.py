@@ -153,6 +153,76 @@ def _euler_shuffle(letters, k, vid, eptr, elist, state, buf):
 
 
 @njit(cache=True, nogil=True)
+def _successors(letters):
+    """The dinucleotide (k = 2) graph of one sequence, in letter space, for :func:`_euler_shuffle2`.
+
+    Vertex c is letter c; its out-edges are the letters that follow each of
+    its occurrences, kept in ``succ[eptr[c]:eptr[c + 1]]`` in sequence order
+    (the order in which :func:`_de_bruijn` lists them). ``present[c]``: the
+    letter occurs, so that it is a vertex.
+    """
+    present = np.zeros(4, np.bool_)
+    eptr = np.zeros(5, np.int64)
+    for t in range(len(letters)):
+        present[letters[t]] = True
+        if t + 1 < len(letters):
+            eptr[letters[t] + 1] += 1
+    for c in range(4):
+        eptr[c + 1] += eptr[c]
+    fill = eptr[:4].copy()
+    succ = np.empty(len(letters) - 1, np.uint8)
+    for t in range(len(letters) - 1):
+        succ[fill[letters[t]]] = letters[t + 1]
+        fill[letters[t]] += 1
+    return present, eptr, succ
+
+
+@njit(cache=True, nogil=True)
+def _euler_shuffle2(letters, present, eptr, succ, state, buf):
+    """:func:`_euler_shuffle` for k = 2, on the graph of :func:`_successors`.
+
+    The same random draws in the same order, so the same shuffle, but the
+    edges are their successor letters instead of positions in ``letters``:
+    the final walk follows one array, not three.
+    """
+    order = succ.copy()
+    last = np.empty(4, np.int64)
+    root = letters[len(letters) - 1]
+    in_tree = np.zeros(4, np.bool_)
+    in_tree[root] = True
+    for u in range(4):  # the vertices in the order of their compact ids in _de_bruijn
+        if not present[u]:
+            continue
+        v = u
+        while not in_tree[v]:
+            state, r = _below(state, eptr[v + 1] - eptr[v])
+            last[v] = eptr[v] + r
+            v = order[last[v]]
+        v = u
+        while not in_tree[v]:
+            in_tree[v] = True
+            v = order[last[v]]
+    for v in range(4):
+        if not present[v]:
+            continue
+        lo, hi = eptr[v], eptr[v + 1]
+        if v != root:
+            hi -= 1
+            order[last[v]], order[hi] = order[hi], order[last[v]]
+        for a in range(hi - 1, lo, -1):
+            state, r = _below(state, a - lo + 1)
+            order[a], order[lo + r] = order[lo + r], order[a]
+    cursor = eptr[:4].copy()
+    v = letters[0]
+    buf[0] = v
+    for t in range(len(order)):
+        c = order[cursor[v]]
+        cursor[v] += 1
+        buf[t + 1] = c
+        v = c
+
+
+@njit(cache=True, nogil=True)
 def _shuffle(hot, k, n, seeds, out):
     """Write ``n`` k-mer-preserving shuffles of each row of ``hot`` into ``out``.
 
@@ -171,7 +241,9 @@ def _shuffle(hot, k, n, seeds, out):
                     m += 1
         letters = letters[:m]
         shuffleable = m >= 2 and m >= k
-        if shuffleable and k > 1:
+        if shuffleable and k == 2:
+            present, eptr, succ = _successors(letters)
+        elif shuffleable and k > 2:
             vid, eptr, elist = _de_bruijn(letters, k)
         buf = letters.copy()
         for j in range(n):
@@ -181,6 +253,8 @@ def _shuffle(hot, k, n, seeds, out):
                 for a in range(m - 1, 0, -1):
                     state, r = _below(state, a + 1)
                     buf[a], buf[r] = buf[r], buf[a]
+            elif shuffleable and k == 2:
+                _euler_shuffle2(letters, present, eptr, succ, state, buf)
             elif shuffleable:
                 _euler_shuffle(letters, k, vid, eptr, elist, state, buf)
             for t in range(m):
