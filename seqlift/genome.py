@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 import pyfaidx
+from numba import njit
 
 from seqlift.errors import GenomeError
 from seqlift.outputs import atomic_output
@@ -34,6 +35,7 @@ for _i, _base in enumerate(ALPHABET):
     _CHANNEL[ord(_base)] = _CHANNEL[ord(_base.lower())] = _i
 # Channel index -> one-hot column; row 4 is the all-zero column.
 _COLUMNS = np.vstack([np.eye(4, dtype=np.uint8), np.zeros((1, 4), dtype=np.uint8)])
+_CHANNEL8 = _CHANNEL.astype(np.int8)  # for numba
 _LETTERS = np.frombuffer(b"ACGTN", dtype=np.uint8)
 # Complement of the uppercase IUPAC codes; other characters are kept.
 _COMPLEMENT = str.maketrans("ACGTRYKMBDHVSWN", "TGCAYRMKVHDBSWN")
@@ -147,6 +149,9 @@ class Genome:
                 f"unique sequence names, and delete {self.path}.fai if it is broken"
             ) from None
 
+        # plain text: windows are read by their byte offsets (os.pread, see fetch_one_hot); bgzip through pyfaidx
+        self._fd = os.open(self.path, os.O_RDONLY) if _plain_text(self.path) else None
+
     def _stale_message(self, fai, mismatch):
         return (
             f"{fai} does not match {self.path} ({mismatch}): the FASTA changed after it was indexed, and the "
@@ -188,6 +193,23 @@ class Genome:
         """
         if strand not in ("+", "-", "."):
             raise ValueError(f"strand must be '+', '-' or '.', got {strand!r}")
+        self._check_window(chrom, start, end)
+        seq = self._fasta.faidx.fetch(chrom, start + 1, end)
+        return seq.translate(_COMPLEMENT)[::-1] if strand == "-" else seq
+
+    def sha256(self) -> str:
+        """Hex SHA-256 of the FASTA file's bytes, from :func:`cached_sha256` (hashed once per version of the file)."""
+        return cached_sha256(self.path)
+
+    def close(self) -> None:
+        """Close the FASTA file."""
+        self._fasta.close()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def _check_window(self, chrom: str, start: int, end: int) -> None:
+        """Raise :class:`GenomeError` unless ``chrom`` is in the FASTA and ``[start, end)`` fits in it."""
         index = self._fasta.faidx.index
         if chrom not in index:
             raise GenomeError(
@@ -201,16 +223,49 @@ class Genome:
                 f"of {self.path}; coordinates are 0-based half-open and need "
                 "0 <= start < end <= length"
             )
-        seq = self._fasta.faidx.fetch(chrom, start + 1, end)
-        return seq.translate(_COMPLEMENT)[::-1] if strand == "-" else seq
 
-    def sha256(self) -> str:
-        """Hex SHA-256 of the FASTA file's bytes, from :func:`cached_sha256` (hashed once per version of the file)."""
-        return cached_sha256(self.path)
+    def _one_hot(self, names: list[str], codes, starts, ends, minus) -> np.ndarray:
+        """(N, 4, L) uint8 of windows in a plain-text FASTA, read by their byte offsets.
 
-    def close(self) -> None:
-        """Close the FASTA file."""
-        self._fasta.close()
+        Window i lies on chromosome ``names[codes[i]]``, from ``starts[i]`` to
+        ``ends[i]``, reverse complemented where ``minus[i]``. Each window's
+        bytes (its bases and the line ends between them) come with one
+        ``os.pread``, and :func:`_decode_windows` (numba, the GIL released)
+        one-hot encodes them: a batch costs little Python, and no file
+        position is shared between threads.
+        """
+        index = self._fasta.faidx.index
+        codes, starts, ends = (np.asarray(v, np.int64) for v in (codes, starts, ends))
+        for code, name in enumerate(names):
+            if name not in index and (codes == code).any():
+                i = int(np.flatnonzero(codes == code)[0])
+                self._check_window(name, int(starts[i]), int(ends[i]))
+        records = [index[name] if name in index else None for name in names]
+        fields = np.array([(r.offset, r.lenc, r.lenb, r.rlen) if r else (0, 1, 1, 0) for r in records], np.int64)
+        offset, line_bases, line_bytes, rlen = fields.reshape(-1, 4)[codes].T
+        outside = ~((starts >= 0) & (starts < ends) & (ends <= rlen))
+        if outside.any():
+            i = int(np.flatnonzero(outside)[0])
+            self._check_window(names[codes[i]], int(starts[i]), int(ends[i]))
+        lengths = ends - starts
+        if len(lengths) and (lengths != lengths[0]).any():
+            i = int(np.flatnonzero(lengths != lengths[0])[0])
+            raise ValueError(
+                f"windows must all have the same length; {names[codes[i]]}:{starts[i]}-{ends[i]} "
+                f"has length {lengths[i]}, the first has {lengths[0]}"
+            )
+        first = offset + starts // line_bases * line_bytes + starts % line_bases
+        last = offset + (ends - 1) // line_bases * line_bytes + (ends - 1) % line_bases
+        sizes = last - first + 1
+        pread, fd = os.pread, self._fd
+        parts = [pread(fd, n, at) for n, at in zip(sizes.tolist(), first.tolist())]
+        if sum(map(len, parts)) != sizes.sum():
+            raise GenomeError(f"{self.path} is shorter than its index {self.path}.fai says; delete the index")
+        begins = np.cumsum(sizes) - sizes
+        out = np.zeros((len(codes), 4, int(lengths[0]) if len(lengths) else 0), np.uint8)
+        buf = np.frombuffer(b"".join(parts), np.uint8)
+        _decode_windows(buf, begins, starts % line_bases, line_bases, line_bytes, minus, _CHANNEL8, out)
+        return out
 
     def __enter__(self):
         return self
@@ -470,6 +525,21 @@ def fetch_one_hot(genome: Genome, windows: Iterable[StrandedInterval]) -> np.nda
     X : np.ndarray, shape=(N, 4, L), dtype=uint8
         One row per window, in the order given.
     """
+    if getattr(genome, "_fd", None) is not None:
+        if hasattr(windows, "strand_codes"):  # seqlift.regions.Windows: its columns, no Window made
+            names, codes, starts, ends = windows.chrom_codes()
+            return genome._one_hot(names, codes, starts, ends, windows.strand_codes() == 1)
+        windows = list(windows)
+        if not windows:
+            return np.zeros((0, 4, 0), dtype=np.uint8)
+        names: dict[str, int] = {}
+        codes = [names.setdefault(w.chrom, len(names)) for w in windows]
+        strands = [w.strand for w in windows]
+        bad = next((s for s in strands if s not in ("+", "-", ".")), None)
+        if bad is not None:
+            raise ValueError(f"strand must be '+', '-' or '.', got {bad!r}")
+        starts, ends = [w.start for w in windows], [w.end for w in windows]
+        return genome._one_hot(list(names), codes, starts, ends, np.array([s == "-" for s in strands], bool))
     windows = list(windows)
     seqs = [genome.fetch(w.chrom, w.start, w.end, w.strand) for w in windows]
     if not seqs:
@@ -483,3 +553,28 @@ def fetch_one_hot(genome: Genome, windows: Iterable[StrandedInterval]) -> np.nda
             )
     X = one_hot_encode("".join(seqs)).reshape(4, len(seqs), length)
     return np.ascontiguousarray(X.transpose(1, 0, 2))
+
+
+@njit(cache=True, nogil=True)
+def _decode_windows(buf, begins, column, line_bases, line_bytes, minus, channel, out):
+    """One-hot encode windows from their FASTA bytes (see :meth:`Genome._one_hot`).
+
+    Window i's bytes start at ``buf[begins[i]]``, its first base at ``column[i]`` of a line of
+    ``line_bases[i]`` bases in ``line_bytes[i]`` bytes; ``channel`` maps a byte to its channel (4: none);
+    minus-strand windows are written reverse complemented. ``out`` (N, 4, L) must be all zeros.
+    """
+    length = out.shape[2]
+    for i in range(len(begins)):
+        at, col, skip = begins[i], column[i], line_bytes[i] - line_bases[i]
+        for q in range(length):
+            c = channel[buf[at]]
+            if c < 4:
+                if minus[i]:
+                    out[i, 3 - c, length - 1 - q] = 1
+                else:
+                    out[i, c, q] = 1
+            at += 1
+            col += 1
+            if col == line_bases[i]:
+                col = 0
+                at += skip

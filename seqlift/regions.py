@@ -182,6 +182,16 @@ class Windows(Sequence):
         c = self._cols
         return np.array(self._chroms, dtype=object)[c["chrom"]], c["start"], c["end"]
 
+    def chrom_codes(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """Where the windows lie, as codes: the chromosome names, each window's index into them (int32), and
+        ``start`` and ``end`` (int64)."""
+        c = self._cols
+        return self._chroms, c["chrom"], c["start"], c["end"]
+
+    def strand_codes(self) -> np.ndarray:
+        """(N,) int8: each window's strand as its index in ``"+-."`` (1 is the minus strand)."""
+        return self._cols["strand"]
+
     def columns(self) -> dict[str, np.ndarray]:
         """``chrom``, ``strand`` and ``name`` (object arrays of str), ``start``, ``end``, ``row`` and ``line``
         (int64), one entry per window (:data:`WINDOW_COLUMNS`)."""

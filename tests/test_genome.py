@@ -19,6 +19,7 @@ from seqlift.genome import (
     one_hot_encode,
     reverse_complement,
 )
+from seqlift.regions import Window, Windows
 
 CE_FASTA = Path("/usr/share/samtools/test/mpileup/ce.fa")
 IUPAC_OTHER = "NRYSWKMBDHV-."
@@ -494,6 +495,48 @@ def test_fetch_one_hot_empty_and_unequal(genome):
         ValueError, match=r"windows must all have the same length; chr2:0-5 has length 5, the first has 10"
     ):
         fetch_one_hot(genome, [W("chr1", 0, 10, "+"), W("chr2", 0, 5, "+")])
+
+
+def string_one_hot(genome, windows):
+    """What fetch_one_hot must give, from Genome.fetch's strings (pyfaidx) one window at a time."""
+    return np.stack([one_hot_encode(genome.fetch(w.chrom, w.start, w.end, w.strand)) for w in windows])
+
+
+@pytest.mark.parametrize("width, newline", [(60, "\n"), (7, "\n"), (50, "\r\n"), (1000, "\n")])
+def test_fetch_one_hot_reads_byte_offsets_as_pyfaidx_reads_strings(tmp_path, width, newline):
+    """Plain-text FASTAs are read by byte offsets (os.pread) and decoded in numba; bgzip through pyfaidx."""
+    rng = np.random.default_rng(width)
+    seqs = {f"c{c}": "".join(rng.choice(list("ACGTNacgtnRYKM-"), int(rng.integers(60, 400)))) for c in range(3)}
+    path = tmp_path / "g.fa"
+    with open(path, "w", newline="") as fh:
+        for name, seq in seqs.items():
+            fh.write(f">{name} some description{newline}")
+            fh.writelines(seq[i : i + width] + newline for i in range(0, len(seq), width))
+    bgzip = write_bgzip(tmp_path / "g.fa.gz", seqs)
+    with Genome(path) as genome, Genome(bgzip) as compressed:
+        for length in (1, 7, 50, 60):
+            windows = []
+            for _ in range(30):
+                chrom = str(rng.choice(list(seqs)))
+                start = int(rng.integers(0, len(seqs[chrom]) - length + 1))
+                windows.append(Window(chrom, start, start + length, str(rng.choice(list("+-."))), "r", 0, 1, "x"))
+            windows.append(Window("c0", len(seqs["c0"]) - length, len(seqs["c0"]), "-", "end", 0, 1, "x"))
+            expected = string_one_hot(genome, windows)
+            np.testing.assert_array_equal(fetch_one_hot(genome, windows), expected)
+            np.testing.assert_array_equal(fetch_one_hot(genome, Windows.build(windows)), expected)
+            np.testing.assert_array_equal(fetch_one_hot(compressed, windows), expected)
+
+
+def test_fetch_one_hot_refuses_what_fetch_refuses(genome, fasta):
+    with pytest.raises(GenomeError, match=r"chromosome 'chrX' is not in .*genome.fa \(has chr1, chr2\)"):
+        fetch_one_hot(genome, [W("chr1", 0, 10, "+"), W("chrX", 0, 10, "+")])
+    with pytest.raises(GenomeError, match=r"interval chr2:295-305 does not fit in chr2 \(length 300\)"):
+        fetch_one_hot(genome, Windows.build([Window("chr2", 295, 305, "+", "a", 0, 1, "x")]))
+    with pytest.raises(ValueError, match=r"strand must be '\+', '-' or '\.', got '\?'"):
+        fetch_one_hot(genome, [W("chr1", 0, 10, "?")])
+    os.truncate(fasta, 300)  # the FASTA shrank after it was opened
+    with pytest.raises(GenomeError, match=r"genome.fa is shorter than its index .*genome.fa.fai says"):
+        fetch_one_hot(genome, [W("chr2", 200, 260, "+")])
 
 
 # --- real genome ------------------------------------------------------------
