@@ -444,7 +444,10 @@ def _score_rows(
     def prepare(i):
         batch = windows[i : i + batch_size]
         X = fetch_one_hot(genome, batch)
-        return _Labels(batch), X, make_refs(X, batch)
+        refs = make_refs(X, batch)
+        # no references (gradient, ISM): nothing to compare with the input
+        same = identical_to_input(X, refs) if refs.shape[1] else np.zeros(len(X), bool)
+        return _Labels(batch), X, X.astype(np.float32), refs, same
 
     reader = ThreadPoolExecutor(1, thread_name_prefix="seqlift-read")
     storer = ThreadPoolExecutor(1, thread_name_prefix="seqlift-write")
@@ -453,15 +456,13 @@ def _score_rows(
     try:
         with progress_bar(desc="scoring", unit="region", show=progress, total=len(windows), initial=done) as bar:
             for n, i in enumerate(starts):
-                names, X, refs = ahead.popleft().result()
-                # no references (gradient, ISM): nothing to compare with the input
-                same = identical_to_input(X, refs) if refs.shape[1] else np.zeros(len(X), bool)
+                names, X, X32, refs, same = ahead.popleft().result()
                 low.add(names[j] for j in np.flatnonzero(same))
                 # queued only now, so that the reader's Python runs while the model computes (the GIL free), not
                 # while this thread does its own short Python steps between two model calls
                 if n + _AHEAD < len(starts):
                     ahead.append(reader.submit(prepare, starts[n + _AHEAD]))
-                for writer, a in zip(writers, attribute(X.astype(np.float32), refs)):
+                for writer, a in zip(writers, attribute(X32, refs)):
                     finite = _finite(a, refs)
                     if not finite.all():
                         where = [names[j] for j in np.flatnonzero(~finite)]
