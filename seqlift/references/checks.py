@@ -68,4 +68,10 @@ def identical_to_input(X: np.ndarray, refs: np.ndarray) -> np.ndarray:
             f"refs has shape {refs.shape}, which does not fit X of shape {X.shape}; "
             "pass refs of shape (N, n, 4, L) for X of shape (N, 4, L)."
         )
-    return (refs == X[:, None]).all(axis=(1, 2, 3))
+    if refs.shape[1] == 0:
+        return np.ones(len(X), bool)
+    # a shuffle mostly differs from its input, so the first reference settles most rows at a twentieth of the work
+    same = (refs[:, 0] == X).all(axis=(1, 2))
+    if same.any():
+        same[same] = (refs[same] == X[same][:, None]).all(axis=(1, 2, 3))
+    return same
