@@ -9,11 +9,12 @@ builds one from its flags); :func:`run_score` runs it. The methods are in
 
 from __future__ import annotations
 
+
 import sys
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -294,6 +295,9 @@ def _write(
             for writer in writers:
                 writer.finish()
         except SeqliftError as exc:
+            for writer in writers:  # the batches scored before the error are finished work: on disk first
+                with suppress(OSError, SeqliftError):
+                    writer.flush()
             kept = [w.dir for w in writers if w.rows_done]
             if kept and not isinstance(exc, OutputError):
                 raise type(exc)(

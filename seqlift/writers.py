@@ -30,11 +30,14 @@ dataset                       shape, dtype        meaning
 
 How a run survives a crash
 --------------------------
-The output appears, by a rename, only when every row is scored. Each
-finished batch is a *fragment*, ``<output>.partial/rows-<start>-<end>.npz``,
-written under a temporary name, flushed to disk and renamed, so a fragment is
+The output appears, by a rename, only when every row is scored. Finished
+batches are written as *fragments*, ``<output>.partial/rows-<start>-<end>.npz``,
+each under a temporary name, flushed to disk and renamed, so a fragment is
 either complete or absent whatever instant the process dies at (kill -9, a
-node failure, a full disk). The 4 x L datasets are stored in a fragment as the
+node failure, a full disk). A fragment holds one batch, or the consecutive
+batches finished within about a second (:data:`FLUSH_S`), so that a fast model
+does not pay a file and an ``fsync`` per batch; a run that stops writes the
+batches it holds before it exits, and a kill loses at most that second. The 4 x L datasets are stored in a fragment as the
 very HDF5 chunks of the final file (byte-shuffled and deflated as h5py's
 ``shuffle`` + ``gzip`` filters do), so they are compressed once, as the batch
 finishes. Once its fragment is safe, the writer also copies the batch's
@@ -65,6 +68,7 @@ import json
 import os
 import re
 import shutil
+import time
 import zipfile
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -75,7 +79,7 @@ import h5py
 import numpy as np
 from isal import isal_zlib
 
-from .errors import OutputError, ScoresError
+from .errors import OutputError, ScoresError, SeqliftError
 from .outputs import OutputLock, atomic_output, check_absent, disk_error, durable_replace, fsync_dir
 
 if TYPE_CHECKING:  # seqlift.attribution loads torch, seqlift.regions pyfaidx; the writer needs neither
@@ -152,6 +156,10 @@ COMPRESSIONS = (*(f"gzip-{level}" for level in range(1, 10)), "lzf", "none")
 DEFAULT_COMPRESSION = "gzip-1"
 _MAX_CHUNK_ROWS = 64
 _FRAGMENT = re.compile(r"rows-([0-9]{10})-([0-9]{10})\.npz")
+#: Seconds of scoring a fragment gathers at most: consecutive batches that come faster than this are written
+#: to disk together, one fragment, one ``fsync``, instead of one each (a batch that takes longer is written
+#: alone, as soon as it is handed over).
+FLUSH_S = 1.0
 _ASSEMBLING = "assembling.h5"
 
 
@@ -332,6 +340,11 @@ class ScoreWriter:
         self._chunked: dict[str, h5py.Dataset] = {}  # its 4 x L datasets, opened once
         self._meta: dict[str, np.ndarray] = {}  # its (N,) datasets, written by finish()
         self._stored: set[int] = set()  # batch starts already in it
+        self._fragments: dict[int, tuple[int, int]] = {}  # batch start -> rows of the fragment holding it
+        self._pending: list[tuple[int, int, dict]] = []  # batches handed over, not yet in a fragment (flush)
+        self._pending_since = 0.0  # time.monotonic() when the first of them came
+        self._last_write: float | None = None  # ... and when the last batch came, to tell how fast they come
+        self._interval = float("inf")
         check_output(self.path, force, resume)
         if self.dir.is_file() or self.dir.is_symlink():
             if not force:
@@ -406,7 +419,13 @@ class ScoreWriter:
             ok = match is not None
             if ok:
                 start, end = int(match[1]), int(match[2])
-                ok = start % self.batch_size == 0 and end == min(start + self.batch_size, n)
+                starts = range(start, end, self.batch_size)
+                ok = (
+                    start % self.batch_size == 0
+                    and start < end <= n
+                    and (end % self.batch_size == 0 or end == n)
+                    and not any(s in done for s in starts)
+                )
             if ok:
                 try:
                     with zipfile.ZipFile(frag) as z:
@@ -414,7 +433,8 @@ class ScoreWriter:
                 except (OSError, zipfile.BadZipFile, EOFError):
                     ok = False
             if ok:
-                done.add(start)
+                done.update(starts)
+                self._fragments.update(dict.fromkeys(starts, (start, end)))
             else:
                 os.replace(frag, frag.with_name(frag.name + ".bad"))
         return done
@@ -430,7 +450,8 @@ class ScoreWriter:
         return start in self.done
 
     def write(self, start: int, rows: dict) -> None:
-        """Store the batch starting at row ``start`` as one fragment, durably.
+        """Hand over the batch starting at row ``start``; it is written durably, as a fragment of its own or
+        with the batches that follow it within :data:`FLUSH_S` (:meth:`flush`).
 
         Parameters
         ----------
@@ -461,6 +482,37 @@ class ScoreWriter:
                 )
             else:
                 arrays[_key(name)] = values
+        now = time.monotonic()
+        if self._pending and self._pending[-1][1] != start:  # not the next batch: not in the same fragment
+            self.flush()
+        if self._last_write is not None:
+            self._interval = now - self._last_write
+        self._last_write = now
+        if not self._pending:
+            self._pending_since = now
+        self._pending.append((start, end, arrays))
+        if now - self._pending_since + self._interval >= FLUSH_S:  # the next batch would come too late
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the batches handed to :meth:`write` and not yet on disk, as one fragment, durably."""
+        if not self._pending:
+            return
+        pending, n = self._pending, len(self.windows)
+        start, end = pending[0][0], pending[-1][1]
+        if len(pending) == 1:
+            arrays = pending[0][2]
+        else:
+            arrays = {}
+            for key in pending[0][2]:
+                parts = [batch[key] for _, _, batch in pending]
+                if key + ".ends" in pending[0][2]:  # a blob of chunks: its ends continue from the last batch's
+                    shift = np.cumsum([0] + [len(p) for p in parts[:-1]])
+                    arrays[key + ".ends"] = np.concatenate(
+                        [batch[key + ".ends"] + k for k, (_, _, batch) in zip(shift, pending)]
+                    )
+                if not key.endswith(".ends"):
+                    arrays[key] = np.concatenate(parts)
         final = self.dir / f"rows-{start:010d}-{end:010d}.npz"
         tmp = self.dir / f".{final.name}.{os.getpid()}.tmp"
         try:
@@ -476,7 +528,11 @@ class ScoreWriter:
                 "then rerun the same command with --resume",
             )
             raise err or exc from None
-        self.done.add(start)
+        finally:
+            self._pending = []
+        starts = [s for s, _, _ in pending]
+        self.done.update(starts)
+        self._fragments.update(dict.fromkeys(starts, (start, end)))
         if self._h5 is None and ScoreWriter._open_assemblies >= MAX_ASSEMBLING:
             return  # finish() assembles this output from its fragments
         try:
@@ -487,13 +543,14 @@ class ScoreWriter:
     def finish(self, extra_attrs: dict | None = None) -> Path:
         """Complete ``<dir>/assembling.h5`` (the batches not in it yet come from their fragments), move it to the
         output, and remove the fragments."""
+        self.flush()
         n = len(self.windows)
         missing = [s for s in range(0, n, self.batch_size) if s not in self.done]
         if missing:
             raise RuntimeError(f"cannot finish {self.path}: batch at row {missing[0]} is not scored")
         try:
-            for start in sorted(self.done - self._stored):  # resumed, or left out after a failed write
-                end = min(start + self.batch_size, n)
+            # resumed, or left out after a failed write
+            for start, end in sorted({self._fragments[s] for s in self.done - self._stored}):
                 with np.load(self.dir / f"rows-{start:010d}-{end:010d}.npz", allow_pickle=False) as frag:
                     self._store(start, end, frag)
             h5, meta = self._assembly(), self._meta
@@ -568,7 +625,7 @@ class ScoreWriter:
                 self._meta[name][start:end] = arrays[key]
             elif key in arrays:  # else never written: the fill value
                 write_chunks(self._chunked[name], start, *(arrays[key + suffix] for suffix in ("", ".ends", ".masks")))
-        self._stored.add(start)
+        self._stored.update(range(start, end, self.batch_size))
 
     def _close_assembly(self) -> None:
         h5, self._h5 = self._h5, None
@@ -593,6 +650,8 @@ class ScoreWriter:
             return
         try:
             if not remove:
+                with contextlib.suppress(OSError, SeqliftError):  # a failed write has said why already
+                    self.flush()
                 self._drop_assembly()
             if remove or (self.created and not any(self.dir.glob("rows-*.npz"))):
                 shutil.rmtree(self.dir, ignore_errors=True)

@@ -139,6 +139,24 @@ def test_a_failing_resume_never_deletes_finished_rows(data, monkeypatch):
     assert run(*cli_args(data, data["bed"], out, "-b", 2, "--resume")).exit_code == 0
 
 
+def test_a_run_that_stops_on_an_error_first_writes_the_batches_scored_before_it(many, monkeypatch):
+    """Batches that come fast wait in the writer to share a fragment; an error in a later batch must not lose
+    them, and the message counts them."""
+    import seqlift.pipeline as pipeline
+
+    out, calls, finite = many["dir"] / "s.h5", [], pipeline._finite
+
+    def fails_at_the_fourth_batch(a, refs):
+        calls.append(1)
+        ok = finite(a, refs)
+        return ok & (len(calls) != 4)
+
+    monkeypatch.setattr(pipeline, "_finite", fails_at_the_fourth_batch)
+    r = run(*cli_args(many, many["many"], out, "-b", 2))
+    assert r.exit_code == 1 and "not finite" in r.output and "the 6 rows finished before are kept" in r.output
+    assert [f.name for f in fragments(out)] == ["rows-0000000000-0000000002.npz", "rows-0000000002-0000000006.npz"]
+
+
 def test_trouble_with_one_targets_file_keeps_the_others_partial(data, monkeypatch):
     out = data["dir"] / "s.h5"
     restore = interrupt_after_first_batch(monkeypatch)

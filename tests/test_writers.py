@@ -1,5 +1,6 @@
 """The score file's writer: fragments, chunk encoding for every compression, assembly."""
 
+import time
 from collections import namedtuple
 
 import h5py
@@ -57,7 +58,8 @@ def test_unknown_compression_is_refused(tmp_path):
     assert "gzip-1" in COMPRESSIONS
 
 
-def test_a_damaged_fragment_is_set_aside_and_rescored(tmp_path):
+def test_a_damaged_fragment_is_set_aside_and_rescored(tmp_path, monkeypatch):
+    monkeypatch.setattr(writers, "FLUSH_S", 0.0)  # a fragment per batch
     n, length = 6, 9
     attrs = {"seed": 0}
     writer = ScoreWriter(tmp_path / "s.h5", windows(n, length), length, attrs, 2)
@@ -72,6 +74,66 @@ def test_a_damaged_fragment_is_set_aside_and_rescored(tmp_path):
     assert again.has(0) and not again.has(2) and again.has(4)
     assert (tmp_path / "s.h5.partial" / "rows-0000000002-0000000004.npz.bad").exists()
     again.close()
+
+
+def fragment_names(out):
+    return sorted(f.name for f in (out.parent / (out.name + ".partial")).glob("rows-*.npz"))
+
+
+def test_batches_that_come_fast_share_a_fragment_and_assemble_and_resume_as_batches(tmp_path):
+    """The first batch is written at once (how fast batches come is not known yet); those that follow within
+    FLUSH_S wait and go to disk together, and every row reads back as written, straight or resumed."""
+    n, length, batch = 23, 11, 4
+    rows = _rows(np.random.default_rng(3), n, length)
+    out = tmp_path / "s.h5"
+    writer = ScoreWriter(out, windows(n, length), length, {"seed": 0}, batch)
+    for start in range(0, 12, batch):
+        writer.write(start, _batch(rows, start, batch))
+    assert fragment_names(out) == ["rows-0000000000-0000000004.npz"]  # rows 4-12 wait in memory
+    assert writer.has(0) and not writer.has(4) and writer.rows_done == 4
+    writer.close()  # a run that stops writes the batches it holds
+    assert fragment_names(out) == ["rows-0000000000-0000000004.npz", "rows-0000000004-0000000012.npz"]
+    again = ScoreWriter(out, windows(n, length), length, {"seed": 0}, batch, resume=True)
+    assert [again.has(s) for s in range(0, n, batch)] == [True, True, True, False, False, False]
+    for start in range(12, n, batch):
+        again.write(start, _batch(rows, start, batch))
+    again.finish()
+    with h5py.File(out, "r") as h5:
+        for name, values in rows.items():
+            np.testing.assert_array_equal(h5[name][:], values)
+
+
+def test_a_damaged_fragment_of_several_batches_is_rescored_whole(tmp_path):
+    n, length, batch = 12, 7, 2
+    rows = _rows(np.random.default_rng(4), n, length)
+    out = tmp_path / "s.h5"
+    with ScoreWriter(out, windows(n, length), length, {"seed": 0}, batch) as writer:
+        for start in range(0, n, batch):
+            writer.write(start, _batch(rows, start, batch))
+    frag = out.parent / "s.h5.partial" / "rows-0000000002-0000000012.npz"
+    data = bytearray(frag.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    frag.write_bytes(bytes(data))
+    with ScoreWriter(out, windows(n, length), length, {"seed": 0}, batch, resume=True) as again:
+        assert [again.has(s) for s in range(0, n, batch)] == [True] + [False] * 5
+        assert frag.with_name(frag.name + ".bad").exists()
+        for start in range(2, n, batch):
+            again.write(start, _batch(rows, start, batch))
+        again.finish()
+    with h5py.File(out, "r") as h5:
+        np.testing.assert_array_equal(h5["shap/seq"][:], rows["shap/seq"])
+
+
+def test_a_batch_that_comes_slower_than_flush_s_is_on_disk_when_it_is_handed_over(tmp_path, monkeypatch):
+    monkeypatch.setattr(writers, "FLUSH_S", 0.05)
+    n, length = 6, 5
+    out = tmp_path / "s.h5"
+    writer = ScoreWriter(out, windows(n, length), length, {"seed": 0}, 2)
+    for start in (0, 2, 4):
+        time.sleep(0.06)
+        writer.write(start, {"meta/prediction": np.full(2, start, np.float32)})
+        assert writer.has(start) and fragment_names(out)[-1] == f"rows-{start:010d}-{start + 2:010d}.npz"
+    writer.finish()
 
 
 def test_as_a_context_manager_the_writer_keeps_finished_batches_when_a_run_stops(tmp_path):
