@@ -37,8 +37,8 @@ either complete or absent whatever instant the process dies at (kill -9, a
 node failure, a full disk). A fragment holds one batch, or the consecutive
 batches finished within about a second (:data:`FLUSH_S`), so that a fast model
 does not pay a file and an ``fsync`` per batch; a run that stops writes the
-batches it holds before it exits, and a kill loses at most that second. The 4 x L datasets are stored in a fragment as the
-very HDF5 chunks of the final file (byte-shuffled and deflated as h5py's
+batches it holds before it exits, and a kill loses at most that second. The
+4 x L datasets are stored in a fragment as the very HDF5 chunks of the final file (byte-shuffled and deflated as h5py's
 ``shuffle`` + ``gzip`` filters do), so they are compressed once, as the batch
 finishes. Once its fragment is safe, the writer also copies the batch's
 chunks, without recompressing them, into ``<output>.partial/assembling.h5``,
@@ -160,6 +160,8 @@ _FRAGMENT = re.compile(r"rows-([0-9]{10})-([0-9]{10})\.npz")
 #: to disk together, one fragment, one ``fsync``, instead of one each (a batch that takes longer is written
 #: alone, as soon as it is handed over).
 FLUSH_S = 1.0
+#: ... and at most this many bytes of compressed chunks (fast models on big batches), so that memory stays small.
+FLUSH_BYTES = 64 << 20
 _ASSEMBLING = "assembling.h5"
 
 
@@ -343,6 +345,7 @@ class ScoreWriter:
         self._fragments: dict[int, tuple[int, int]] = {}  # batch start -> rows of the fragment holding it
         self._pending: list[tuple[int, int, dict]] = []  # batches handed over, not yet in a fragment (flush)
         self._pending_since = 0.0  # time.monotonic() when the first of them came
+        self._pending_bytes = 0
         self._last_write: float | None = None  # ... and when the last batch came, to tell how fast they come
         self._interval = float("inf")
         check_output(self.path, force, resume)
@@ -491,7 +494,9 @@ class ScoreWriter:
         if not self._pending:
             self._pending_since = now
         self._pending.append((start, end, arrays))
-        if now - self._pending_since + self._interval >= FLUSH_S:  # the next batch would come too late
+        self._pending_bytes += sum(v.nbytes for v in arrays.values())
+        # the next batch would come too late, or the batches held take too much memory
+        if now - self._pending_since + self._interval >= FLUSH_S or self._pending_bytes >= FLUSH_BYTES:
             self.flush()
 
     def flush(self) -> None:
@@ -529,7 +534,7 @@ class ScoreWriter:
             )
             raise err or exc from None
         finally:
-            self._pending = []
+            self._pending, self._pending_bytes = [], 0
         starts = [s for s, _, _ in pending]
         self.done.update(starts)
         self._fragments.update(dict.fromkeys(starts, (start, end)))

@@ -136,6 +136,17 @@ def test_a_batch_that_comes_slower_than_flush_s_is_on_disk_when_it_is_handed_ove
     writer.finish()
 
 
+def test_batches_that_come_fast_are_written_at_once_past_flush_bytes(tmp_path, monkeypatch):
+    monkeypatch.setattr(writers, "FLUSH_BYTES", 1)
+    n, length, batch = 8, 9, 2
+    rows, out = _rows(np.random.default_rng(5), n, length), tmp_path / "s.h5"
+    writer = ScoreWriter(out, windows(n, length), length, {"seed": 0}, batch)
+    for start in range(0, n, batch):
+        writer.write(start, _batch(rows, start, batch))
+        assert writer.has(start) and fragment_names(out)[-1] == f"rows-{start:010d}-{start + 2:010d}.npz"
+    writer.finish()
+
+
 def test_as_a_context_manager_the_writer_keeps_finished_batches_when_a_run_stops(tmp_path):
     n, length = 4, 9
     attrs = {"seed": 0}
