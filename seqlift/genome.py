@@ -236,13 +236,14 @@ class Genome:
         """
         index = self._fasta.faidx.index
         codes, starts, ends = (np.asarray(v, np.int64) for v in (codes, starts, ends))
-        for code, name in enumerate(names):
-            if name not in index and (codes == code).any():
-                i = int(np.flatnonzero(codes == code)[0])
-                self._check_window(name, int(starts[i]), int(ends[i]))
-        records = [index[name] if name in index else None for name in names]
-        fields = np.array([(r.offset, r.lenc, r.lenb, r.rlen) if r else (0, 1, 1, 0) for r in records], np.int64)
-        offset, line_bases, line_bytes, rlen = fields.reshape(-1, 4)[codes].T
+        used, which = np.unique(codes, return_inverse=True)  # the chromosomes of these windows only
+        for k, code in enumerate(used.tolist()):
+            if names[code] not in index:
+                i = int(np.flatnonzero(which == k)[0])
+                self._check_window(names[code], int(starts[i]), int(ends[i]))
+        records = [index[names[code]] for code in used.tolist()]
+        fields = np.array([(r.offset, r.lenc, r.lenb, r.rlen) for r in records], np.int64).reshape(-1, 4)
+        offset, line_bases, line_bytes, rlen = fields[which.reshape(-1)].T
         outside = ~((starts >= 0) & (starts < ends) & (ends <= rlen))
         if outside.any():
             i = int(np.flatnonzero(outside)[0])
