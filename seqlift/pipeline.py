@@ -9,7 +9,6 @@ builds one from its flags); :func:`run_score` runs it. The methods are in
 
 from __future__ import annotations
 
-
 import sys
 import warnings
 from collections import deque
