@@ -160,8 +160,9 @@ _FRAGMENT = re.compile(r"rows-([0-9]{10})-([0-9]{10})\.npz")
 #: to disk together, one fragment, one ``fsync``, instead of one each (a batch that takes longer is written
 #: alone, as soon as it is handed over).
 FLUSH_S = 1.0
-#: ... and at most this many bytes of compressed chunks (fast models on big batches): held longer, they raised the
-#: peak memory of a 30k-region run of a tiny model at 256 regions a call by 20 to 50 MiB; held to this, not at all.
+#: ... and the batches all writers of the process hold are at most this many bytes of compressed chunks (fast
+#: models on big batches, or ``--target all`` with one writer a target): held longer, they raised the peak memory
+#: of a 30k-region run of a tiny model at 256 regions a call by 20 to 50 MiB; held to this, not at all.
 FLUSH_BYTES = 4 << 20
 _ASSEMBLING = "assembling.h5"
 
@@ -315,6 +316,7 @@ class ScoreWriter:
     """
 
     _open_assemblies = 0  # assembling files open in this process (MAX_ASSEMBLING at most)
+    _held_bytes = 0  # bytes of the batches that all writers of this process hold for their next fragment
 
     def __init__(
         self,
@@ -495,9 +497,11 @@ class ScoreWriter:
         if not self._pending:
             self._pending_since = now
         self._pending.append((start, end, arrays))
-        self._pending_bytes += sum(v.nbytes for v in arrays.values())
+        size = sum(v.nbytes for v in arrays.values())
+        self._pending_bytes += size
+        ScoreWriter._held_bytes += size
         # the next batch would come too late, or the batches held take too much memory
-        if now - self._pending_since + self._interval >= FLUSH_S or self._pending_bytes >= FLUSH_BYTES:
+        if now - self._pending_since + self._interval >= FLUSH_S or ScoreWriter._held_bytes >= FLUSH_BYTES:
             self.flush()
 
     def flush(self) -> None:
@@ -535,6 +539,7 @@ class ScoreWriter:
             )
             raise err or exc from None
         finally:
+            ScoreWriter._held_bytes -= self._pending_bytes
             self._pending, self._pending_bytes = [], 0
         starts = [s for s, _, _ in pending]
         self.done.update(starts)

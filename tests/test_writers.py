@@ -147,6 +147,32 @@ def test_batches_that_come_fast_are_written_at_once_past_flush_bytes(tmp_path, m
     writer.finish()
 
 
+def test_the_batches_held_by_all_writers_together_stay_under_flush_bytes(tmp_path, monkeypatch):
+    """``--target all`` writes one file a target: ten writers, each holding batches up to the cap, would hold
+    ten times it."""
+    n, length, batch = 40, 50, 4
+    rows = _rows(np.random.default_rng(6), n, length)
+    probe = ScoreWriter(tmp_path / "probe.h5", windows(n, length), length, {"seed": 0}, batch)
+    probe.write(0, _batch(rows, 0, batch))  # the first batch is written at once; the second is held
+    probe.write(batch, _batch(rows, batch, batch))
+    one = probe._pending_bytes
+    probe.close()
+    assert one > 0
+    monkeypatch.setattr(writers, "FLUSH_BYTES", 3 * one)
+    many = [ScoreWriter(tmp_path / f"t{k}.h5", windows(n, length), length, {"seed": 0}, batch) for k in range(10)]
+    most = 0
+    for start in range(0, n, batch):
+        for writer in many:
+            writer.write(start, _batch(rows, start, batch))
+            most = max(most, sum(w._pending_bytes for w in many))
+    assert 2 * one <= most <= 5 * one  # batches are held, and never much past the cap, all writers together
+    for writer in many:
+        writer.finish()
+    assert ScoreWriter._held_bytes == 0
+    with h5py.File(tmp_path / "t9.h5", "r") as h5:
+        np.testing.assert_array_equal(h5["shap/seq"][:], rows["shap/seq"])
+
+
 def test_as_a_context_manager_the_writer_keeps_finished_batches_when_a_run_stops(tmp_path):
     n, length = 4, 9
     attrs = {"seed": 0}
