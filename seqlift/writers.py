@@ -68,6 +68,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 import zipfile
 import zlib
@@ -317,6 +318,7 @@ class ScoreWriter:
 
     _open_assemblies = 0  # assembling files open in this process (MAX_ASSEMBLING at most)
     _held_bytes = 0  # bytes of the batches that all writers of this process hold for their next fragment
+    _held_lock = threading.Lock()  # ... counted under this lock: runs in threads of one process share it
 
     def __init__(
         self,
@@ -499,9 +501,11 @@ class ScoreWriter:
         self._pending.append((start, end, arrays))
         size = sum(v.nbytes for v in arrays.values())
         self._pending_bytes += size
-        ScoreWriter._held_bytes += size
+        with ScoreWriter._held_lock:
+            ScoreWriter._held_bytes += size
+            held = ScoreWriter._held_bytes
         # the next batch would come too late, or the batches held take too much memory
-        if now - self._pending_since + self._interval >= FLUSH_S or ScoreWriter._held_bytes >= FLUSH_BYTES:
+        if now - self._pending_since + self._interval >= FLUSH_S or held >= FLUSH_BYTES:
             self.flush()
 
     def flush(self) -> None:
@@ -539,7 +543,8 @@ class ScoreWriter:
             )
             raise err or exc from None
         finally:
-            ScoreWriter._held_bytes -= self._pending_bytes
+            with ScoreWriter._held_lock:
+                ScoreWriter._held_bytes -= self._pending_bytes
             self._pending, self._pending_bytes = [], 0
         starts = [s for s, _, _ in pending]
         self.done.update(starts)
