@@ -41,6 +41,11 @@ _LETTERS = np.frombuffer(b"ACGTN", dtype=np.uint8)
 _COMPLEMENT = str.maketrans("ACGTRYKMBDHVSWN", "TGCAYRMKVHDBSWN")
 
 
+def _check_strand(strand) -> None:
+    if strand not in ("+", "-", "."):
+        raise ValueError(f"strand must be '+', '-' or '.', got {strand!r}")
+
+
 def _preview_names(names, limit=5):
     """Comma-separated first ``limit`` names, with ``...`` when there are more."""
     names = list(names)
@@ -191,8 +196,7 @@ class Genome:
         GenomeError
             When ``chrom`` is not in the FASTA or the interval is off its ends.
         """
-        if strand not in ("+", "-", "."):
-            raise ValueError(f"strand must be '+', '-' or '.', got {strand!r}")
+        _check_strand(strand)
         self._check_window(chrom, start, end)
         seq = self._fasta.faidx.fetch(chrom, start + 1, end)
         return seq.translate(_COMPLEMENT)[::-1] if strand == "-" else seq
@@ -536,9 +540,8 @@ def fetch_one_hot(genome: Genome, windows: Iterable[StrandedInterval]) -> np.nda
         names: dict[str, int] = {}
         codes = [names.setdefault(w.chrom, len(names)) for w in windows]
         strands = [w.strand for w in windows]
-        bad = next((s for s in strands if s not in ("+", "-", ".")), None)
-        if bad is not None:
-            raise ValueError(f"strand must be '+', '-' or '.', got {bad!r}")
+        for strand in dict.fromkeys(strands):  # the first bad one, in order
+            _check_strand(strand)
         starts, ends = [w.start for w in windows], [w.end for w in windows]
         return genome._one_hot(list(names), codes, starts, ends, np.array([s == "-" for s in strands], bool))
     windows = list(windows)

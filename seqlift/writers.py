@@ -519,14 +519,15 @@ class ScoreWriter:
         else:
             arrays = {}
             for key in pending[0][2]:
+                if key.endswith(".ends"):  # made with its blob, below
+                    continue
                 parts = [batch[key] for _, _, batch in pending]
+                arrays[key] = np.concatenate(parts)
                 if key + ".ends" in pending[0][2]:  # a blob of chunks: its ends continue from the last batch's
                     shift = np.cumsum([0] + [len(p) for p in parts[:-1]])
                     arrays[key + ".ends"] = np.concatenate(
                         [batch[key + ".ends"] + k for k, (_, _, batch) in zip(shift, pending)]
                     )
-                if not key.endswith(".ends"):
-                    arrays[key] = np.concatenate(parts)
         final = self.dir / f"rows-{start:010d}-{end:010d}.npz"
         tmp = self.dir / f".{final.name}.{os.getpid()}.tmp"
         try:

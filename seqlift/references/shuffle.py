@@ -107,6 +107,19 @@ def _de_bruijn(letters, k):
 
 
 @njit(cache=True, nogil=True)
+def _order_out_edges(order, lo, hi, last, is_root, state):
+    """Put vertex's out-edges ``order[lo:hi]`` in a uniformly random order, its last exit edge (at ``last``,
+    none for the root) at the end; returns the advanced splitmix64 ``state``."""
+    if not is_root:
+        hi -= 1
+        order[last], order[hi] = order[hi], order[last]
+    for a in range(hi - 1, lo, -1):
+        state, r = _below(state, a - lo + 1)
+        order[a], order[lo + r] = order[lo + r], order[a]
+    return state
+
+
+@njit(cache=True, nogil=True)
 def _euler_shuffle(letters, k, vid, eptr, elist, state, buf):
     """Write into ``buf`` a uniformly random sequence with the k-mer counts and first (k-1)-mer of ``letters``.
 
@@ -135,13 +148,7 @@ def _euler_shuffle(letters, k, vid, eptr, elist, state, buf):
             in_tree[v] = True
             v = vid[order[last[v]] + 1]
     for v in range(n_vertices):
-        lo, hi = eptr[v], eptr[v + 1]
-        if v != root:
-            hi -= 1
-            order[last[v]], order[hi] = order[hi], order[last[v]]
-        for a in range(hi - 1, lo, -1):
-            state, r = _below(state, a - lo + 1)
-            order[a], order[lo + r] = order[lo + r], order[a]
+        state = _order_out_edges(order, eptr[v], eptr[v + 1], last[v], v == root, state)
     cursor = eptr[:-1].copy()
     buf[: k - 1] = letters[: k - 1]
     v = vid[0]
@@ -205,13 +212,7 @@ def _euler_shuffle2(letters, present, eptr, succ, state, buf):
     for v in range(4):
         if not present[v]:
             continue
-        lo, hi = eptr[v], eptr[v + 1]
-        if v != root:
-            hi -= 1
-            order[last[v]], order[hi] = order[hi], order[last[v]]
-        for a in range(hi - 1, lo, -1):
-            state, r = _below(state, a - lo + 1)
-            order[a], order[lo + r] = order[lo + r], order[a]
+        state = _order_out_edges(order, eptr[v], eptr[v + 1], last[v], v == root, state)
     cursor = eptr[:4].copy()
     v = letters[0]
     buf[0] = v
